@@ -1,0 +1,103 @@
+"""The words of the event log, in the style operators know from Cloudify."""
+
+from __future__ import annotations
+
+import time
+
+from dalsegno.store.base import NewEvent
+
+
+def _now() -> float:
+    return time.time()
+
+
+def workflow_started(workflow: str) -> NewEvent:
+    return NewEvent("workflow_started", f"Starting '{workflow}' workflow execution", created_at=_now())
+
+
+def workflow_resumed(workflow: str, reset: list[str]) -> NewEvent:
+    detail = f" (reset: {', '.join(reset)})" if reset else ""
+    return NewEvent(
+        "workflow_resumed", f"Resuming '{workflow}' workflow execution{detail}", created_at=_now()
+    )
+
+
+def workflow_succeeded(workflow: str) -> NewEvent:
+    return NewEvent(
+        "workflow_succeeded", f"'{workflow}' workflow execution succeeded", created_at=_now()
+    )
+
+
+def workflow_failed(workflow: str, error: str) -> NewEvent:
+    return NewEvent(
+        "workflow_failed",
+        f"'{workflow}' workflow execution failed: {error}",
+        level="error",
+        created_at=_now(),
+    )
+
+
+def workflow_cancelled(workflow: str) -> NewEvent:
+    return NewEvent(
+        "workflow_cancelled", f"'{workflow}' workflow execution cancelled", created_at=_now()
+    )
+
+
+def cancel_requested(workflow: str, mode: str) -> NewEvent:
+    how = {"cancel": "Cancel", "force": "Force-cancel", "kill": "Kill-cancel"}[mode]
+    return NewEvent(
+        "cancel_requested",
+        f"{how} requested for '{workflow}' workflow execution",
+        level="warning",
+        created_at=_now(),
+    )
+
+
+def task_sent(graph: str, key: str, agent: str | None, now: float) -> NewEvent:
+    where = f" to agent queue '{agent}'" if agent else ""
+    return NewEvent("task_sent", f"Sending task '{key}'{where}", graph, key, created_at=now)
+
+
+def task_started(graph: str, key: str, retries: int, max_retries: int, now: float) -> NewEvent:
+    retry = f" [retry {retries}/{max_retries}]" if retries else ""
+    return NewEvent("task_started", f"Task started '{key}'{retry}", graph, key, created_at=now)
+
+
+def task_succeeded(graph: str, key: str, now: float) -> NewEvent:
+    return NewEvent("task_succeeded", f"Task succeeded '{key}'", graph, key, created_at=now)
+
+
+def task_rescheduled(
+    graph: str, key: str, error: str, retry: int, max_retries: int, now: float
+) -> NewEvent:
+    return NewEvent(
+        "task_rescheduled",
+        f"Task failed '{key}' -> {error} [retry {retry}/{max_retries}]",
+        graph,
+        key,
+        level="warning",
+        created_at=now,
+    )
+
+
+def task_failed(graph: str, key: str, error: str, now: float) -> NewEvent:
+    return NewEvent(
+        "task_failed", f"Task failed '{key}' -> {error}", graph, key, level="error", created_at=now
+    )
+
+
+def task_reset(graph: str, key: str, previous: str, now: float) -> NewEvent:
+    return NewEvent(
+        "task_reset", f"Task reset '{key}' ({previous} -> pending)", graph, key, created_at=now
+    )
+
+
+def late_result(graph: str, key: str, attempt: int, outcome: str, now: float) -> NewEvent:
+    return NewEvent(
+        "task_late_result",
+        f"Task '{key}' attempt {attempt + 1} ended after it was abandoned: {outcome} (ignored)",
+        graph,
+        key,
+        level="warning",
+        created_at=now,
+    )

@@ -1,0 +1,299 @@
+"""`ctx.graph(name)`: build a task graph, store it once, and run it.
+
+On resume the stored graph is authoritative: builder calls that match it return the
+stored tasks, and a key or an edge it does not have is an error that names it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dalsegno.engine.references import reference_of, resolve_operation
+from dalsegno.engine.scheduler import GraphRun
+from dalsegno.model.definitions import OperationDefinition, operation_definition
+from dalsegno.model.errors import BadReferenceError, GraphError
+from dalsegno.model.graph import GraphSpec, TaskSpec
+from dalsegno.store.base import NewTask, StoredGraph
+
+if TYPE_CHECKING:
+    from dalsegno.engine.runner import ExecutionRun
+
+TASK_OPTIONS = ("key", "agent", "retries", "retry_interval", "timeout", "kwargs")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "None"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    names: frozenset[str]
+    required: frozenset[str]
+    open_ended: bool
+
+
+_signatures: dict[Callable[..., Any], _Signature] = {}
+
+
+def _signature(func: Callable[..., Any]) -> _Signature:
+    found = _signatures.get(func)
+    if found is None:
+        params = list(inspect.signature(func).parameters.values())[1:]  # after ctx
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        found = _Signature(
+            names=frozenset(p.name for p in params if p.kind in kinds),
+            required=frozenset(
+                p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty
+            ),
+            open_ended=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
+        )
+        _signatures[func] = found
+    return found
+
+
+class Task:
+    """A task of a graph, as `g.add` returns it."""
+
+    __slots__ = ("_graph", "key", "operation")
+
+    def __init__(self, graph: Graph, key: str, operation: str) -> None:
+        self._graph = graph
+        self.key = key
+        self.operation = operation
+
+    @property
+    def graph(self) -> str:
+        return self._graph.name
+
+    @property
+    def status(self) -> str | None:
+        """The task's state once the graph was stored, else None."""
+        return self._graph.status_of(self.key)
+
+    @property
+    def result(self) -> Any:
+        """The operation's JSON result once the task succeeded, else None."""
+        return self._graph.result_of(self.key)
+
+    def __repr__(self) -> str:
+        return f"<Task {self._graph.name}/{self.key}>"
+
+
+class Graph:
+    """A named task graph of an execution."""
+
+    def __init__(self, run: ExecutionRun, name: str, stored: StoredGraph | None) -> None:
+        self._run = run
+        self.name = name
+        self._spec = GraphSpec(name)
+        self._stored = stored
+        self._scheduler: GraphRun | None = None
+        self._handles: dict[str, Task] = {}
+        if stored is not None:
+            self._stored_keys = {task.key: task for task in stored.tasks}
+            by_id = {task.id: task.key for task in stored.tasks}
+            self._stored_edges = {(by_id[a], by_id[b]) for a, b in stored.edges}
+
+    @property
+    def restored(self) -> bool:
+        """True when this graph came back from the store (a resume)."""
+        return self._stored is not None
+
+    def add(
+        self,
+        op: Callable[..., Any] | str,
+        /,
+        *,
+        key: str | None = UNSET,
+        agent: str | None = UNSET,
+        retries: int | None = UNSET,
+        retry_interval: float | None = UNSET,
+        timeout: float | None = UNSET,
+        kwargs: dict[str, Any] | None = UNSET,
+        **op_kwargs: Any,
+    ) -> Task:
+        """Add a task that runs `op`; every keyword but the task options goes to `op`."""
+        func, reference, definition = self._operation(op)
+        given = {
+            name: value
+            for name, value in zip(
+                TASK_OPTIONS, (key, agent, retries, retry_interval, timeout, kwargs), strict=True
+            )
+            if value is not UNSET
+        }
+        signature = _signature(func)
+        ambiguous = sorted(name for name in given if name in signature.names)
+        if ambiguous:
+            msg = (
+                f"g.add({definition.name}): {', '.join(ambiguous)} is both a task option and a "
+                f"parameter of the operation; pass operation arguments as kwargs={{...}}"
+            )
+            raise GraphError(msg)
+        arguments = dict(given.get("kwargs") or {})
+        clash = sorted(set(arguments) & set(op_kwargs))
+        if clash:
+            msg = f"g.add({definition.name}): {', '.join(clash)} given twice"
+            raise GraphError(msg)
+        arguments.update(op_kwargs)
+        self._check_arguments(definition.name, signature, arguments)
+        task_key = given.get("key") or self._spec.auto_key(definition.name)
+        if self._stored is not None:
+            return self._restored_task(task_key)
+        if self._scheduler is not None:
+            msg = f"graph '{self.name}' was already executed: build a new graph for more tasks"
+            raise GraphError(msg)
+        self._spec.add(
+            TaskSpec(
+                key=str(task_key),
+                operation=reference,
+                agent=given.get("agent"),
+                kwargs=arguments,
+                retries=given.get("retries"),
+                retry_interval=given.get("retry_interval"),
+                timeout=given.get("timeout"),
+            )
+        )
+        handle = Task(self, str(task_key), reference)
+        self._handles[handle.key] = handle
+        return handle
+
+    def depend(self, task: Task, on: Task | Iterable[Task]) -> None:
+        """`task` starts only after each task of `on` succeeded."""
+        dependencies = [on] if isinstance(on, Task) else list(on)
+        for handle in (task, *dependencies):
+            self._own(handle)
+        if self._stored is not None:
+            for dependency in dependencies:
+                if (task.key, dependency.key) not in self._stored_edges:
+                    msg = (
+                        f"Cannot resume - dependency '{task.key}' -> '{dependency.key}' is not in "
+                        f"the stored graph '{self.name}'"
+                    )
+                    raise GraphError(msg)
+            return
+        if self._scheduler is not None:
+            msg = f"graph '{self.name}' was already executed: its dependencies are fixed"
+            raise GraphError(msg)
+        self._spec.depend(task.key, [dependency.key for dependency in dependencies])
+
+    def sequence(self, *tasks: Task) -> None:
+        """Chain tasks in the order given."""
+        for before, after in zip(tasks, tasks[1:], strict=False):
+            self.depend(after, on=before)
+
+    def execute(self) -> dict[str, Any]:
+        """Store the graph (the first time) and run it to its end.
+
+        Returns the results by task key; raises `GraphFailed` naming every failed task.
+        """
+        if self._scheduler is None:
+            stored = self._stored or self._store()
+            self._scheduler = GraphRun(self._run, stored)
+        self._scheduler.execute()
+        scheduler = self._scheduler
+        return {
+            task.key: scheduler.result_of(task.id)
+            for task in scheduler.tasks.values()
+            if task.status == "succeeded"
+        }
+
+    # helpers -----------------------------------------------------------------------
+
+    def status_of(self, key: str) -> str | None:
+        record = self._record(key)
+        return None if record is None else record.status.value
+
+    def result_of(self, key: str) -> Any:
+        record = self._record(key)
+        if record is None or self._scheduler is None:
+            return record.result if record is not None else None
+        return self._scheduler.result_of(record.id)
+
+    def _record(self, key: str) -> Any:
+        if self._scheduler is not None:
+            return self._scheduler.by_key.get(key)
+        if self._stored is not None:
+            return self._stored_keys.get(key)
+        return None
+
+    def _operation(
+        self, op: Callable[..., Any] | str
+    ) -> tuple[Callable[..., Any], str, OperationDefinition]:
+        if isinstance(op, str):
+            func, definition = resolve_operation(op)
+            return func, op, definition
+        definition = operation_definition(op)
+        if definition is None:
+            name = getattr(op, "__qualname__", repr(op))
+            msg = f"{name} is not an operation: decorate it with @operation"
+            raise BadReferenceError(msg)
+        return op, reference_of(op), definition
+
+    def _check_arguments(self, name: str, signature: _Signature, arguments: dict[str, Any]) -> None:
+        missing = signature.required - arguments.keys()
+        if missing:
+            msg = f"g.add({name}): missing argument(s) {', '.join(sorted(missing))}"
+            raise GraphError(msg)
+        if not signature.open_ended:
+            unknown = arguments.keys() - signature.names
+            if unknown:
+                msg = f"g.add({name}): unexpected argument(s) {', '.join(sorted(unknown))}"
+                raise GraphError(msg)
+
+    def _restored_task(self, key: str) -> Task:
+        record = self._stored_keys.get(key)
+        if record is None:
+            msg = f"Cannot resume - task '{key}' is not in the stored graph '{self.name}'"
+            raise GraphError(msg)
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = self._handles[key] = Task(self, key, record.operation)
+        return handle
+
+    def _own(self, handle: Task) -> None:
+        if not isinstance(handle, Task) or handle._graph is not self:  # noqa: SLF001
+            msg = f"graph '{self.name}': {handle!r} is not a task of this graph"
+            raise GraphError(msg)
+
+    def _store(self) -> StoredGraph:
+        self._spec.check_acyclic()
+        config = self._run.config
+        new_tasks = []
+        for spec in self._spec.tasks.values():
+            _, definition = resolve_operation(spec.operation)
+            try:
+                kwargs_json = json.dumps(spec.kwargs, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                msg = f"graph '{self.name}': arguments of task '{spec.key}' are not JSON: {exc}"
+                raise GraphError(msg) from None
+            new_tasks.append(
+                NewTask(
+                    key=spec.key,
+                    operation=spec.operation,
+                    agent=spec.agent,
+                    kwargs=spec.kwargs,
+                    kwargs_json=kwargs_json,
+                    max_retries=_first(spec.retries, definition.retries, config.default_retries),
+                    retry_interval=float(
+                        _first(
+                            spec.retry_interval,
+                            definition.retry_interval,
+                            config.default_retry_interval,
+                        )
+                    ),
+                    timeout=spec.timeout if spec.timeout is not None else definition.timeout,
+                )
+            )
+        return self._run.store_graph(self.name, new_tasks, self._spec.edges())
+
+
+def _first(*values: Any) -> Any:
+    return next(value for value in values if value is not None)

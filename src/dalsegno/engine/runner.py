@@ -1,0 +1,403 @@
+"""Runs one execution in this process: its workflow function, its graphs, its writes.
+
+The run owns the execution's lease. Every write goes through `flush()`, which commits what
+happened together in one transaction fenced by the lease token (group commit) and reads
+back the execution's state, so a cancel asked from another process is seen at once; a
+heartbeat thread renews the lease and looks for a cancel while the graph is quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dalsegno.engine import events
+from dalsegno.engine.context import EventLogger, OperationContext, WorkflowContext
+from dalsegno.engine.graph import Graph
+from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
+from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
+from dalsegno.engine.pool import WorkerPool
+from dalsegno.engine.references import resolve_operation
+from dalsegno.engine.scheduler import Completion, GraphRun, describe, run_operation
+from dalsegno.model.errors import (
+    DalsegnoError,
+    LeaseLostError,
+    RefusedTransitionError,
+)
+from dalsegno.model.states import CANCELLING_STATES, ExecutionState
+from dalsegno.store.base import (
+    AttemptEnd,
+    Batch,
+    ExecutionChange,
+    ExecutionRecord,
+    NewEvent,
+    NewTask,
+    StoredGraph,
+    Store,
+    TaskRecord,
+)
+
+if TYPE_CHECKING:
+    from dalsegno.engine.scheduler import GraphRun as _GraphRun
+
+E = ExecutionState
+CANCEL_MODES = {
+    E.CANCELLING: "cancel",
+    E.FORCE_CANCELLING: "force",
+    E.KILL_CANCELLING: "kill",
+}
+_MODE_RANK = {"cancel": 1, "force": 2, "kill": 3}
+
+CrashHook = Callable[[str, str, str], bool]
+EventListener = Callable[[Sequence[NewEvent]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How executions run in this process."""
+
+    concurrency: int = 16
+    lease_timeout: float = DEFAULT_LEASE_TIMEOUT
+    poll_interval: float = 0.25
+    default_retries: int = 0
+    default_retry_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended here: an end state, or abandoned (lease lost, crash) with no write."""
+
+    status: ExecutionState | None
+    error: str | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        return self.status is None
+
+
+def env_crash_hook() -> CrashHook | None:
+    """`DALSEGNO_CRASH_AT=point[:key]` makes this process SIGKILL itself there (crash tests)."""
+    spec = os.environ.get("DALSEGNO_CRASH_AT")
+    if not spec:
+        return None
+    point, _, key = spec.partition(":")
+
+    def crash(at: str, _graph: str, task_key: str) -> bool:
+        if at == point and (not key or key == task_key):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return False
+
+    return crash
+
+
+class ExecutionRun:
+    """One execution, run by this process under its lease."""
+
+    def __init__(
+        self,
+        store: Store,
+        execution: ExecutionRecord,
+        workflow_name: str,
+        config: EngineConfig,
+        *,
+        resume: bool,
+        listener: EventListener | None = None,
+        crash_hook: CrashHook | None = None,
+    ) -> None:
+        self.store = store
+        self.execution_id = execution.id
+        self.token = execution.lease_token
+        self.workflow_name = workflow_name
+        self.config = config
+        self.concurrency = config.concurrency
+        self.poll_interval = config.poll_interval
+        self.resume = resume
+        self.status = execution.status
+        self.cancel_mode: str | None = CANCEL_MODES.get(execution.status)
+        owner = this_owner()
+        self.worker_name = f"manager {owner.host}:{owner.pid}"
+        self.batch = self._new_batch()
+        self._listener = listener
+        self._crash_hook = crash_hook if crash_hook is not None else env_crash_hook()
+        self._logs: deque[NewEvent] = deque()
+        self._completions: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
+        self._lost: str | None = None
+        self._stored_graphs = store.load_graphs(execution.id) if resume else {}
+        self._graphs: dict[str, Graph] = {}
+        self._current: _GraphRun | None = None
+        self._pool: WorkerPool | None = None
+        self._ignored: dict[tuple[int, int], tuple[str, str]] = {}
+        self._abandoned: dict[tuple[int, int], tuple[str, str]] = {}
+        self._stop = threading.Event()
+        self._last_renewal = time.monotonic()
+        self._heartbeat: threading.Thread | None = None
+
+    # the whole run ---------------------------------------------------------------
+
+    def run(self, func: Callable[..., Any], params: dict[str, Any]) -> Outcome:
+        """Run the workflow function to its end and record how it ended."""
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"dalsegno-heartbeat-{self.execution_id[:8]}", daemon=True
+        )
+        self._heartbeat.start()
+        try:
+            status, error = self._call(func, params)
+            self.crash_point("before_finish", "", "")
+            return self.finish(status, error)
+        except ExecutionAbandoned as exc:
+            return Outcome(None, str(exc) or "abandoned")
+        finally:
+            self._stop.set()
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._abandoned:
+                threading.Thread(target=self._record_late_results, daemon=True).start()
+
+    def _call(self, func: Callable[..., Any], params: dict[str, Any]) -> tuple[E, str | None]:
+        ctx = WorkflowContext(
+            self.execution_id,
+            self.workflow_name,
+            params,
+            self.resume,
+            EventLogger(self._logs.append),
+            self.open_graph,
+        )
+        try:
+            if self.cancel_mode is not None:
+                raise ExecutionCancelled
+            func(ctx, **params)
+        except ExecutionCancelled:
+            return E.CANCELLED, None
+        except (GraphFailed, DalsegnoError) as exc:
+            return E.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - the workflow's own error fails the execution
+            self._logs.append(
+                NewEvent("log", traceback.format_exc().rstrip(), level="error", created_at=time.time())
+            )
+            return E.FAILED, describe(exc)
+        return E.COMPLETED, None
+
+    def finish(self, status: ExecutionState, error: str | None) -> Outcome:
+        """Move the execution to its end state and release the lease, in one commit."""
+        for _ in range(5):
+            target = status
+            if self.status in CANCELLING_STATES and target is E.COMPLETED:
+                target = E.CANCELLED  # a cancel arrived as the last task ended
+            if target is E.FAILED and self.status in (E.FORCE_CANCELLING, E.KILL_CANCELLING):
+                target = E.CANCELLED
+            expected = {
+                E.COMPLETED: frozenset({E.STARTED}),
+                E.FAILED: frozenset({E.STARTED, E.CANCELLING}),
+                E.CANCELLED: CANCELLING_STATES,
+            }[target]
+            if target is E.CANCELLED and self.status not in CANCELLING_STATES:
+                return Outcome(self.status, error)  # cannot be: a cancel always comes first
+            self.batch.execution = ExecutionChange(expected, target, error, release_lease=True)
+            self.batch.events.append(self._end_event(target, error))
+            try:
+                self.flush()
+            except RefusedTransitionError:
+                self.batch = self._new_batch()
+                seen = self.store.read_status(self.execution_id)
+                if seen is None or seen[1] != self.token:
+                    return Outcome(None, "lease lost")
+                self.status = seen[0]
+                continue
+            return Outcome(target, error)
+        return Outcome(None, "could not record the end state")
+
+    def _end_event(self, status: ExecutionState, error: str | None) -> NewEvent:
+        if status is E.COMPLETED:
+            return events.workflow_succeeded(self.workflow_name)
+        if status is E.CANCELLED:
+            return events.workflow_cancelled(self.workflow_name)
+        return events.workflow_failed(self.workflow_name, error or "failed")
+
+    # graphs ------------------------------------------------------------------------
+
+    def open_graph(self, name: str) -> Graph:
+        if not isinstance(name, str) or not name:
+            msg = f"a graph name must be a non-empty string, not {name!r}"
+            raise ValueError(msg)
+        self.check_alive()
+        if self.cancel_mode is not None:
+            raise ExecutionCancelled
+        graph = self._graphs.get(name)
+        if graph is None:
+            graph = self._graphs[name] = Graph(self, name, self._stored_graphs.get(name))
+        return graph
+
+    def store_graph(
+        self, name: str, tasks: list[NewTask], edges: list[tuple[str, str]]
+    ) -> StoredGraph:
+        self.flush()
+
+        def before_commit() -> None:
+            self.crash_point("graph_storing", name, "")
+
+        try:
+            return self.store.store_graph(
+                self.execution_id, self.token, name, tasks, edges, [], before_commit
+            )
+        except LeaseLostError as exc:
+            self._lost = str(exc)
+            raise ExecutionAbandoned(str(exc)) from None
+
+    # writes ------------------------------------------------------------------------
+
+    def _new_batch(self) -> Batch:
+        return Batch(self.execution_id, self.token, 0.0)
+
+    def flush(self) -> None:
+        """Commit what happened together: one transaction, fenced by the lease token."""
+        logs = self._logs
+        while logs:
+            self.batch.events.append(logs.popleft())
+        batch = self.batch
+        if not batch:
+            return
+        batch.lease_expires_at = time.time() + self.config.lease_timeout
+        try:
+            status = self.store.apply(batch)
+        except LeaseLostError as exc:
+            self._lost = str(exc)
+            raise ExecutionAbandoned(str(exc)) from None
+        self._last_renewal = time.monotonic()
+        self.batch = self._new_batch()
+        self._observe(status)
+        if self._listener is not None and batch.events:
+            self._listener(batch.events)
+
+    def _observe(self, status: ExecutionState) -> None:
+        self.status = status
+        mode = CANCEL_MODES.get(status)
+        if mode is not None and (
+            self.cancel_mode is None or _MODE_RANK[mode] > _MODE_RANK[self.cancel_mode]
+        ):
+            self.cancel_mode = mode
+            self._completions.put(None)  # wake the scheduler
+
+    def check_alive(self) -> None:
+        if self._lost is not None:
+            raise ExecutionAbandoned(self._lost)
+
+    def crash_point(self, point: str, graph: str, key: str) -> None:
+        if self._crash_hook is not None and self._crash_hook(point, graph, key):
+            self._lost = f"simulated crash at {point} {graph}/{key}".rstrip("/ ")
+            raise ExecutionAbandoned(self._lost)
+
+    # running operations --------------------------------------------------------------
+
+    def submit(self, graph: GraphRun, task: TaskRecord, attempt: int, resume: bool) -> None:
+        self._current = graph
+        if self._pool is None:
+            self._pool = WorkerPool(self.concurrency)
+        completions = self._completions
+        try:
+            func, _ = resolve_operation(task.operation)
+        except DalsegnoError as exc:
+            completions.put(Completion(task.id, attempt, False, None, str(exc), None, False))
+            return
+        ctx = OperationContext(
+            execution_id=self.execution_id,
+            graph=graph.name,
+            task_key=task.key,
+            retries=task.retries,
+            attempt=attempt,
+            resume=resume,
+            idempotency_key=f"{self.execution_id}-{task.id}",
+            logger=EventLogger(self._logs.append, graph.name, task.key),
+        )
+        kwargs, task_id = task.kwargs, task.id
+        self._pool.submit(lambda: completions.put(run_operation(func, ctx, kwargs, task_id)))
+
+    def take_completions(self, timeout: float) -> list[Completion]:
+        """Wait up to `timeout` for the first completion, then take all that are there."""
+        found: list[Completion] = []
+        try:
+            first = self._completions.get(timeout=timeout)
+        except queue.Empty:
+            return found
+        if first is not None:
+            found.append(first)
+        while True:
+            try:
+                more = self._completions.get_nowait()
+            except queue.Empty:
+                return found
+            if more is not None:
+                found.append(more)
+
+    def pool_replace_abandoned(self) -> None:
+        if self._pool is not None:
+            self._pool.replace_abandoned()
+
+    def ignore_late(self, graph: GraphRun, task_id: int, attempt: int) -> None:
+        self._ignored[(task_id, attempt)] = (graph.name, graph.tasks[task_id].key)
+
+    def late_result(self, completion: Completion) -> None:
+        """An attempt this run gave up on (timeout, kill) ended: note it, change nothing."""
+        where = self._ignored.pop((completion.task_id, completion.attempt), None)
+        if where is None:
+            return
+        outcome = "succeeded" if completion.succeeded else f"failed: {completion.error}"
+        self.batch.events.append(
+            events.late_result(where[0], where[1], completion.attempt, outcome, time.time())
+        )
+
+    def abandon_running(self, graph: GraphRun, running: dict[int, int]) -> None:
+        """Force-cancel leaves running operations to end alone; their results are recorded."""
+        for task_id, attempt in running.items():
+            self._abandoned[(task_id, attempt)] = (graph.name, graph.tasks[task_id].key)
+
+    def _record_late_results(self) -> None:
+        while self._abandoned:
+            completion = self._completions.get()
+            if completion is None:
+                continue
+            where = self._abandoned.pop((completion.task_id, completion.attempt), None)
+            if where is None:
+                continue
+            outcome = "succeeded" if completion.succeeded else "failed"
+            now = time.time()
+            try:
+                self.store.record_late_result(
+                    AttemptEnd(
+                        completion.task_id, completion.attempt, outcome, now, completion.error
+                    ),
+                    [events.late_result(where[0], where[1], completion.attempt, outcome, now)],
+                )
+            except Exception:  # noqa: BLE001 - a best-effort note after the execution ended
+                return
+
+    # lease -------------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        renew_every = self.config.lease_timeout / 3
+        while not self._stop.wait(min(self.poll_interval, renew_every)):
+            try:
+                seen = self.store.read_status(self.execution_id)
+                if seen is None or seen[1] != self.token:
+                    self._lose("another owner took the execution over")
+                    return
+                self._observe(seen[0])
+                if time.monotonic() - self._last_renewal >= renew_every:
+                    expires = time.time() + self.config.lease_timeout
+                    if not self.store.renew_lease(self.execution_id, self.token, expires):
+                        self._lose("the lease could not be renewed: another owner holds it")
+                        return
+                    self._last_renewal = time.monotonic()
+            except Exception:  # noqa: BLE001, S112 - a store hiccup: try again at the next beat
+                continue
+
+    def _lose(self, reason: str) -> None:
+        self._lost = f"lease of execution {self.execution_id} lost: {reason}"
+        self._completions.put(None)

@@ -1,0 +1,340 @@
+"""Runs one stored graph: ready-set scheduling in O(tasks + edges), retries, timeouts,
+cancel, and the resume rules of DESIGN.md section 3 for each task state.
+
+One thread (the one running the workflow function) owns every decision and every write;
+worker threads only run operations and hand back a `Completion`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dalsegno.engine import events
+from dalsegno.engine.context import EventLogger, OperationContext
+from dalsegno.engine.outcomes import ExecutionCancelled, GraphFailed
+from dalsegno.engine.references import resolve_operation
+from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
+from dalsegno.model.states import TaskState
+from dalsegno.store.base import AttemptEnd, AttemptStart, StoredGraph, TaskChange, TaskRecord
+
+if TYPE_CHECKING:
+    from dalsegno.engine.runner import ExecutionRun
+
+S = TaskState
+
+
+@dataclass(slots=True)
+class Completion:
+    """What a worker hands back when an operation returns or raises."""
+
+    task_id: int
+    attempt: int
+    succeeded: bool
+    result_json: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    recoverable: bool = True
+    retry_after: float | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error: its type and message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_operation(
+    func: Callable[..., Any], ctx: OperationContext, kwargs: dict[str, Any], task_id: int
+) -> Completion:
+    """Run one attempt in the calling (worker) thread; never raises."""
+    attempt = ctx.attempt
+    try:
+        result = func(ctx, **kwargs)
+    except NonRecoverableError as exc:
+        return Completion(task_id, attempt, False, None, describe(exc), _trace(), False)
+    except RecoverableError as exc:
+        return Completion(
+            task_id, attempt, False, None, describe(exc), _trace(), True, exc.retry_after
+        )
+    except Exception as exc:  # noqa: BLE001 - any other exception counts as recoverable
+        return Completion(task_id, attempt, False, None, describe(exc), _trace(), True)
+    try:
+        encoded = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return Completion(
+            task_id, attempt, False, None, f"result is not JSON: {exc}", None, False
+        )
+    return Completion(task_id, attempt, True, encoded)
+
+
+def _trace() -> str:
+    return traceback.format_exc().rstrip()
+
+
+def _change(task: TaskRecord, expected: TaskState, result_json: str | None = None) -> TaskChange:
+    return TaskChange(
+        task_id=task.id,
+        expected=expected,
+        status=task.status,
+        retries=task.retries,
+        attempts=task.attempts,
+        error=task.error,
+        result_json=result_json,
+        next_run_at=task.next_run_at,
+        started_at=task.started_at,
+        ended_at=task.ended_at,
+    )
+
+
+class GraphRun:
+    """The scheduler of one graph of a running execution."""
+
+    def __init__(self, run: ExecutionRun, stored: StoredGraph) -> None:
+        self.run = run
+        self.name = stored.name
+        self.tasks: dict[int, TaskRecord] = {task.id: task for task in stored.tasks}
+        self.by_key: dict[str, TaskRecord] = {task.key: task for task in stored.tasks}
+        self._dependents: dict[int, list[int]] = {task_id: [] for task_id in self.tasks}
+        self._waiting: dict[int, int] = dict.fromkeys(self.tasks, 0)
+        for task_id, dependency in stored.edges:
+            self._dependents[dependency].append(task_id)
+            if self.tasks[dependency].status is not S.SUCCEEDED:
+                self._waiting[task_id] += 1
+        self._ready: deque[tuple[int, bool]] = deque()  # (task id, ctx.resume)
+        self._timers: list[tuple[float, int]] = []  # (monotonic due time, task id)
+        self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task id, attempt)
+        self._running: dict[int, int] = {}  # task id -> attempt number
+        self._awaited: set[int] = set()  # agent tasks sent to a queue
+        self._failed: list[int] = []
+        self._results: dict[int, str] = {}  # JSON of results that arrived in this run
+
+    # set-up ------------------------------------------------------------------------
+
+    def _take_up(self) -> None:
+        """Place every task by its stored state (DESIGN.md section 3)."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        for task in self.tasks.values():
+            status = task.status
+            if status is S.SUCCEEDED:
+                continue
+            if status is S.FAILED:
+                self._failed.append(task.id)
+            elif task.agent is not None and status in (S.SENT, S.STARTED):
+                self._awaited.add(task.id)
+            elif status is S.PENDING:
+                if self._waiting[task.id] == 0:
+                    self._ready.append((task.id, False))
+            elif status is S.RESCHEDULED:
+                due = now_mono + max(0.0, (task.next_run_at or now_wall) - now_wall)
+                heapq.heappush(self._timers, (due, task.id))
+            elif status is S.SENT:
+                self._ready.append((task.id, False))
+            elif status is S.STARTED:
+                self._interrupted(task, now_wall)
+
+    def _interrupted(self, task: TaskRecord, now: float) -> None:
+        """A manager-side task found `started`: re-run it if resumable, else fail it."""
+        batch = self.run.batch
+        if task.attempts:
+            batch.attempt_ends.append(AttemptEnd(task.id, task.attempts - 1, "interrupted", now, None))
+        try:
+            _, definition = resolve_operation(task.operation)
+            resumable = definition.resumable
+            reason = f"Cannot resume - operation not resumable: {task.key} ({task.operation})"
+        except BadReferenceError as exc:
+            resumable, reason = False, f"Cannot resume - {exc}"
+        if resumable:
+            self._ready.append((task.id, True))
+            return
+        task.status, task.error, task.ended_at = S.FAILED, reason, now
+        batch.tasks.append(_change(task, S.STARTED))
+        batch.events.append(events.task_failed(self.name, task.key, reason, now))
+        self._failed.append(task.id)
+
+    # the loop ----------------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Run the graph to its end; raises `GraphFailed` naming every failed task."""
+        self._take_up()
+        run = self.run
+        while True:
+            run.check_alive()
+            mode = run.cancel_mode
+            if mode is not None:
+                self._cancel(mode)
+            else:
+                self._dispatch()
+            if mode is None and not (self._ready or self._running or self._timers or self._awaited):
+                break
+            run.flush()
+            self._wait()
+        run.flush()
+        if self._failed:
+            raise GraphFailed(self._failure_message())
+
+    def _cancel(self, mode: str) -> None:
+        run = self.run
+        if mode == "force":
+            run.abandon_running(self, dict(self._running))
+            raise ExecutionCancelled
+        if mode == "kill":
+            now = time.time()
+            for task_id, attempt in self._running.items():
+                task = self.tasks[task_id]
+                task.status, task.error, task.ended_at = S.FAILED, "killed by cancel", now
+                run.batch.tasks.append(_change(task, S.STARTED))
+                run.batch.attempt_ends.append(
+                    AttemptEnd(task_id, attempt, "killed", now, "killed by cancel")
+                )
+                run.batch.events.append(events.task_failed(self.name, task.key, task.error, now))
+                run.pool_replace_abandoned()
+                run.ignore_late(self, task_id, attempt)
+            self._running.clear()
+            raise ExecutionCancelled
+        if not self._running:
+            raise ExecutionCancelled
+
+    def _dispatch(self) -> None:
+        run = self.run
+        free = run.concurrency - len(self._running)
+        if free <= 0 or not self._ready:
+            return
+        batch = run.batch
+        now = time.time()
+        worker = run.worker_name
+        submitted: list[tuple[TaskRecord, int, bool]] = []
+        while self._ready and free > 0:
+            task_id, resume = self._ready.popleft()
+            task = self.tasks[task_id]
+            if task.agent is not None:
+                self._send_to_agent(task, now)
+                continue
+            expected = task.status
+            attempt = task.attempts
+            task.attempts += 1
+            task.status, task.started_at, task.ended_at, task.next_run_at = (
+                S.STARTED,
+                now,
+                None,
+                None,
+            )
+            batch.tasks.append(_change(task, expected))
+            batch.attempt_starts.append(AttemptStart(task_id, attempt, worker, now))
+            batch.events.append(events.task_sent(self.name, task.key, None, now))
+            batch.events.append(
+                events.task_started(self.name, task.key, task.retries, task.max_retries, now)
+            )
+            submitted.append((task, attempt, resume))
+            free -= 1
+        # `started` (and the success of every dependency) is durable before a first line runs.
+        run.flush()
+        for task, attempt, resume in submitted:
+            run.crash_point("before_operation", self.name, task.key)
+            self._running[task.id] = attempt
+            if task.timeout is not None:
+                heapq.heappush(
+                    self._deadlines, (time.monotonic() + task.timeout, task.id, attempt)
+                )
+            run.submit(self, task, attempt, resume)
+
+    def _send_to_agent(self, task: TaskRecord, now: float) -> None:
+        expected = task.status
+        task.status = S.SENT
+        self.run.batch.tasks.append(_change(task, expected))
+        self.run.batch.events.append(events.task_sent(self.name, task.key, task.agent, now))
+        self._awaited.add(task.id)
+
+    def _wait(self) -> None:
+        run = self.run
+        timeout = run.poll_interval
+        now = time.monotonic()
+        if self._timers:
+            timeout = min(timeout, max(0.0, self._timers[0][0] - now))
+        if self._deadlines:
+            timeout = min(timeout, max(0.0, self._deadlines[0][0] - now))
+        for completion in run.take_completions(timeout):
+            self._complete(completion)
+        self._fire_timers()
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, task_id = heapq.heappop(self._timers)
+            self._ready.append((task_id, False))
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, task_id, attempt = heapq.heappop(self._deadlines)
+            if self._running.get(task_id) == attempt:
+                task = self.tasks[task_id]
+                self.run.pool_replace_abandoned()
+                self.run.ignore_late(self, task_id, attempt)
+                self._complete(
+                    Completion(task_id, attempt, False, None, f"timed out after {task.timeout:g}s"),
+                    outcome="timed_out",
+                )
+
+    # outcomes ----------------------------------------------------------------------
+
+    def handles(self, task_id: int) -> bool:
+        return task_id in self.tasks
+
+    def _complete(self, completion: Completion, outcome: str | None = None) -> None:
+        task_id, attempt = completion.task_id, completion.attempt
+        if self._running.get(task_id) != attempt:
+            self.run.late_result(completion)
+            return
+        del self._running[task_id]
+        task = self.tasks[task_id]
+        batch = self.run.batch
+        now = time.time()
+        task.ended_at = now
+        if completion.succeeded:
+            self.run.crash_point("after_operation", self.name, task.key)
+            task.status, task.error = S.SUCCEEDED, None
+            if completion.result_json is not None:
+                self._results[task_id] = completion.result_json
+            batch.tasks.append(_change(task, S.STARTED, completion.result_json))
+            batch.attempt_ends.append(AttemptEnd(task_id, attempt, "succeeded", now, None))
+            batch.events.append(events.task_succeeded(self.name, task.key, now))
+            for dependent in self._dependents[task_id]:
+                self._waiting[dependent] -= 1
+                if self._waiting[dependent] == 0 and self.tasks[dependent].status is S.PENDING:
+                    self._ready.append((dependent, False))
+            return
+        error = completion.error or "failed"
+        batch.attempt_ends.append(
+            AttemptEnd(task_id, attempt, outcome or "failed", now, completion.detail or error)
+        )
+        task.error = error
+        if completion.recoverable and task.retries < task.max_retries:
+            task.retries += 1
+            delay = task.retry_interval if completion.retry_after is None else completion.retry_after
+            task.status, task.next_run_at = S.RESCHEDULED, now + max(0.0, delay)
+            batch.tasks.append(_change(task, S.STARTED))
+            batch.events.append(
+                events.task_rescheduled(
+                    self.name, task.key, error, task.retries, task.max_retries, now
+                )
+            )
+            heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), task_id))
+            return
+        task.status = S.FAILED
+        batch.tasks.append(_change(task, S.STARTED))
+        batch.events.append(events.task_failed(self.name, task.key, error, now))
+        self._failed.append(task_id)
+
+    def _failure_message(self) -> str:
+        failed = [self.tasks[task_id] for task_id in self._failed]
+        parts = [f"'{task.key}' ({task.operation}): {task.error}" for task in failed]
+        noun = "task" if len(failed) == 1 else "tasks"
+        return f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts)
+
+    def result_of(self, task_id: int) -> Any:
+        encoded = self._results.get(task_id)
+        return self.tasks[task_id].result if encoded is None else json.loads(encoded)

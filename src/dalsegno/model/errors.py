@@ -1,0 +1,55 @@
+"""Errors an operation raises to steer retries, and errors dalsegno reports."""
+
+from __future__ import annotations
+
+
+class OperationError(Exception):
+    """Base of the errors an operation raises on purpose."""
+
+
+class NonRecoverableError(OperationError):
+    """The operation failed and retrying cannot help: it is never retried."""
+
+
+class RecoverableError(OperationError):
+    """The operation failed but may succeed later: retried while retries are left."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OperationRetry(RecoverableError):  # noqa: N818 - the public name is pinned by INTERFACE.md
+    """The operation asks to be run again later; it uses one of the task's retries."""
+
+
+class DalsegnoError(Exception):
+    """Base of the errors dalsegno itself reports."""
+
+
+class RefusedError(DalsegnoError):
+    """A request that is not allowed or not well formed; nothing was changed."""
+
+
+class NotFoundError(RefusedError):
+    """An unknown execution, task or event id."""
+
+
+class ConflictError(RefusedError):
+    """A transition the execution's current state does not allow."""
+
+
+class GraphError(DalsegnoError):
+    """A task graph that is not well formed: a cycle, an unknown or a duplicate key."""
+
+
+class BadReferenceError(RefusedError):
+    """A workflow or operation reference that does not import."""
+
+
+class LeaseLostError(DalsegnoError):
+    """This process no longer holds the execution's lease: another owner took it over."""
+
+
+class RefusedTransitionError(DalsegnoError):
+    """The store refused a guarded state change: it raced with another writer."""

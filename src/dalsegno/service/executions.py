@@ -1,0 +1,306 @@
+"""The service layer: what the CLI (and the REST API and web UI after it) can ask for.
+
+It checks every request before anything is written, so a refusal changes nothing, and
+hands the running itself to the engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dalsegno.engine import events
+from dalsegno.engine.lease import lease_is_free, this_owner
+from dalsegno.engine.references import normalize, resolve_workflow
+from dalsegno.engine.resume import ResumePlan, check_resumable, plan_resume
+from dalsegno.engine.runner import EngineConfig, EventListener, ExecutionRun, Outcome
+from dalsegno.model.definitions import WorkflowDefinition
+from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
+from dalsegno.model.states import (
+    CANCELLING_STATES,
+    EXECUTION_END_STATES,
+    ExecutionState,
+    TaskState,
+    can_move_execution,
+)
+from dalsegno.store.base import (
+    AttemptEnd,
+    Claim,
+    EventRecord,
+    ExecutionRecord,
+    NewEvent,
+    Store,
+    TaskRecord,
+)
+
+E = ExecutionState
+CANCEL_TARGETS = {"cancel": E.CANCELLING, "force": E.FORCE_CANCELLING, "kill": E.KILL_CANCELLING}
+CrashHook = Callable[[str, str, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """An execution run in this process, and how the run ended here."""
+
+    execution_id: str
+    outcome: Outcome
+
+    @property
+    def status(self) -> ExecutionState | None:
+        return self.outcome.status
+
+
+class ExecutionService:
+    """Start, resume, cancel and read executions on one store."""
+
+    def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
+        self.store = store
+        self.config = config or EngineConfig()
+
+    # reading -------------------------------------------------------------------
+
+    def find(self, execution_id: str) -> ExecutionRecord:
+        """The execution with this id (or a unique prefix of it)."""
+        if not isinstance(execution_id, str) or not execution_id.strip():
+            msg = "an execution id is required"
+            raise RefusedError(msg)
+        found = self.store.get_execution(execution_id)
+        if found is not None:
+            return found
+        candidates = self.store.find_execution_ids(execution_id) if len(execution_id) >= 4 else []
+        if len(candidates) == 1:
+            found = self.store.get_execution(candidates[0])
+            if found is not None:
+                return found
+        if len(candidates) > 1:
+            msg = f"execution id prefix '{execution_id}' is ambiguous"
+            raise RefusedError(msg)
+        msg = f"unknown execution: {execution_id}"
+        raise NotFoundError(msg)
+
+    def get(self, execution_id: str) -> tuple[ExecutionRecord, list[TaskRecord]]:
+        execution = self.find(execution_id)
+        return execution, self.store.list_tasks(execution.id)
+
+    def list(self, status: str | None = None) -> list[ExecutionRecord]:
+        return self.store.list_executions(parse_status(status) if status else None)
+
+    def events(
+        self, execution_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[EventRecord]:
+        execution = self.find(execution_id)
+        if after is not None and not (isinstance(after, str) and after.isdigit()):
+            msg = f"malformed event id: {after!r}"
+            raise RefusedError(msg)
+        return self.store.list_events(execution.id, after, limit)
+
+    # starting ------------------------------------------------------------------
+
+    def prepare(
+        self, workflow: str, params: Any
+    ) -> tuple[str, Callable[..., Any], WorkflowDefinition, dict[str, Any]]:
+        """Check a start request: the reference imports and the params fit the workflow."""
+        if not isinstance(workflow, str) or not workflow.strip():
+            msg = "a workflow reference is required (module:function or path/file.py:function)"
+            raise RefusedError(msg)
+        reference = normalize(workflow.strip())
+        func, definition = resolve_workflow(reference)
+        checked = check_params(func, params)
+        return reference, func, definition, checked
+
+    def start(
+        self,
+        workflow: str,
+        params: Any = None,
+        *,
+        listener: EventListener | None = None,
+        crash_hook: CrashHook | None = None,
+    ) -> RunResult:
+        """Create an execution and run it here to its end, holding its lease."""
+        reference, func, definition, checked = self.prepare(workflow, params or {})
+        started = events.workflow_started(definition.name)
+        execution = self.store.create_execution(
+            reference,
+            checked,
+            E.STARTED,
+            this_owner(),
+            time.time() + self.config.lease_timeout,
+            [started],
+        )
+        if listener is not None:
+            listener([started])
+        run = ExecutionRun(
+            self.store,
+            execution,
+            definition.name,
+            self.config,
+            resume=False,
+            listener=listener,
+            crash_hook=crash_hook,
+        )
+        return RunResult(execution.id, run.run(func, checked))
+
+    # resuming ------------------------------------------------------------------
+
+    def plan(self, execution_id: str, reset_operations: bool = False) -> ResumePlan:
+        """What a resume would do, task by task; refuses what resume would refuse."""
+        execution = self.find(execution_id)
+        check_resumable(execution)
+        _, definition = resolve_workflow(execution.workflow)
+        tasks = self.store.list_tasks(execution.id)
+        return plan_resume(execution, tasks, reset_operations, definition.resumable)
+
+    def resume(
+        self,
+        execution_id: str,
+        reset_operations: bool = False,
+        *,
+        listener: EventListener | None = None,
+        crash_hook: CrashHook | None = None,
+    ) -> RunResult:
+        """Resume a failed, cancelled or stuck execution here (DESIGN.md section 3)."""
+        execution = self.find(execution_id)
+        check_resumable(execution)
+        func, definition = resolve_workflow(execution.workflow)
+        if execution.status in CANCELLING_STATES:
+            execution = self._finish_cancel(execution, definition.name)
+        tasks = self.store.list_tasks(execution.id)
+        plan = plan_resume(execution, tasks, reset_operations, definition.resumable)
+        resumed = events.workflow_resumed(definition.name, plan.reset_keys)
+        now = time.time()
+        by_id = {task.id: task for task in tasks}
+        reset_events = [
+            events.task_reset(by_id[c.task_id].graph, by_id[c.task_id].key, c.expected, now)
+            for c in plan.resets
+        ]
+        interrupted = [
+            AttemptEnd(c.task_id, by_id[c.task_id].attempts - 1, "interrupted", now, None)
+            for c in plan.resets
+            if c.expected in (TaskState.SENT, TaskState.STARTED) and by_id[c.task_id].attempts
+        ]
+        claimed = self.store.claim(
+            self._claim(execution),
+            plan.resets,
+            [resumed, *reset_events],
+            interrupted,
+        )
+        if claimed is None:
+            msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
+            raise ConflictError(msg)
+        if listener is not None:
+            listener([resumed, *reset_events])
+        run = ExecutionRun(
+            self.store,
+            claimed,
+            definition.name,
+            self.config,
+            resume=True,
+            listener=listener,
+            crash_hook=crash_hook,
+        )
+        if not definition.resumable:
+            error = f"Cannot resume - workflow not resumable: {execution.workflow}"
+            return RunResult(claimed.id, run.finish(E.FAILED, error))
+        return RunResult(claimed.id, run.run(func, claimed.params))
+
+    def _claim(self, execution: ExecutionRecord, status: ExecutionState = E.STARTED) -> Claim:
+        return Claim(
+            execution_id=execution.id,
+            expected_status=execution.status,
+            expected_token=execution.lease_token,
+            owner=this_owner(),
+            lease_expires_at=time.time() + self.config.lease_timeout,
+            status=status,
+        )
+
+    def _finish_cancel(self, execution: ExecutionRecord, workflow_name: str) -> ExecutionRecord:
+        """Take over a `*cancelling` execution whose owner is gone and end it `cancelled`."""
+        claimed = self.store.claim(self._claim(execution, execution.status), [], [])
+        if claimed is None:
+            msg = f"execution {execution.id} changed while finishing its cancel; try again"
+            raise ConflictError(msg)
+        run = ExecutionRun(self.store, claimed, workflow_name, self.config, resume=True)
+        outcome = run.finish(E.CANCELLED, None)
+        if outcome.status is not E.CANCELLED:
+            msg = f"execution {execution.id} changed while finishing its cancel; try again"
+            raise ConflictError(msg)
+        return self.find(execution.id)
+
+    # cancelling ----------------------------------------------------------------
+
+    def cancel(self, execution_id: str, mode: str = "cancel") -> ExecutionRecord:
+        """Ask to cancel; the owner carries it out. An execution nobody runs ends at once."""
+        target = CANCEL_TARGETS.get(mode)
+        if target is None:
+            msg = f"unknown cancel mode {mode!r}: use cancel, force or kill"
+            raise RefusedError(msg)
+        execution = self.find(execution_id)
+        status = execution.status
+        if status in EXECUTION_END_STATES:
+            msg = f"Cannot cancel - execution {execution.id} is {status}"
+            raise ConflictError(msg)
+        name = execution.workflow.rpartition(":")[2]
+        requested = events.cancel_requested(name, mode)
+        if status in (E.PENDING, E.QUEUED):
+            done = self.store.request_cancel(
+                execution.id, E.CANCELLED, [requested, events.workflow_cancelled(name)]
+            )
+            return self._moved(done, execution)
+        if status is target:
+            return execution
+        if not can_move_execution(status, target):
+            msg = f"Cannot cancel - execution {execution.id} is {status}; {mode} is not allowed"
+            raise ConflictError(msg)
+        if lease_is_free(execution.lease_owner, execution.lease_expires_at):
+            return self._cancel_orphan(execution, target, requested, name)
+        return self._moved(self.store.request_cancel(execution.id, target, [requested]), execution)
+
+    def _cancel_orphan(
+        self, execution: ExecutionRecord, target: ExecutionState, requested: NewEvent, name: str
+    ) -> ExecutionRecord:
+        """Nobody runs it (its owner died): take it over and end it `cancelled` here."""
+        claimed = self.store.claim(self._claim(execution, target), [], [requested])
+        if claimed is None:
+            msg = f"execution {execution.id} changed while cancelling; try again"
+            raise ConflictError(msg)
+        run = ExecutionRun(self.store, claimed, name, self.config, resume=True)
+        run.finish(E.CANCELLED, None)
+        return self.find(execution.id)
+
+    def _moved(self, done: ExecutionRecord | None, before: ExecutionRecord) -> ExecutionRecord:
+        if done is None:
+            msg = f"execution {before.id} changed while cancelling; try again"
+            raise ConflictError(msg)
+        return done
+
+
+def parse_status(status: str) -> ExecutionState:
+    try:
+        return ExecutionState(status)
+    except ValueError:
+        names = ", ".join(state.value for state in ExecutionState)
+        msg = f"unknown status {status!r}: use one of {names}"
+        raise RefusedError(msg) from None
+
+
+def check_params(func: Callable[..., Any], params: Any) -> dict[str, Any]:
+    """Params are a JSON object whose keys the workflow function accepts."""
+    if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
+        msg = f"malformed params: expected a JSON object, got {type(params).__name__}"
+        raise RefusedError(msg)
+    try:
+        json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"malformed params: not JSON: {exc}"
+        raise RefusedError(msg) from None
+    try:
+        inspect.signature(func).bind(None, **params)
+    except TypeError as exc:
+        msg = f"malformed params for {func.__name__}: {exc}"
+        raise RefusedError(msg) from None
+    return dict(params)
+

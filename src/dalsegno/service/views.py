@@ -1,0 +1,60 @@
+"""The JSON shapes of INTERFACE.md, shared by the CLI's `--json` and the REST API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dalsegno.store.base import EventRecord, ExecutionRecord, TaskRecord
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A UTC timestamp as ISO 8601 (`2026-11-26T23:30:00.123456+00:00`)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+
+
+def execution_json(
+    execution: ExecutionRecord, tasks: list[TaskRecord] | None = None
+) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "id": execution.id,
+        "workflow": execution.workflow,
+        "status": execution.status.value,
+        "params": execution.params,
+        "error": execution.error,
+        "created_at": iso(execution.created_at),
+        "started_at": iso(execution.started_at),
+        "ended_at": iso(execution.ended_at),
+    }
+    if tasks is not None:
+        found["tasks"] = [task_json(task) for task in tasks]
+    return found
+
+
+def task_json(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": str(task.id),
+        "graph": task.graph,
+        "key": task.key,
+        "operation": task.operation,
+        "agent": task.agent,
+        "status": task.status.value,
+        "retries": task.retries,
+        "error": task.error,
+        "result": task.result,
+    }
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "execution_id": event.execution_id,
+        "graph": event.graph,
+        "task_key": event.task_key,
+        "type": event.type,
+        "level": event.level,
+        "message": event.message,
+        "created_at": iso(event.created_at),
+    }

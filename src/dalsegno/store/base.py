@@ -1,0 +1,265 @@
+"""The `Store` protocol and the records it reads and writes.
+
+Only this package talks to a database; the engine sees these plain records and the
+protocol, never a backend. Times are UTC seconds since the epoch (floats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dalsegno.model.states import ExecutionState, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOwner:
+    """Who holds a lease: a process on a host. `proc_start` tells a reused pid apart."""
+
+    host: str
+    pid: int
+    proc_start: str
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    id: str
+    workflow: str
+    status: ExecutionState
+    params: dict[str, Any]
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    lease_owner: LeaseOwner | None
+    lease_expires_at: float | None
+    lease_token: int
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    id: int
+    execution_id: str
+    graph: str
+    key: str
+    operation: str
+    agent: str | None
+    kwargs: dict[str, Any]
+    max_retries: int
+    retry_interval: float
+    timeout: float | None
+    status: TaskState
+    retries: int
+    error: str | None
+    result: Any
+    attempts: int
+    next_run_at: float | None
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class StoredGraph:
+    id: int
+    name: str
+    tasks: list[TaskRecord]
+    edges: list[tuple[int, int]]  # (task id, id of the task it depends on)
+
+
+@dataclass(slots=True)
+class EventRecord:
+    id: str
+    execution_id: str
+    graph: str | None
+    task_key: str | None
+    type: str
+    level: str
+    message: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    task_id: int
+    number: int
+    outcome: str
+    worker: str
+    started_at: float
+    ended_at: float | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class NewTask:
+    """A task about to be stored with its graph."""
+
+    key: str
+    operation: str
+    agent: str | None
+    kwargs: dict[str, Any]
+    kwargs_json: str
+    max_retries: int
+    retry_interval: float
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    message: str
+    graph: str | None = None
+    task_key: str | None = None
+    level: str = "info"
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class TaskChange:
+    """One guarded task update: applied only while the task is still in `expected`.
+
+    Every column the engine owns is written from the engine's copy of the task, so one
+    statement shape serves the whole batch.
+    """
+
+    task_id: int
+    expected: TaskState
+    status: TaskState
+    retries: int
+    attempts: int
+    error: str | None
+    result_json: str | None
+    next_run_at: float | None
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class AttemptStart:
+    task_id: int
+    number: int
+    worker: str
+    started_at: float
+
+
+@dataclass(slots=True)
+class AttemptEnd:
+    task_id: int
+    number: int
+    outcome: str
+    ended_at: float
+    error: str | None
+
+
+@dataclass(slots=True)
+class ExecutionChange:
+    """A guarded move of the execution by its owner."""
+
+    expected: frozenset[ExecutionState]
+    status: ExecutionState
+    error: str | None = None
+    release_lease: bool = False
+
+
+@dataclass(slots=True)
+class Batch:
+    """State writes that happen together, committed in one transaction (group commit)."""
+
+    execution_id: str
+    lease_token: int
+    lease_expires_at: float
+    tasks: list[TaskChange] = field(default_factory=list)
+    attempt_starts: list[AttemptStart] = field(default_factory=list)
+    attempt_ends: list[AttemptEnd] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    execution: ExecutionChange | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.tasks
+            or self.attempt_starts
+            or self.attempt_ends
+            or self.events
+            or self.execution
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Taking an execution's lease: allowed only from the state (and token) last seen."""
+
+    execution_id: str
+    expected_status: ExecutionState
+    expected_token: int
+    owner: LeaseOwner
+    lease_expires_at: float
+    status: ExecutionState = ExecutionState.STARTED
+
+
+class Store(Protocol):
+    """Everything dalsegno keeps, behind one interface per backend."""
+
+    url: str
+
+    def close(self) -> None: ...
+
+    # executions
+    def create_execution(
+        self,
+        workflow: str,
+        params: dict[str, Any],
+        status: ExecutionState,
+        owner: LeaseOwner | None,
+        lease_expires_at: float | None,
+        events: Sequence[NewEvent],
+    ) -> ExecutionRecord: ...
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    def find_execution_ids(self, prefix: str) -> list[str]: ...
+
+    def list_executions(self, status: ExecutionState | None = None) -> list[ExecutionRecord]: ...
+
+    def claim(
+        self,
+        claim: Claim,
+        resets: Sequence[TaskChange],
+        events: Sequence[NewEvent],
+        attempt_ends: Sequence[AttemptEnd] = (),
+    ) -> ExecutionRecord | None: ...
+
+    def request_cancel(
+        self, execution_id: str, target: ExecutionState, events: Sequence[NewEvent]
+    ) -> ExecutionRecord | None: ...
+
+    def read_status(self, execution_id: str) -> tuple[ExecutionState, int] | None: ...
+
+    def renew_lease(self, execution_id: str, lease_token: int, lease_expires_at: float) -> bool: ...
+
+    # graphs and tasks
+    def store_graph(
+        self,
+        execution_id: str,
+        lease_token: int,
+        name: str,
+        tasks: Sequence[NewTask],
+        edges: Sequence[tuple[str, str]],
+        events: Sequence[NewEvent],
+        before_commit: Callable[[], None] | None = None,
+    ) -> StoredGraph: ...
+
+    def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]: ...
+
+    def list_tasks(self, execution_id: str) -> list[TaskRecord]: ...
+
+    def list_attempts(self, execution_id: str) -> list[AttemptRecord]: ...
+
+    # writes of a running execution
+    def apply(self, batch: Batch) -> ExecutionState: ...
+
+    def record_late_result(self, end: AttemptEnd, events: Sequence[NewEvent]) -> None: ...
+
+    # events
+    def list_events(
+        self, execution_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[EventRecord]: ...

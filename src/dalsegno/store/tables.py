@@ -1,0 +1,135 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("workflow", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("lease_host", String(255)),
+    Column("lease_pid", Integer),
+    Column("lease_proc_start", String(64)),
+    Column("lease_expires_at", Float),
+    Column("lease_token", Integer, nullable=False, server_default="0"),
+    Index("ix_executions_status", "status"),
+    Index("ix_executions_created_at", "created_at"),
+)
+
+graphs = Table(
+    "graphs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("execution_id", "name"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("graph_id", Integer, ForeignKey("graphs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("agent", String(255)),
+    Column("kwargs", Text, nullable=False),
+    Column("max_retries", Integer, nullable=False),
+    Column("retry_interval", Float, nullable=False),
+    Column("timeout", Float),
+    Column("status", String(20), nullable=False),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("result", Text),
+    Column("next_run_at", Float),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    UniqueConstraint("graph_id", "key"),
+    Index("ix_tasks_execution_id", "execution_id"),
+)
+
+dependencies = Table(
+    "dependencies",
+    metadata,
+    Column("graph_id", Integer, ForeignKey("graphs.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "depends_on_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Index("ix_dependencies_graph_id", "graph_id"),
+    Index("ix_dependencies_depends_on_id", "depends_on_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("outcome", String(20), nullable=False),
+    Column("worker", String(255), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("error", Text),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("graph", String(255)),
+    Column("task_key", String(255)),
+    Column("type", String(40), nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_events_execution_id_id", "execution_id", "id"),
+)

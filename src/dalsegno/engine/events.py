@@ -12,7 +12,9 @@ def _now() -> float:
 
 
 def workflow_started(workflow: str) -> NewEvent:
-    return NewEvent("workflow_started", f"Starting '{workflow}' workflow execution", created_at=_now())
+    return NewEvent(
+        "workflow_started", f"Starting '{workflow}' workflow execution", created_at=_now()
+    )
 
 
 def workflow_resumed(workflow: str, reset: list[str]) -> NewEvent:
@@ -49,6 +51,15 @@ def cancel_requested(workflow: str, mode: str) -> NewEvent:
         "cancel_requested",
         f"{how} requested for '{workflow}' workflow execution",
         level="warning",
+        created_at=_now(),
+    )
+
+
+def graph_stored(graph: str, tasks: int, edges: int) -> NewEvent:
+    return NewEvent(
+        "graph_stored",
+        f"Stored graph '{graph}' with {tasks} tasks and {edges} dependencies",
+        graph,
         created_at=_now(),
     )
 

@@ -7,12 +7,13 @@ stored tasks, and a key or an edge it does not have is an error that names it.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dalsegno.engine.references import reference_of, resolve_operation
+from dalsegno.engine.references import normalize, reference_of, resolve_operation
 from dalsegno.engine.scheduler import GraphRun
 from dalsegno.model.definitions import OperationDefinition, operation_definition
 from dalsegno.model.errors import BadReferenceError, GraphError
@@ -122,7 +123,7 @@ class Graph:
     ) -> Task:
         """Add a task that runs `op`; every keyword but the task options goes to `op`."""
         func, reference, definition = self._operation(op)
-        given = {
+        given: dict[str, Any] = {
             name: value
             for name, value in zip(
                 TASK_OPTIONS, (key, agent, retries, retry_interval, timeout, kwargs), strict=True
@@ -186,7 +187,7 @@ class Graph:
 
     def sequence(self, *tasks: Task) -> None:
         """Chain tasks in the order given."""
-        for before, after in zip(tasks, tasks[1:], strict=False):
+        for before, after in itertools.pairwise(tasks):
             self.depend(after, on=before)
 
     def execute(self) -> dict[str, Any]:
@@ -228,14 +229,15 @@ class Graph:
         self, op: Callable[..., Any] | str
     ) -> tuple[Callable[..., Any], str, OperationDefinition]:
         if isinstance(op, str):
-            func, definition = resolve_operation(op)
-            return func, op, definition
-        definition = operation_definition(op)
-        if definition is None:
+            reference = normalize(op)
+            func, definition = resolve_operation(reference)
+            return func, reference, definition
+        marked = operation_definition(op)
+        if marked is None:
             name = getattr(op, "__qualname__", repr(op))
             msg = f"{name} is not an operation: decorate it with @operation"
             raise BadReferenceError(msg)
-        return op, reference_of(op), definition
+        return op, reference_of(op), marked
 
     def _check_arguments(self, name: str, signature: _Signature, arguments: dict[str, Any]) -> None:
         missing = signature.required - arguments.keys()
@@ -259,7 +261,7 @@ class Graph:
         return handle
 
     def _own(self, handle: Task) -> None:
-        if not isinstance(handle, Task) or handle._graph is not self:  # noqa: SLF001
+        if not isinstance(handle, Task) or handle._graph is not self:
             msg = f"graph '{self.name}': {handle!r} is not a task of this graph"
             raise GraphError(msg)
 

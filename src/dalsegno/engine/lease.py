@@ -72,7 +72,9 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def lease_is_free(owner: LeaseOwner | None, expires_at: float | None, now: float | None = None) -> bool:
+def lease_is_free(
+    owner: LeaseOwner | None, expires_at: float | None, now: float | None = None
+) -> bool:
     """A lease binds nobody once it expired, or at once when its local owner is dead."""
     if owner is None or expires_at is None:
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class GraphFailed(Exception):  # noqa: N818 - reads as what happened, like StopIteration
+class GraphFailed(Exception):
     """Some tasks of a graph failed; the message names every one (key, operation, error).
 
     A workflow may catch it (to run a clean-up graph, say); if it does not, the
@@ -11,11 +11,11 @@ class GraphFailed(Exception):  # noqa: N818 - reads as what happened, like StopI
     """
 
 
-class ExecutionCancelled(BaseException):  # noqa: N818
+class ExecutionCancelled(BaseException):
     """A cancel was carried out: unwinds the workflow, which must not swallow it."""
 
 
-class ExecutionAbandoned(BaseException):  # noqa: N818
+class ExecutionAbandoned(BaseException):
     """This process stops running the execution and writes nothing more.
 
     Raised when the lease was lost to another owner, or by `dalsegno.testing` to stand

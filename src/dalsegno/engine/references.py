@@ -6,6 +6,7 @@ process: a function loaded from a file is referred to by the file's absolute pat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -46,6 +47,7 @@ def reference_of(func: Callable[..., Any]) -> str:
     return reference
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize(reference: str) -> str:
     """A file reference with an absolute path; a module reference as it is."""
     module, _, name = _split(reference)
@@ -65,7 +67,7 @@ def resolve(reference: str) -> Callable[..., Any]:
             module = _load_file(module_name) if _is_path(module_name) else _load_module(module_name)
         except BadReferenceError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any import failure is the user's code
+        except Exception as exc:
             msg = f"cannot import '{reference}': {type(exc).__name__}: {exc}"
             raise BadReferenceError(msg) from exc
         target: Any = module
@@ -102,7 +104,9 @@ def resolve_operation(reference: str) -> tuple[Callable[..., Any], OperationDefi
 def _split(reference: str) -> tuple[str, str, str]:
     module, sep, name = reference.rpartition(":")
     if not sep or not module or not name or not all(p.isidentifier() for p in name.split(".")):
-        msg = f"malformed reference '{reference}': expected module:function or path/file.py:function"
+        msg = (
+            f"malformed reference '{reference}': expected module:function or path/file.py:function"
+        )
         raise BadReferenceError(msg)
     return module, sep, name
 

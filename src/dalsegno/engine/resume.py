@@ -41,8 +41,11 @@ class ResumePlan:
 
     @property
     def reset_keys(self) -> list[str]:
-        return [f"{t.graph}/{t.key}" if t.graph != "main" else t.key
-                for t in self.tasks if t.action == "reset"]
+        return [
+            f"{t.graph}/{t.key}" if t.graph != "main" else t.key
+            for t in self.tasks
+            if t.action == "reset"
+        ]
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -92,8 +95,9 @@ def plan_resume(
     for task in tasks:
         action, reason = _action(task, reset_operations)
         plan.tasks.append(
-            PlannedTask(task.graph, task.key, task.operation, task.agent, task.status.value,
-                        action, reason)
+            PlannedTask(
+                task.graph, task.key, task.operation, task.agent, task.status.value, action, reason
+            )
         )
         if action == "reset":
             plan.resets.append(
@@ -116,7 +120,7 @@ def plan_resume(
     return plan
 
 
-def _action(task: TaskRecord, reset_operations: bool) -> tuple[str, str]:
+def _action(task: TaskRecord, reset_operations: bool) -> tuple[str, str]:  # noqa: PLR0911 - a table
     status = task.status
     if status is S.SUCCEEDED:
         return "kept", "succeeded: never run again"
@@ -136,9 +140,7 @@ def _action(task: TaskRecord, reset_operations: bool) -> tuple[str, str]:
         return "fail", f"started, and its operation does not import: {exc}"
     if definition.resumable:
         return "re-run", "started and interrupted; the operation is resumable: run again"
-    return "fail", (
-        f"Cannot resume - operation not resumable: {task.key} ({task.operation})"
-    )
+    return "fail", (f"Cannot resume - operation not resumable: {task.key} ({task.operation})")
 
 
 def finishing_cancel(execution: ExecutionRecord) -> bool:

@@ -40,8 +40,8 @@ from dalsegno.store.base import (
     ExecutionRecord,
     NewEvent,
     NewTask,
-    StoredGraph,
     Store,
+    StoredGraph,
     TaskRecord,
 )
 
@@ -180,7 +180,9 @@ class ExecutionRun:
             return E.FAILED, str(exc)
         except Exception as exc:  # noqa: BLE001 - the workflow's own error fails the execution
             self._logs.append(
-                NewEvent("log", traceback.format_exc().rstrip(), level="error", created_at=time.time())
+                NewEvent(
+                    "log", traceback.format_exc().rstrip(), level="error", created_at=time.time()
+                )
             )
             return E.FAILED, describe(exc)
         return E.COMPLETED, None
@@ -243,13 +245,17 @@ class ExecutionRun:
         def before_commit() -> None:
             self.crash_point("graph_storing", name, "")
 
+        stored = events.graph_stored(name, len(tasks), len(edges))
         try:
-            return self.store.store_graph(
-                self.execution_id, self.token, name, tasks, edges, [], before_commit
+            graph = self.store.store_graph(
+                self.execution_id, self.token, name, tasks, edges, [stored], before_commit
             )
         except LeaseLostError as exc:
             self._lost = str(exc)
             raise ExecutionAbandoned(str(exc)) from None
+        if self._listener is not None:
+            self._listener([stored])
+        return graph
 
     # writes ------------------------------------------------------------------------
 
@@ -332,9 +338,14 @@ class ExecutionRun:
             try:
                 more = self._completions.get_nowait()
             except queue.Empty:
-                return found
+                break
             if more is not None:
                 found.append(more)
+        # What the operations logged comes before the outcomes that follow it.
+        logs, events_out = self._logs, self.batch.events
+        while logs:
+            events_out.append(logs.popleft())
+        return found
 
     def pool_replace_abandoned(self) -> None:
         if self._pool is not None:

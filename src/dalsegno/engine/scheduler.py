@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine import events
-from dalsegno.engine.context import EventLogger, OperationContext
+from dalsegno.engine.context import OperationContext
 from dalsegno.engine.outcomes import ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
@@ -68,9 +68,7 @@ def run_operation(
     try:
         encoded = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        return Completion(
-            task_id, attempt, False, None, f"result is not JSON: {exc}", None, False
-        )
+        return Completion(task_id, attempt, False, None, f"result is not JSON: {exc}", None, False)
     return Completion(task_id, attempt, True, encoded)
 
 
@@ -143,7 +141,9 @@ class GraphRun:
         """A manager-side task found `started`: re-run it if resumable, else fail it."""
         batch = self.run.batch
         if task.attempts:
-            batch.attempt_ends.append(AttemptEnd(task.id, task.attempts - 1, "interrupted", now, None))
+            batch.attempt_ends.append(
+                AttemptEnd(task.id, task.attempts - 1, "interrupted", now, None)
+            )
         try:
             _, definition = resolve_operation(task.operation)
             resumable = definition.resumable
@@ -239,9 +239,7 @@ class GraphRun:
             run.crash_point("before_operation", self.name, task.key)
             self._running[task.id] = attempt
             if task.timeout is not None:
-                heapq.heappush(
-                    self._deadlines, (time.monotonic() + task.timeout, task.id, attempt)
-                )
+                heapq.heappush(self._deadlines, (time.monotonic() + task.timeout, task.id, attempt))
             run.submit(self, task, attempt, resume)
 
     def _send_to_agent(self, task: TaskRecord, now: float) -> None:
@@ -314,7 +312,9 @@ class GraphRun:
         task.error = error
         if completion.recoverable and task.retries < task.max_retries:
             task.retries += 1
-            delay = task.retry_interval if completion.retry_after is None else completion.retry_after
+            delay = (
+                task.retry_interval if completion.retry_after is None else completion.retry_after
+            )
             task.status, task.next_run_at = S.RESCHEDULED, now + max(0.0, delay)
             batch.tasks.append(_change(task, S.STARTED))
             batch.events.append(

@@ -34,7 +34,9 @@ class WorkflowDefinition:
     resumable: bool
 
 
-def _check_options(retries: int | None, retry_interval: float | None, timeout: float | None) -> None:
+def _check_options(
+    retries: int | None, retry_interval: float | None, timeout: float | None
+) -> None:
     if retries is not None and (not isinstance(retries, int) or retries < 0):
         msg = f"retries must be a whole number >= 0, not {retries!r}"
         raise ValueError(msg)

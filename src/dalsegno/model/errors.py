@@ -19,7 +19,7 @@ class RecoverableError(OperationError):
         self.retry_after = retry_after
 
 
-class OperationRetry(RecoverableError):  # noqa: N818 - the public name is pinned by INTERFACE.md
+class OperationRetry(RecoverableError):
     """The operation asks to be run again later; it uses one of the task's retries."""
 
 

@@ -86,7 +86,11 @@ class ExecutionService:
         execution = self.find(execution_id)
         return execution, self.store.list_tasks(execution.id)
 
-    def list(self, status: str | None = None) -> list[ExecutionRecord]:
+    def task_counts(self, execution_id: str) -> dict[str, int]:
+        """How many tasks of the execution are in each state."""
+        return self.store.count_tasks_by_status(execution_id)
+
+    def list_executions(self, status: str | None = None) -> list[ExecutionRecord]:
         return self.store.list_executions(parse_status(status) if status else None)
 
     def events(
@@ -119,6 +123,7 @@ class ExecutionService:
         *,
         listener: EventListener | None = None,
         crash_hook: CrashHook | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Create an execution and run it here to its end, holding its lease."""
         reference, func, definition, checked = self.prepare(workflow, params or {})
@@ -131,6 +136,8 @@ class ExecutionService:
             time.time() + self.config.lease_timeout,
             [started],
         )
+        if on_created is not None:
+            on_created(execution.id)
         if listener is not None:
             listener([started])
         run = ExecutionRun(
@@ -303,4 +310,3 @@ def check_params(func: Callable[..., Any], params: Any) -> dict[str, Any]:
         msg = f"malformed params for {func.__name__}: {exc}"
         raise RefusedError(msg) from None
     return dict(params)
-

@@ -176,11 +176,7 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.tasks
-            or self.attempt_starts
-            or self.attempt_ends
-            or self.events
-            or self.execution
+            self.tasks or self.attempt_starts or self.attempt_ends or self.events or self.execution
         )
 
 
@@ -253,6 +249,8 @@ class Store(Protocol):
     def list_tasks(self, execution_id: str) -> list[TaskRecord]: ...
 
     def list_attempts(self, execution_id: str) -> list[AttemptRecord]: ...
+
+    def count_tasks_by_status(self, execution_id: str) -> dict[str, int]: ...
 
     # writes of a running execution
     def apply(self, batch: Batch) -> ExecutionState: ...

@@ -25,14 +25,14 @@ def upgrade(store: Store) -> None:
     from dalsegno.store.sql import SQLStore
 
     assert isinstance(store, SQLStore)
-    with store._read_engine.connect() as conn:  # noqa: SLF001 - the store's own module
+    with store._read_engine.connect() as conn:
         if current_revision(conn) == HEAD:
             return
     from alembic import command
     from alembic.config import Config
 
     # The write transaction (BEGIN IMMEDIATE on SQLite) serialises concurrent first starts.
-    with store._write_engine.begin() as conn:  # noqa: SLF001
+    with store._write_engine.begin() as conn:
         if current_revision(conn) == HEAD:
             return
         config = Config()

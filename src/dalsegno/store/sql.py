@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 
 from dalsegno.model.errors import LeaseLostError, RefusedTransitionError
 from dalsegno.model.states import (
@@ -397,9 +397,11 @@ class SQLStore:
         now = _now()
         with self._write() as conn:
             self._fence(conn, execution_id, lease_token)
-            graph_id = conn.execute(
+            inserted = conn.execute(
                 insert(t.graphs).values(execution_id=execution_id, name=name, created_at=now)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            graph_id = inserted[0]
             rows = [
                 {
                     "execution_id": execution_id,
@@ -493,11 +495,7 @@ class SQLStore:
         return {graph.name: graph for graph in graphs.values()}
 
     def list_tasks(self, execution_id: str) -> list[TaskRecord]:
-        return [
-            task
-            for graph in self.load_graphs(execution_id).values()
-            for task in graph.tasks
-        ]
+        return [task for graph in self.load_graphs(execution_id).values() for task in graph.tasks]
 
     def list_attempts(self, execution_id: str) -> list[AttemptRecord]:
         query = (
@@ -529,7 +527,9 @@ class SQLStore:
         """
         with self._write() as conn:
             cursor = conn.connection.cursor()
-            status = self._fence(conn, batch.execution_id, batch.lease_token, batch.lease_expires_at)
+            status = self._fence(
+                conn, batch.execution_id, batch.lease_token, batch.lease_expires_at
+            )
             self._apply_task_changes(conn, batch.tasks)
             if batch.attempt_starts:
                 self._attempt_start.run_many(

@@ -93,12 +93,8 @@ dependencies = Table(
     "dependencies",
     metadata,
     Column("graph_id", Integer, ForeignKey("graphs.id", ondelete="CASCADE"), nullable=False),
-    Column(
-        "task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    ),
-    Column(
-        "depends_on_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("depends_on_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_dependencies_graph_id", "graph_id"),
     Index("ix_dependencies_depends_on_id", "depends_on_id"),
 )

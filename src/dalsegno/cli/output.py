@@ -1,0 +1,263 @@
+"""How the CLI shows things: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dalsegno.engine.resume import ResumePlan
+from dalsegno.service.views import event_json, execution_json
+from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
+
+STATUS_STYLE = {
+    "completed": "green",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "cancelling": "yellow",
+    "force_cancelling": "yellow",
+    "kill_cancelling": "yellow",
+    "rescheduled": "yellow",
+    "started": "cyan",
+    "sent": "cyan",
+    "pending": "white",
+    "queued": "white",
+}
+
+
+def console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 200
+    return Console(file=stream, width=wide, highlight=False, soft_wrap=not stream.isatty())
+
+
+def _status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if start is None:
+        return "-"
+    seconds = (end or time.time()) - start
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def show_executions(executions: list[ExecutionRecord]) -> None:
+    table = Table("id", "workflow", "status", "created", "duration", "error")
+    for execution in executions:
+        table.add_row(
+            execution.id,
+            escape(execution.workflow),
+            _status(execution.status.value),
+            _time(execution.created_at),
+            _duration(execution.started_at, execution.ended_at),
+            escape((execution.error or "")[:80]),
+        )
+    console().print(table)
+
+
+def show_execution(execution: ExecutionRecord, tasks: list[TaskRecord]) -> None:
+    out = console()
+    out.print(f"[bold]Execution[/] {execution.id}")
+    out.print(f"  workflow: {escape(execution.workflow)}")
+    out.print(f"  status:   {_status(execution.status.value)}")
+    out.print(f"  params:   {escape(json.dumps(execution.params))}")
+    out.print(f"  created:  {_time(execution.created_at)}")
+    out.print(f"  duration: {_duration(execution.started_at, execution.ended_at)}")
+    if execution.error:
+        out.print(f"  error:    [red]{escape(execution.error)}[/]")
+    table = Table("graph", "key", "operation", "agent", "status", "retries", "error")
+    for task in tasks:
+        table.add_row(
+            escape(task.graph),
+            escape(task.key),
+            escape(task.operation),
+            escape(task.agent or "-"),
+            _status(task.status.value),
+            str(task.retries),
+            escape(task.error or ""),
+        )
+    out.print(table)
+
+
+def show_plan(plan: ResumePlan) -> None:
+    """The dry-run plan: one line per task, named by its key, with what resume does to it."""
+    out = sys.stdout
+    out.write(
+        f"Resume plan for execution {plan.execution_id} ({plan.workflow}, {plan.status})"
+        f"{' with --reset-operations' if plan.reset_operations else ''}:\n"
+    )
+    if not plan.workflow_resumable:
+        out.write(
+            f"  the workflow is not resumable: the resume fails at once with "
+            f"'Cannot resume - workflow not resumable: {plan.workflow}'\n"
+        )
+    width = max((len(task.key) for task in plan.tasks), default=4)
+    for task in plan.tasks:
+        where = f" [agent {task.agent}]" if task.agent else ""
+        graph = f"{task.graph}/" if task.graph != "main" else ""
+        out.write(
+            f"  {graph}{task.key:<{width}}  {task.action:<8} ({task.status}{where}) {task.reason}\n"
+        )
+    counts = plan.counts()
+    summary = ", ".join(f"{counts[action]} {action}" for action in sorted(counts))
+    out.write(f"Summary: {summary or 'no tasks'}. Nothing was changed (dry run).\n")
+
+
+def plan_json(plan: ResumePlan) -> dict[str, Any]:
+    return {
+        "execution_id": plan.execution_id,
+        "workflow": plan.workflow,
+        "status": plan.status,
+        "reset_operations": plan.reset_operations,
+        "workflow_resumable": plan.workflow_resumable,
+        "tasks": [
+            {
+                "graph": task.graph,
+                "key": task.key,
+                "operation": task.operation,
+                "agent": task.agent,
+                "status": task.status,
+                "action": task.action,
+                "reason": task.reason,
+            }
+            for task in plan.tasks
+        ],
+    }
+
+
+def event_line(
+    created_at: float, level: str, graph: str | None, key: str | None, message: str
+) -> str:
+    stamp = datetime.fromtimestamp(created_at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+    where = f" [{graph}/{key}]" if key else ""
+    return f"{stamp} {level.upper():<7}{where} {message}"
+
+
+def print_events(records: Sequence[EventRecord], as_json: bool) -> None:
+    out = sys.stdout
+    for event in records:
+        if as_json:
+            out.write(json.dumps(event_json(event)) + "\n")
+        else:
+            out.write(
+                event_line(
+                    event.created_at, event.level, event.graph, event.task_key, event.message
+                )
+                + "\n"
+            )
+    out.flush()
+
+
+def execution_document(execution: ExecutionRecord, tasks: list[TaskRecord] | None) -> Any:
+    return execution_json(execution, tasks)
+
+
+class RunDisplay:
+    """Live progress of an execution run here.
+
+    On a terminal: a progress bar (done/total, failed, running) redrawn from the store's
+    task counts. Otherwise: one plain line per event, as it is committed.
+    """
+
+    def __init__(self, counts: Callable[[str], dict[str, int]], quiet: bool = False) -> None:
+        self._counts = counts
+        self._quiet = quiet
+        self._live = sys.stdout.isatty() and not quiet
+        self.execution_id: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_message = ""
+        self._progress: Any = None
+        self._bar: Any = None
+
+    def created(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        if not self._quiet:
+            console(stderr=not self._live).print(f"Execution {execution_id}")
+        if self._live:
+            self._start_live()
+
+    def events(self, batch: Sequence[NewEvent]) -> None:
+        if self._quiet:
+            return
+        if self._live:
+            if batch:
+                self._last_message = batch[-1].message
+            return
+        out = sys.stdout
+        for event in batch:
+            out.write(
+                event_line(
+                    event.created_at or time.time(),
+                    event.level,
+                    event.graph,
+                    event.task_key,
+                    event.message,
+                )
+                + "\n"
+            )
+        out.flush()
+
+    def _start_live(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console(),
+            transient=False,
+        )
+        self._bar = self._progress.add_task("tasks", total=None, detail="")
+        self._progress.start()
+        self._thread = threading.Thread(target=self._refresh, daemon=True)
+        self._thread.start()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(0.2):
+            self._update()
+
+    def _update(self) -> None:
+        if self.execution_id is None or self._progress is None:
+            return
+        try:
+            counts = self._counts(self.execution_id)
+        except Exception:  # noqa: BLE001 - a display refresh may skip a beat
+            return
+        total = sum(counts.values())
+        done = counts.get("succeeded", 0)
+        failed = counts.get("failed", 0)
+        running = counts.get("started", 0) + counts.get("sent", 0)
+        detail = f"failed {failed}  running {running}  {escape(self._last_message[:60])}"
+        self._progress.update(self._bar, total=total or None, completed=done, detail=detail)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._progress is not None:
+            self._update()
+            self._progress.stop()

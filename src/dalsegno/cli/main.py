@@ -275,10 +275,9 @@ def executions_resume(
             else:
                 output.show_plan(plan)
             return
-        service.plan(execution_id, reset_operations)  # refuse before anything is written
+        execution = service.find(execution_id)
     display = output.RunDisplay(service.task_counts, quiet=quiet)
     with CancelOnInterrupt(service) as interrupt:
-        execution = service.find(execution_id)
         interrupt.execution_id = execution.id
         display.created(execution.id)
         try:

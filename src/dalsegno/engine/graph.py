@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.references import normalize, reference_of, resolve_operation
 from dalsegno.engine.scheduler import GraphRun
-from dalsegno.model.definitions import OperationDefinition, operation_definition
+from dalsegno.model.definitions import (
+    OperationDefinition,
+    check_task_options,
+    operation_definition,
+)
 from dalsegno.model.errors import BadReferenceError, GraphError
 from dalsegno.model.graph import GraphSpec, TaskSpec
 from dalsegno.store.base import NewTask, StoredGraph
@@ -122,6 +126,10 @@ class Graph:
         **op_kwargs: Any,
     ) -> Task:
         """Add a task that runs `op`; every keyword but the task options goes to `op`."""
+        if self._stored is not None:  # the stored graph is authoritative: find the task by key
+            if key is not UNSET and key:
+                return self._restored_task(key)
+            return self._restored_task(self._spec.auto_key(self._operation_name(op)))
         func, reference, definition = self._operation(op)
         given: dict[str, Any] = {
             name: value
@@ -138,16 +146,31 @@ class Graph:
                 f"parameter of the operation; pass operation arguments as kwargs={{...}}"
             )
             raise GraphError(msg)
-        arguments = dict(given.get("kwargs") or {})
+        passed = given.get("kwargs")
+        if passed is not None and not isinstance(passed, dict):
+            msg = f"g.add({definition.name}): kwargs must be a dict, not {type(passed).__name__}"
+            raise GraphError(msg)
+        arguments = dict(passed or {})
         clash = sorted(set(arguments) & set(op_kwargs))
         if clash:
             msg = f"g.add({definition.name}): {', '.join(clash)} given twice"
             raise GraphError(msg)
         arguments.update(op_kwargs)
         self._check_arguments(definition.name, signature, arguments)
+        try:
+            check_task_options(
+                given.get("retries"), given.get("retry_interval"), given.get("timeout")
+            )
+        except ValueError as exc:
+            msg = f"g.add({definition.name}): {exc}"
+            raise GraphError(msg) from None
         task_key = given.get("key") or self._spec.auto_key(definition.name)
-        if self._stored is not None:
-            return self._restored_task(task_key)
+        if not isinstance(task_key, str):
+            msg = f"g.add({definition.name}): key must be a string, not {task_key!r}"
+            raise GraphError(msg)
+        if given.get("agent") is not None and not isinstance(given["agent"], str):
+            msg = f"g.add({definition.name}): agent must be a queue name, not {given['agent']!r}"
+            raise GraphError(msg)
         if self._scheduler is not None:
             msg = f"graph '{self.name}' was already executed: build a new graph for more tasks"
             raise GraphError(msg)
@@ -225,6 +248,10 @@ class Graph:
             return self._stored_keys.get(key)
         return None
 
+    def _operation_name(self, op: Callable[..., Any] | str) -> str:
+        marked = None if isinstance(op, str) else operation_definition(op)
+        return marked.name if marked is not None else self._operation(op)[2].name
+
     def _operation(
         self, op: Callable[..., Any] | str
     ) -> tuple[Callable[..., Any], str, OperationDefinition]:
@@ -266,35 +293,45 @@ class Graph:
             raise GraphError(msg)
 
     def _store(self) -> StoredGraph:
-        self._spec.check_acyclic()
+        spec = self._spec
+        spec.check_acyclic()
         config = self._run.config
+        definitions: dict[str, OperationDefinition] = {}
         new_tasks = []
-        for spec in self._spec.tasks.values():
-            _, definition = resolve_operation(spec.operation)
-            try:
-                kwargs_json = json.dumps(spec.kwargs, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                msg = f"graph '{self.name}': arguments of task '{spec.key}' are not JSON: {exc}"
-                raise GraphError(msg) from None
+        for task in spec.tasks.values():
+            definition = definitions.get(task.operation)
+            if definition is None:
+                definition = definitions[task.operation] = resolve_operation(task.operation)[1]
             new_tasks.append(
                 NewTask(
-                    key=spec.key,
-                    operation=spec.operation,
-                    agent=spec.agent,
-                    kwargs=spec.kwargs,
-                    kwargs_json=kwargs_json,
-                    max_retries=_first(spec.retries, definition.retries, config.default_retries),
+                    key=task.key,
+                    operation=task.operation,
+                    agent=task.agent,
+                    kwargs=task.kwargs,
+                    kwargs_json=self._encode(task),
+                    max_retries=_first(task.retries, definition.retries, config.default_retries),
                     retry_interval=float(
                         _first(
-                            spec.retry_interval,
+                            task.retry_interval,
                             definition.retry_interval,
                             config.default_retry_interval,
                         )
                     ),
-                    timeout=spec.timeout if spec.timeout is not None else definition.timeout,
+                    timeout=task.timeout if task.timeout is not None else definition.timeout,
                 )
             )
-        return self._run.store_graph(self.name, new_tasks, self._spec.edges())
+        edges = spec.edges()
+        self._spec = GraphSpec(self.name)  # the builder's copy is no longer needed
+        return self._run.store_graph(self.name, new_tasks, edges)
+
+    def _encode(self, task: TaskSpec) -> str:
+        if not task.kwargs:
+            return "{}"
+        try:
+            return json.dumps(task.kwargs, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            msg = f"graph '{self.name}': arguments of task '{task.key}' are not JSON: {exc}"
+            raise GraphError(msg) from None
 
 
 def _first(*values: Any) -> Any:

@@ -27,10 +27,14 @@ from dalsegno.model.errors import BadReferenceError
 _lock = threading.RLock()
 _files_by_module: dict[str, str] = {}  # module name -> absolute path of the file it came from
 _cache: dict[str, Callable[..., Any]] = {}
+_references: dict[Callable[..., Any], str] = {}
 
 
 def reference_of(func: Callable[..., Any]) -> str:
     """The reference that imports `func` again, in this process or another one."""
+    known = _references.get(func)
+    if known is not None:
+        return known
     module = func.__module__
     name = func.__qualname__
     if "<locals>" in name:
@@ -44,6 +48,7 @@ def reference_of(func: Callable[..., Any]) -> str:
     reference = f"{source or module}:{name}"
     with _lock:
         _cache.setdefault(reference, func)
+        _references[func] = reference
     return reference
 
 

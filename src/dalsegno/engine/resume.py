@@ -16,6 +16,8 @@ from dalsegno.store.base import ExecutionRecord, TaskChange, TaskRecord
 
 E = ExecutionState
 S = TaskState
+RESETTABLE = frozenset({S.FAILED, S.RESCHEDULED})
+RESETTABLE_WITH_OPERATIONS = RESETTABLE | {S.SENT, S.STARTED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,14 @@ def plan_resume(
     tasks: list[TaskRecord],
     reset_operations: bool,
     workflow_resumable: bool,
+    *,
+    detail: bool = True,
 ) -> ResumePlan:
-    """What a manual resume does to each task, and the resets it writes first."""
+    """What a manual resume does to each task, and the resets it writes first.
+
+    Without `detail` only the resets are worked out (a resume of a big graph needs
+    nothing else, and the plan of a task that is kept or simply pending costs time).
+    """
     plan = ResumePlan(
         execution_id=execution.id,
         workflow=execution.workflow,
@@ -91,15 +99,22 @@ def plan_resume(
         reset_operations=reset_operations,
         workflow_resumable=workflow_resumable,
     )
-    now = time.time()
+    resettable = RESETTABLE_WITH_OPERATIONS if reset_operations else RESETTABLE
     for task in tasks:
-        action, reason = _action(task, reset_operations)
-        plan.tasks.append(
-            PlannedTask(
-                task.graph, task.key, task.operation, task.agent, task.status.value, action, reason
+        if detail:
+            action, reason = _action(task, reset_operations)
+            plan.tasks.append(
+                PlannedTask(
+                    task.graph,
+                    task.key,
+                    task.operation,
+                    task.agent,
+                    task.status.value,
+                    action,
+                    reason,
+                )
             )
-        )
-        if action == "reset":
+        if task.status in resettable:
             plan.resets.append(
                 TaskChange(
                     task_id=task.id,
@@ -114,9 +129,10 @@ def plan_resume(
                     ended_at=task.ended_at,
                 )
             )
+            name = task.key if task.graph == "main" else f"{task.graph}/{task.key}"
+            plan.reset_keys.append(name)
     if not workflow_resumable:
         plan.resets.clear()
-    _ = now
     return plan
 
 

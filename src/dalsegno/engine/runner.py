@@ -111,6 +111,7 @@ class ExecutionRun:
         resume: bool,
         listener: EventListener | None = None,
         crash_hook: CrashHook | None = None,
+        stored_graphs: dict[str, StoredGraph] | None = None,
     ) -> None:
         self.store = store
         self.execution_id = execution.id
@@ -130,7 +131,9 @@ class ExecutionRun:
         self._logs: deque[NewEvent] = deque()
         self._completions: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._lost: str | None = None
-        self._stored_graphs = store.load_graphs(execution.id) if resume else {}
+        if stored_graphs is None:
+            stored_graphs = store.load_graphs(execution.id) if resume else {}
+        self._stored_graphs = stored_graphs
         self._graphs: dict[str, Graph] = {}
         self._current: _GraphRun | None = None
         self._pool: WorkerPool | None = None

@@ -76,7 +76,7 @@ def _trace() -> str:
     return traceback.format_exc().rstrip()
 
 
-def _change(task: TaskRecord, expected: TaskState, result_json: str | None = None) -> TaskChange:
+def _change(task: TaskRecord, expected: TaskState) -> TaskChange:
     return TaskChange(
         task_id=task.id,
         expected=expected,
@@ -84,7 +84,7 @@ def _change(task: TaskRecord, expected: TaskState, result_json: str | None = Non
         retries=task.retries,
         attempts=task.attempts,
         error=task.error,
-        result_json=result_json,
+        result_json=task.result_json,
         next_run_at=task.next_run_at,
         started_at=task.started_at,
         ended_at=task.ended_at,
@@ -99,10 +99,10 @@ class GraphRun:
         self.name = stored.name
         self.tasks: dict[int, TaskRecord] = {task.id: task for task in stored.tasks}
         self.by_key: dict[str, TaskRecord] = {task.key: task for task in stored.tasks}
-        self._dependents: dict[int, list[int]] = {task_id: [] for task_id in self.tasks}
+        self._dependents: dict[int, list[int]] = {}
         self._waiting: dict[int, int] = dict.fromkeys(self.tasks, 0)
         for task_id, dependency in stored.edges:
-            self._dependents[dependency].append(task_id)
+            self._dependents.setdefault(dependency, []).append(task_id)
             if self.tasks[dependency].status is not S.SUCCEEDED:
                 self._waiting[task_id] += 1
         self._ready: deque[tuple[int, bool]] = deque()  # (task id, ctx.resume)
@@ -111,7 +111,6 @@ class GraphRun:
         self._running: dict[int, int] = {}  # task id -> attempt number
         self._awaited: set[int] = set()  # agent tasks sent to a queue
         self._failed: list[int] = []
-        self._results: dict[int, str] = {}  # JSON of results that arrived in this run
 
     # set-up ------------------------------------------------------------------------
 
@@ -295,12 +294,11 @@ class GraphRun:
         if completion.succeeded:
             self.run.crash_point("after_operation", self.name, task.key)
             task.status, task.error = S.SUCCEEDED, None
-            if completion.result_json is not None:
-                self._results[task_id] = completion.result_json
-            batch.tasks.append(_change(task, S.STARTED, completion.result_json))
+            task.result_json = completion.result_json
+            batch.tasks.append(_change(task, S.STARTED))
             batch.attempt_ends.append(AttemptEnd(task_id, attempt, "succeeded", now, None))
             batch.events.append(events.task_succeeded(self.name, task.key, now))
-            for dependent in self._dependents[task_id]:
+            for dependent in self._dependents.get(task_id, ()):
                 self._waiting[dependent] -= 1
                 if self._waiting[dependent] == 0 and self.tasks[dependent].status is S.PENDING:
                     self._ready.append((dependent, False))
@@ -336,5 +334,4 @@ class GraphRun:
         return f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts)
 
     def result_of(self, task_id: int) -> Any:
-        encoded = self._results.get(task_id)
-        return self.tasks[task_id].result if encoded is None else json.loads(encoded)
+        return self.tasks[task_id].result

@@ -34,7 +34,7 @@ class WorkflowDefinition:
     resumable: bool
 
 
-def _check_options(
+def check_task_options(
     retries: int | None, retry_interval: float | None, timeout: float | None
 ) -> None:
     if retries is not None and (not isinstance(retries, int) or retries < 0):
@@ -78,7 +78,7 @@ def operation(
     `resumable=True` says that running it again after an interruption is safe.
     `retries`, `retry_interval` and `timeout` are defaults for the tasks that run it.
     """
-    _check_options(retries, retry_interval, timeout)
+    check_task_options(retries, retry_interval, timeout)
 
     def mark(target: F) -> F:
         definition = OperationDefinition(

@@ -175,19 +175,21 @@ class ExecutionService:
         func, definition = resolve_workflow(execution.workflow)
         if execution.status in CANCELLING_STATES:
             execution = self._finish_cancel(execution, definition.name)
-        tasks = self.store.list_tasks(execution.id)
-        plan = plan_resume(execution, tasks, reset_operations, definition.resumable)
+        graphs = self.store.load_graphs(execution.id)
+        tasks = [task for graph in graphs.values() for task in graph.tasks]
+        plan = plan_resume(execution, tasks, reset_operations, definition.resumable, detail=False)
         resumed = events.workflow_resumed(definition.name, plan.reset_keys)
         now = time.time()
-        by_id = {task.id: task for task in tasks}
+        by_id = {change.task_id: None for change in plan.resets}
+        touched = {task.id: task for task in tasks if task.id in by_id}
         reset_events = [
-            events.task_reset(by_id[c.task_id].graph, by_id[c.task_id].key, c.expected, now)
+            events.task_reset(touched[c.task_id].graph, touched[c.task_id].key, c.expected, now)
             for c in plan.resets
         ]
         interrupted = [
-            AttemptEnd(c.task_id, by_id[c.task_id].attempts - 1, "interrupted", now, None)
+            AttemptEnd(c.task_id, touched[c.task_id].attempts - 1, "interrupted", now, None)
             for c in plan.resets
-            if c.expected in (TaskState.SENT, TaskState.STARTED) and by_id[c.task_id].attempts
+            if c.expected in (TaskState.SENT, TaskState.STARTED) and touched[c.task_id].attempts
         ]
         claimed = self.store.claim(
             self._claim(execution),
@@ -198,6 +200,10 @@ class ExecutionService:
         if claimed is None:
             msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
             raise ConflictError(msg)
+        for change in plan.resets:  # the graphs in memory now match what was committed
+            task = touched[change.task_id]
+            task.status, task.retries, task.error = change.status, change.retries, change.error
+            task.result_json, task.next_run_at = change.result_json, change.next_run_at
         if listener is not None:
             listener([resumed, *reset_events])
         run = ExecutionRun(
@@ -208,6 +214,7 @@ class ExecutionService:
             resume=True,
             listener=listener,
             crash_hook=crash_hook,
+            stored_graphs=graphs,
         )
         if not definition.resumable:
             error = f"Cannot resume - workflow not resumable: {execution.workflow}"

@@ -6,6 +6,7 @@ protocol, never a backend. Times are UTC seconds since the epoch (floats).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,24 +40,35 @@ class ExecutionRecord:
 
 @dataclass(slots=True)
 class TaskRecord:
+    """A stored task. Its arguments and result stay JSON text until someone reads them."""
+
     id: int
     execution_id: str
     graph: str
     key: str
     operation: str
     agent: str | None
-    kwargs: dict[str, Any]
+    kwargs_json: str
     max_retries: int
     retry_interval: float
     timeout: float | None
     status: TaskState
     retries: int
     error: str | None
-    result: Any
+    result_json: str | None
     attempts: int
     next_run_at: float | None
     started_at: float | None
     ended_at: float | None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.kwargs_json)
+        return decoded
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else json.loads(self.result_json)
 
 
 @dataclass(slots=True)

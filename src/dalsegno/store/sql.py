@@ -186,26 +186,55 @@ def _execution(row: Row[Any]) -> ExecutionRecord:
     )
 
 
-def _task(row: Row[Any], graph: str) -> TaskRecord:
+_TASK_STATES = {state.value: state for state in TaskState}
+_TASK_COLUMNS = (
+    t.tasks.c.id,
+    t.tasks.c.execution_id,
+    t.tasks.c.graph_id,
+    t.tasks.c.key,
+    t.tasks.c.operation,
+    t.tasks.c.agent,
+    t.tasks.c.kwargs,
+    t.tasks.c.max_retries,
+    t.tasks.c.retry_interval,
+    t.tasks.c.timeout,
+    t.tasks.c.status,
+    t.tasks.c.retries,
+    t.tasks.c.error,
+    t.tasks.c.result,
+    t.tasks.c.attempts,
+    t.tasks.c.next_run_at,
+    t.tasks.c.started_at,
+    t.tasks.c.ended_at,
+)
+_TASKS_OF_EXECUTION = (
+    select(*_TASK_COLUMNS)
+    .where(t.tasks.c.execution_id == bindparam("b_execution_id"))
+    .order_by(t.tasks.c.id)
+)
+
+
+def _task(row: Sequence[Any], graph: str) -> TaskRecord:
+    """A task from a row of `_TASK_COLUMNS` (the graph id is replaced by its name)."""
     return TaskRecord(
-        id=row.id,
-        execution_id=row.execution_id,
-        graph=graph,
-        key=row.key,
-        operation=row.operation,
-        agent=row.agent,
-        kwargs=json.loads(row.kwargs),
-        max_retries=row.max_retries,
-        retry_interval=row.retry_interval,
-        timeout=row.timeout,
-        status=TaskState(row.status),
-        retries=row.retries,
-        error=row.error,
-        result=None if row.result is None else json.loads(row.result),
-        attempts=row.attempts,
-        next_run_at=row.next_run_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
+        row[0],
+        row[1],
+        graph,
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        _TASK_STATES[row[10]],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+        row[16],
+        row[17],
     )
 
 
@@ -223,6 +252,9 @@ class SQLStore:
         self._event_insert = _Compiled(_EVENT_INSERT, dialect)
         self._fence_renew = _Compiled(_FENCE_RENEW, dialect)
         self._fence_read = _Compiled(_FENCE_READ, dialect)
+        self._task_insert = _Compiled(insert(t.tasks), dialect)
+        self._tasks_of_execution = _Compiled(_TASKS_OF_EXECUTION, dialect)
+        self._dependency_insert = _Compiled(insert(t.dependencies), dialect)
 
     def close(self) -> None:
         self._write_engine.dispose()
@@ -395,6 +427,7 @@ class SQLStore:
     ) -> StoredGraph:
         """Store a graph with its tasks and edges in one transaction, fenced by the lease."""
         now = _now()
+        pending = TaskState.PENDING.value
         with self._write() as conn:
             self._fence(conn, execution_id, lease_token)
             inserted = conn.execute(
@@ -402,38 +435,46 @@ class SQLStore:
             ).inserted_primary_key
             assert inserted is not None
             graph_id = inserted[0]
-            rows = [
-                {
-                    "execution_id": execution_id,
-                    "graph_id": graph_id,
-                    "key": task.key,
-                    "operation": task.operation,
-                    "agent": task.agent,
-                    "kwargs": task.kwargs_json,
-                    "max_retries": task.max_retries,
-                    "retry_interval": task.retry_interval,
-                    "timeout": task.timeout,
-                    "status": TaskState.PENDING.value,
-                    "retries": 0,
-                    "attempts": 0,
-                }
-                for task in tasks
-            ]
-            if rows:
-                conn.execute(insert(t.tasks), rows)
-            ids = {
-                row.key: row.id
-                for row in conn.execute(
-                    select(t.tasks.c.id, t.tasks.c.key).where(t.tasks.c.graph_id == graph_id)
-                )
+            cursor = conn.connection.cursor()
+            insert_task = self._task_insert
+            cursor.executemany(  # an iterator: no list of 100,000 rows in memory
+                insert_task.sql,
+                (  # type: ignore[arg-type]
+                    insert_task.row(
+                        {
+                            "execution_id": execution_id,
+                            "graph_id": graph_id,
+                            "key": task.key,
+                            "operation": task.operation,
+                            "agent": task.agent,
+                            "kwargs": task.kwargs_json,
+                            "max_retries": task.max_retries,
+                            "retry_interval": task.retry_interval,
+                            "timeout": task.timeout,
+                            "status": pending,
+                            "retries": 0,
+                            "attempts": 0,
+                        }
+                    )
+                    for task in tasks
+                ),
+            )
+            ids: dict[str, int] = {
+                key: task_id
+                for key, task_id in conn.execute(
+                    select(t.tasks.c.key, t.tasks.c.id).where(t.tasks.c.graph_id == graph_id)
+                ).tuples()
             }
             if edges:
-                conn.execute(
-                    insert(t.dependencies),
-                    [
-                        {"graph_id": graph_id, "task_id": ids[task], "depends_on_id": ids[dep]}
+                insert_edge = self._dependency_insert
+                cursor.executemany(
+                    insert_edge.sql,
+                    (  # type: ignore[arg-type]
+                        insert_edge.row(
+                            {"graph_id": graph_id, "task_id": ids[task], "depends_on_id": ids[dep]}
+                        )
                         for task, dep in edges
-                    ],
+                    ),
                 )
             self._insert_events(conn, execution_id, events)
             if before_commit is not None:
@@ -446,14 +487,14 @@ class SQLStore:
                 key=task.key,
                 operation=task.operation,
                 agent=task.agent,
-                kwargs=task.kwargs,
+                kwargs_json=task.kwargs_json,
                 max_retries=task.max_retries,
                 retry_interval=task.retry_interval,
                 timeout=task.timeout,
                 status=TaskState.PENDING,
                 retries=0,
                 error=None,
-                result=None,
+                result_json=None,
                 attempts=0,
                 next_run_at=None,
                 started_at=None,
@@ -478,11 +519,12 @@ class SQLStore:
                     .order_by(t.graphs.c.id)
                 )
             }
-            for row in conn.execute(
-                select(t.tasks).where(t.tasks.c.execution_id == execution_id).order_by(t.tasks.c.id)
-            ):
-                graph = graphs[row.graph_id]
-                graph.tasks.append(_task(row, graph.name))
+            cursor = conn.connection.cursor()
+            rows = self._tasks_of_execution.run(cursor, {"b_execution_id": execution_id})
+            names = {graph.id: graph.name for graph in graphs.values()}
+            lists = {graph.id: graph.tasks for graph in graphs.values()}
+            for row in rows.fetchall():
+                lists[row[2]].append(_task(row, names[row[2]]))
             if graphs:
                 for row in conn.execute(
                     select(

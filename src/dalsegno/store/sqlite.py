@@ -25,7 +25,7 @@ def _configure(engine: Engine, begin: str) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA cache_size = -65536")
+        cursor.execute("PRAGMA cache_size = -8192")
         cursor.close()
 
     @event.listens_for(engine, "begin")

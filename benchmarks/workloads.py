@@ -1,0 +1,25 @@
+"""Workflows the benchmarks run: no-op tasks in a chain or side by side."""
+
+from __future__ import annotations
+
+from dalsegno import operation, workflow
+
+
+@operation(resumable=True)
+def noop(ctx) -> None:
+    return None
+
+
+@workflow(resumable=True)
+def chain(ctx, n: int = 2000) -> None:
+    g = ctx.graph("main")
+    g.sequence(*[g.add(noop, key=f"t{i}") for i in range(n)])
+    g.execute()
+
+
+@workflow(resumable=True)
+def wide(ctx, n: int = 10000) -> None:
+    g = ctx.graph("main")
+    for i in range(n):
+        g.add(noop, key=f"t{i}")
+    g.execute()

@@ -6,6 +6,7 @@ A decorated function stays a plain function, so it can be called directly in a u
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -34,18 +35,26 @@ class WorkflowDefinition:
     resumable: bool
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_task_options(
     retries: int | None, retry_interval: float | None, timeout: float | None
 ) -> None:
-    if retries is not None and (not isinstance(retries, int) or retries < 0):
+    if retries is not None and (
+        not isinstance(retries, int) or isinstance(retries, bool) or retries < 0
+    ):
         msg = f"retries must be a whole number >= 0, not {retries!r}"
         raise ValueError(msg)
     if retry_interval is not None and (
-        not isinstance(retry_interval, int | float) or retry_interval < 0
+        not _is_number(retry_interval) or not math.isfinite(retry_interval) or retry_interval < 0
     ):
         msg = f"retry_interval must be a number of seconds >= 0, not {retry_interval!r}"
         raise ValueError(msg)
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        not _is_number(timeout) or not math.isfinite(timeout) or timeout <= 0
+    ):
         msg = f"timeout must be a number of seconds > 0, not {timeout!r}"
         raise ValueError(msg)
 

@@ -6,6 +6,7 @@ Backends subclass `SQLStore` and override only how their engines are made.
 from __future__ import annotations
 
 import json
+import operator
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -87,8 +88,19 @@ _FENCE_READ = select(t.executions.c.status).where(
     t.executions.c.lease_token == bindparam("b_token"),
     t.executions.c.lease_host.is_not(None),
 )
-_ATTEMPT_START = insert(t.attempts)
-_EVENT_INSERT = insert(t.events)
+
+
+def _insert_of(table: Any, *skip: str) -> Any:
+    """An INSERT naming every column but `skip` (an id the database assigns)."""
+    return insert(table).values(
+        {column.name: bindparam(column.name) for column in table.columns if column.name not in skip}
+    )
+
+
+_ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error")
+_EVENT_INSERT = _insert_of(t.events, "id")
+_TASK_INSERT = _insert_of(t.tasks, "id", "error", "result", "next_run_at", "started_at", "ended_at")
+_DEPENDENCY_INSERT = _insert_of(t.dependencies)
 
 
 def _now() -> float:
@@ -103,7 +115,7 @@ class _Compiled:
     SQLAlchemy opened (BEGIN IMMEDIATE on SQLite).
     """
 
-    __slots__ = ("defaults", "names", "positional", "sql")
+    __slots__ = ("_getter", "defaults", "names", "positional", "sql")
 
     def __init__(self, statement: Any, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -115,11 +127,19 @@ class _Compiled:
             for name, bind in compiled.binds.items()
             if not bind.required and bind.value is not None
         }
+        getter = operator.itemgetter(*self.names) if self.names else None
+        if len(self.names) == 1:
+            self._getter: Callable[[dict[str, Any]], Any] | None = lambda values: (
+                values[self.names[0]],
+            )
+        else:
+            self._getter = getter
 
     def row(self, values: dict[str, Any]) -> Any:
+        """The driver's parameters for one row; every name must be in `values`."""
         merged = {**self.defaults, **values} if self.defaults else values
-        if self.positional:
-            return tuple(merged.get(name) for name in self.names)
+        if self._getter is not None:
+            return self._getter(merged)
         return merged
 
     def run(self, cursor: Any, values: dict[str, Any]) -> Any:
@@ -252,9 +272,9 @@ class SQLStore:
         self._event_insert = _Compiled(_EVENT_INSERT, dialect)
         self._fence_renew = _Compiled(_FENCE_RENEW, dialect)
         self._fence_read = _Compiled(_FENCE_READ, dialect)
-        self._task_insert = _Compiled(insert(t.tasks), dialect)
+        self._task_insert = _Compiled(_TASK_INSERT, dialect)
         self._tasks_of_execution = _Compiled(_TASKS_OF_EXECUTION, dialect)
-        self._dependency_insert = _Compiled(insert(t.dependencies), dialect)
+        self._dependency_insert = _Compiled(_DEPENDENCY_INSERT, dialect)
 
     def close(self) -> None:
         self._write_engine.dispose()

@@ -5,8 +5,8 @@ A decorated function stays a plain function, so it can be called directly in a u
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 

@@ -30,6 +30,7 @@ class GraphSpec:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     dependencies: dict[str, list[str]] = field(default_factory=dict)
     _occurrences: dict[str, int] = field(default_factory=dict)
+    _seen: dict[str, set[str]] = field(default_factory=dict)
 
     def auto_key(self, operation_name: str) -> str:
         """`name` for the first task of an operation, then `name#2`, `name#3`..."""
@@ -53,13 +54,15 @@ class GraphSpec:
             if key not in self.tasks:
                 msg = f"graph '{self.name}': unknown task key '{key}'"
                 raise GraphError(msg)
+        if task in on:
+            msg = f"graph '{self.name}': task '{task}' cannot depend on itself"
+            raise GraphError(msg)
         existing = self.dependencies.setdefault(task, [])
+        seen = self._seen.setdefault(task, set(existing))
         added = []
         for dependency in on:
-            if dependency == task:
-                msg = f"graph '{self.name}': task '{task}' cannot depend on itself"
-                raise GraphError(msg)
-            if dependency not in existing:
+            if dependency not in seen:
+                seen.add(dependency)
                 existing.append(dependency)
                 added.append((task, dependency))
         return added

@@ -17,8 +17,11 @@ from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select,
 
 from dalsegno.model.errors import LeaseLostError, RefusedTransitionError
 from dalsegno.model.states import (
+    ACTIVE_STATES,
+    CANCELLING_STATES,
     ExecutionState,
     TaskState,
+    can_move_execution,
     can_move_task,
     execution_sources,
     task_path_sources,
@@ -41,7 +44,11 @@ from dalsegno.store.base import (
 
 _TASK_UPDATE = (
     update(t.tasks)
-    .where(t.tasks.c.id == bindparam("b_id"), t.tasks.c.status == bindparam("b_expected"))
+    .where(
+        t.tasks.c.id == bindparam("b_id"),
+        t.tasks.c.execution_id == bindparam("b_execution_id"),
+        t.tasks.c.status == bindparam("b_expected"),
+    )
     .values(
         status=bindparam("b_status"),
         retries=bindparam("b_retries"),
@@ -151,7 +158,7 @@ class _Compiled:
         return int(cursor.rowcount)
 
 
-def _task_params(change: TaskChange) -> dict[str, Any]:
+def _task_params(change: TaskChange, execution_id: str) -> dict[str, Any]:
     if not can_move_task(change.expected, change.status) and not (
         change.status is TaskState.STARTED and change.expected in _DISPATCH_SOURCES
     ):
@@ -159,6 +166,7 @@ def _task_params(change: TaskChange) -> dict[str, Any]:
         raise RefusedTransitionError(msg)
     return {
         "b_id": change.task_id,
+        "b_execution_id": execution_id,
         "b_expected": change.expected.value,
         "b_status": change.status.value,
         "b_retries": change.retries,
@@ -360,6 +368,10 @@ class SQLStore:
 
         The token grows by one, so every later write of a previous owner is refused.
         """
+        takeover = claim.status is claim.expected_status and claim.status in ACTIVE_STATES
+        if not takeover and not can_move_execution(claim.expected_status, claim.status):
+            msg = f"a claim cannot move an execution from {claim.expected_status} to {claim.status}"
+            raise RefusedTransitionError(msg)
         now = _now()
         owner = claim.owner
         values: dict[str, Any] = {
@@ -387,7 +399,7 @@ class SQLStore:
             if claimed != 1:
                 conn.rollback()
                 return None
-            self._apply_task_changes(conn, resets)
+            self._apply_task_changes(conn, claim.execution_id, resets)
             self._end_attempts(conn, attempt_ends)
             self._insert_events(conn, claim.execution_id, events)
         return self.get_execution(claim.execution_id)
@@ -395,8 +407,19 @@ class SQLStore:
     def request_cancel(
         self, execution_id: str, target: ExecutionState, events: Sequence[NewEvent]
     ) -> ExecutionRecord | None:
-        """Move to a `*cancelling` state, guarded by the state alone: the owner carries it out."""
-        sources = [state.value for state in execution_sources(target)]
+        """Move to a `*cancelling` state, guarded by the state alone: the owner carries it out.
+
+        Without a lease, the only end state reachable is `cancelled` of an execution nobody
+        runs yet (`pending`, `queued`); a `*cancelling` one is finished by its owner.
+        """
+        if target in CANCELLING_STATES:
+            allowed = execution_sources(target)
+        elif target is ExecutionState.CANCELLED:
+            allowed = frozenset({ExecutionState.PENDING, ExecutionState.QUEUED})
+        else:
+            msg = f"a cancel request cannot move an execution to {target}"
+            raise RefusedTransitionError(msg)
+        sources = [state.value for state in allowed]
         with self._write() as conn:
             moved = conn.execute(
                 update(t.executions)
@@ -483,7 +506,7 @@ class SQLStore:
                 key: task_id
                 for key, task_id in conn.execute(
                     select(t.tasks.c.key, t.tasks.c.id).where(t.tasks.c.graph_id == graph_id)
-                ).tuples()
+                )
             }
             if edges:
                 insert_edge = self._dependency_insert
@@ -592,7 +615,7 @@ class SQLStore:
             status = self._fence(
                 conn, batch.execution_id, batch.lease_token, batch.lease_expires_at
             )
-            self._apply_task_changes(conn, batch.tasks)
+            self._apply_task_changes(conn, batch.execution_id, batch.tasks)
             if batch.attempt_starts:
                 self._attempt_start.run_many(
                     cursor,
@@ -618,6 +641,9 @@ class SQLStore:
     def _move_execution(self, conn: Connection, batch: Batch, seen: ExecutionState) -> None:
         change = batch.execution
         assert change is not None
+        if not all(can_move_execution(source, change.status) for source in change.expected):
+            msg = f"execution {batch.execution_id}: {change.status} is not a listed move"
+            raise RefusedTransitionError(msg)
         values: dict[str, Any] = {"status": change.status.value, "error": change.error}
         if change.release_lease:
             values.update(
@@ -727,10 +753,12 @@ class SQLStore:
                 ],
             )
 
-    def _apply_task_changes(self, conn: Connection, changes: Sequence[TaskChange]) -> None:
+    def _apply_task_changes(
+        self, conn: Connection, execution_id: str, changes: Sequence[TaskChange]
+    ) -> None:
         if not changes:
             return
-        params = [_task_params(change) for change in changes]
+        params = [_task_params(change, execution_id) for change in changes]
         changed = self._task_update.run_many(conn.connection.cursor(), params)
         if changed != len(params):
             refused = [

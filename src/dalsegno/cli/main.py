@@ -275,7 +275,7 @@ def executions_resume(
             else:
                 output.show_plan(plan)
             return
-        execution = service.find(execution_id)
+        execution = service.check_resume(execution_id)
     display = output.RunDisplay(service.task_counts, quiet=quiet)
     with CancelOnInterrupt(service) as interrupt:
         interrupt.execution_id = execution.id

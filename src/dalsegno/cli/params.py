@@ -8,6 +8,11 @@ from typing import Any
 from dalsegno.model.errors import RefusedError
 
 
+def _not_json(constant: str) -> Any:
+    msg = f"{constant} is not JSON"
+    raise ValueError(msg)
+
+
 def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any]:
     """`--params` first, then each `-p` on top; a VALUE is JSON when it parses as JSON."""
     params: dict[str, Any] = {}
@@ -27,8 +32,8 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
             msg = f"malformed params: -p {pair!r} is not KEY=VALUE"
             raise RefusedError(msg)
         try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
+            value: Any = json.loads(raw, parse_constant=_not_json)
+        except ValueError:  # JSONDecodeError, or NaN/Infinity, which JSON does not have
             value = raw
         params[key.strip()] = value
     return params

@@ -41,13 +41,7 @@ class ResumePlan:
     tasks: list[PlannedTask] = field(default_factory=list)
     resets: list[TaskChange] = field(default_factory=list)
 
-    @property
-    def reset_keys(self) -> list[str]:
-        return [
-            f"{t.graph}/{t.key}" if t.graph != "main" else t.key
-            for t in self.tasks
-            if t.action == "reset"
-        ]
+    reset_keys: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -133,6 +127,7 @@ def plan_resume(
             plan.reset_keys.append(name)
     if not workflow_resumable:
         plan.resets.clear()
+        plan.reset_keys.clear()
     return plan
 
 

@@ -282,8 +282,10 @@ class ExecutionRun:
         self._last_renewal = time.monotonic()
         self.batch = self._new_batch()
         self._observe(status)
-        if self._listener is not None and batch.events:
-            self._listener(batch.events)
+        if self._listener is not None:
+            written = batch.events + batch.start_events if status is E.STARTED else batch.events
+            if written:
+                self._listener(written)
 
     def _observe(self, status: ExecutionState) -> None:
         self.status = status

@@ -7,6 +7,7 @@ worker threads only run operations and hand back a `Completion`.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import json
 import time
@@ -21,7 +22,7 @@ from dalsegno.engine.context import OperationContext
 from dalsegno.engine.outcomes import ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
-from dalsegno.model.states import TaskState
+from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store.base import AttemptEnd, AttemptStart, StoredGraph, TaskChange, TaskRecord
 
 if TYPE_CHECKING:
@@ -208,15 +209,17 @@ class GraphRun:
         batch = run.batch
         now = time.time()
         worker = run.worker_name
-        submitted: list[tuple[TaskRecord, int, bool]] = []
+        handed: list[tuple[TaskRecord, TaskRecord, bool]] = []  # (task, copy before, resume)
         while self._ready and free > 0:
             task_id, resume = self._ready.popleft()
             task = self.tasks[task_id]
+            before = copy.copy(task)
             if task.agent is not None:
-                self._send_to_agent(task, now)
+                task.status = S.SENT
+                batch.starts.append(_change(task, before.status))
+                batch.start_events.append(events.task_sent(self.name, task.key, task.agent, now))
+                handed.append((task, before, resume))
                 continue
-            expected = task.status
-            attempt = task.attempts
             task.attempts += 1
             task.status, task.started_at, task.ended_at, task.next_run_at = (
                 S.STARTED,
@@ -224,29 +227,34 @@ class GraphRun:
                 None,
                 None,
             )
-            batch.tasks.append(_change(task, expected))
-            batch.attempt_starts.append(AttemptStart(task_id, attempt, worker, now))
-            batch.events.append(events.task_sent(self.name, task.key, None, now))
-            batch.events.append(
+            batch.starts.append(_change(task, before.status))
+            batch.attempt_starts.append(AttemptStart(task_id, before.attempts, worker, now))
+            batch.start_events.append(events.task_sent(self.name, task.key, None, now))
+            batch.start_events.append(
                 events.task_started(self.name, task.key, task.retries, task.max_retries, now)
             )
-            submitted.append((task, attempt, resume))
+            handed.append((task, before, resume))
             free -= 1
         # `started` (and the success of every dependency) is durable before a first line runs.
         run.flush()
-        for task, attempt, resume in submitted:
+        if run.status is not ExecutionState.STARTED:
+            # A cancel was committed first: the store wrote none of these starts.
+            for task, before, resume in reversed(handed):
+                self.tasks[task.id] = before
+                self.by_key[before.key] = before
+                self._ready.appendleft((task.id, resume))
+            return
+        for task, before, resume in handed:
+            if task.agent is not None:
+                self._awaited.add(task.id)
+                continue
             run.crash_point("before_operation", self.name, task.key)
-            self._running[task.id] = attempt
+            self._running[task.id] = before.attempts
             if task.timeout is not None:
-                heapq.heappush(self._deadlines, (time.monotonic() + task.timeout, task.id, attempt))
-            run.submit(self, task, attempt, resume)
-
-    def _send_to_agent(self, task: TaskRecord, now: float) -> None:
-        expected = task.status
-        task.status = S.SENT
-        self.run.batch.tasks.append(_change(task, expected))
-        self.run.batch.events.append(events.task_sent(self.name, task.key, task.agent, now))
-        self._awaited.add(task.id)
+                heapq.heappush(
+                    self._deadlines, (time.monotonic() + task.timeout, task.id, before.attempts)
+                )
+            run.submit(self, task, before.attempts, resume)
 
     def _wait(self) -> None:
         run = self.run

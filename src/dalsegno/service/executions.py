@@ -153,6 +153,13 @@ class ExecutionService:
 
     # resuming ------------------------------------------------------------------
 
+    def check_resume(self, execution_id: str) -> ExecutionRecord:
+        """Refuse a resume that is not allowed, before anything is shown or written."""
+        execution = self.find(execution_id)
+        check_resumable(execution)
+        resolve_workflow(execution.workflow)
+        return execution
+
     def plan(self, execution_id: str, reset_operations: bool = False) -> ResumePlan:
         """What a resume would do, task by task; refuses what resume would refuse."""
         execution = self.find(execution_id)

@@ -175,20 +175,34 @@ class ExecutionChange:
 
 @dataclass(slots=True)
 class Batch:
-    """State writes that happen together, committed in one transaction (group commit)."""
+    """State writes that happen together, committed in one transaction (group commit).
+
+    `starts` (tasks handed to an executor, with their attempts and events) are written only
+    while the execution is `started`: after a cancel committed by another process, no new
+    task starts. The state `apply` returns tells which: `started` means the starts were
+    written, anything else means they were not.
+    """
 
     execution_id: str
     lease_token: int
     lease_expires_at: float
     tasks: list[TaskChange] = field(default_factory=list)
-    attempt_starts: list[AttemptStart] = field(default_factory=list)
     attempt_ends: list[AttemptEnd] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
+    starts: list[TaskChange] = field(default_factory=list)
+    attempt_starts: list[AttemptStart] = field(default_factory=list)
+    start_events: list[NewEvent] = field(default_factory=list)
     execution: ExecutionChange | None = None
 
     def __bool__(self) -> bool:
         return bool(
-            self.tasks or self.attempt_starts or self.attempt_ends or self.events or self.execution
+            self.tasks
+            or self.attempt_ends
+            or self.events
+            or self.starts
+            or self.attempt_starts
+            or self.start_events
+            or self.execution
         )
 
 

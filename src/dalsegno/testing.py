@@ -27,10 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dalsegno.engine.references import reference_of
-from dalsegno.engine.runner import EngineConfig
-from dalsegno.service.executions import ExecutionService
-from dalsegno.store import Store, open_store
+from dalsegno.service import EngineConfig, open_service_with, reference_of
 
 CRASH_POINTS = ("graph_storing", "before_operation", "after_operation", "before_finish")
 
@@ -81,9 +78,8 @@ class WorkflowHarness:
     ) -> None:
         self._tempdir = None if path is not None else tempfile.mkdtemp(prefix="dalsegno-test-")
         self.path = Path(path) if path is not None else Path(self._tempdir or ".") / "test.db"
-        self.store: Store = open_store(f"sqlite:///{self.path}")
-        self.service = ExecutionService(
-            self.store,
+        self.service = open_service_with(
+            f"sqlite:///{self.path}",
             EngineConfig(
                 concurrency=concurrency,
                 lease_timeout=lease_timeout,
@@ -91,6 +87,7 @@ class WorkflowHarness:
                 default_retry_interval=retry_interval,
             ),
         )
+        self.store = self.service.store
 
     def __enter__(self) -> WorkflowHarness:
         return self

@@ -19,6 +19,7 @@ from dalsegno.cli import output
 from dalsegno.cli.params import parse_params
 from dalsegno.model.errors import DalsegnoError, RefusedError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
+from dalsegno.service.views import plan_json
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 0, 1, 2, 3
 OUTCOME_EXIT = {
@@ -41,14 +42,9 @@ class Settings:
                 "--manager (remote mode) needs the manager service, which this version does "
                 "not ship yet; run without --manager to work on the store directly"
             )
-        from dalsegno.engine.lease import lease_timeout
-        from dalsegno.engine.runner import EngineConfig
-        from dalsegno.service.executions import ExecutionService
-        from dalsegno.store import open_store
+        from dalsegno.service import open_service
 
-        concurrency = self.concurrency or int(os.environ.get("DALSEGNO_CONCURRENCY", "16"))
-        config = EngineConfig(concurrency=concurrency, lease_timeout=lease_timeout())
-        return ExecutionService(open_store(self.store_url), config)
+        return open_service(self.store_url, self.concurrency)
 
 
 def refuse(message: str) -> NoReturn:
@@ -271,7 +267,7 @@ def executions_resume(
         if dry_run:
             plan = service.plan(execution_id, reset_operations)
             if as_json:
-                output.print_json(output.plan_json(plan))
+                output.print_json(plan_json(plan))
             else:
                 output.show_plan(plan)
             return

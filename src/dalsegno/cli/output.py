@@ -14,9 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dalsegno.engine.resume import ResumePlan
+from dalsegno.service import EventRecord, ExecutionRecord, NewEvent, ResumePlan, TaskRecord
 from dalsegno.service.views import event_json, execution_json
-from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 
 STATUS_STYLE = {
     "completed": "green",
@@ -125,28 +124,6 @@ def show_plan(plan: ResumePlan) -> None:
     counts = plan.counts()
     summary = ", ".join(f"{counts[action]} {action}" for action in sorted(counts))
     out.write(f"Summary: {summary or 'no tasks'}. Nothing was changed (dry run).\n")
-
-
-def plan_json(plan: ResumePlan) -> dict[str, Any]:
-    return {
-        "execution_id": plan.execution_id,
-        "workflow": plan.workflow,
-        "status": plan.status,
-        "reset_operations": plan.reset_operations,
-        "workflow_resumable": plan.workflow_resumable,
-        "tasks": [
-            {
-                "graph": task.graph,
-                "key": task.key,
-                "operation": task.operation,
-                "agent": task.agent,
-                "status": task.status,
-                "action": task.action,
-                "reason": task.reason,
-            }
-            for task in plan.tasks
-        ],
-    }
 
 
 def event_line(

@@ -1,0 +1,60 @@
+"""The service layer: the one thing the CLI, the REST API and the web UI call."""
+
+from __future__ import annotations
+
+import os
+
+from dalsegno.engine.lease import lease_timeout
+from dalsegno.engine.references import reference_of
+from dalsegno.engine.resume import PlannedTask, ResumePlan
+from dalsegno.engine.runner import EngineConfig, Outcome
+from dalsegno.service.executions import ExecutionService, RunResult
+from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
+
+DEFAULT_CONCURRENCY = 16
+
+
+def open_service(store_url: str | None = None, concurrency: int | None = None) -> ExecutionService:
+    """The service on the store at `store_url` (default: `DALSEGNO_STORE`, then SQLite).
+
+    `concurrency` defaults to `DALSEGNO_CONCURRENCY`, then 16; the lease timeout comes from
+    `DALSEGNO_LEASE_TIMEOUT` (15 s).
+    """
+    from dalsegno.store import open_store
+
+    if concurrency is None:
+        raw = os.environ.get("DALSEGNO_CONCURRENCY")
+        try:
+            concurrency = int(raw) if raw else DEFAULT_CONCURRENCY
+        except ValueError:
+            msg = f"DALSEGNO_CONCURRENCY must be a whole number, not {raw!r}"
+            raise ValueError(msg) from None
+    if concurrency < 1:
+        msg = f"concurrency must be at least 1, not {concurrency}"
+        raise ValueError(msg)
+    config = EngineConfig(concurrency=concurrency, lease_timeout=lease_timeout())
+    return ExecutionService(open_store(store_url), config)
+
+
+def open_service_with(store_url: str, config: EngineConfig) -> ExecutionService:
+    """The service on the store at `store_url`, running executions with `config`."""
+    from dalsegno.store import open_store
+
+    return ExecutionService(open_store(store_url), config)
+
+
+__all__ = [
+    "EngineConfig",
+    "EventRecord",
+    "ExecutionRecord",
+    "ExecutionService",
+    "NewEvent",
+    "Outcome",
+    "PlannedTask",
+    "ResumePlan",
+    "RunResult",
+    "TaskRecord",
+    "open_service",
+    "open_service_with",
+    "reference_of",
+]

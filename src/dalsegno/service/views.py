@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dalsegno.engine.resume import ResumePlan
 from dalsegno.store.base import EventRecord, ExecutionRecord, TaskRecord
 
 
@@ -57,4 +58,26 @@ def event_json(event: EventRecord) -> dict[str, Any]:
         "level": event.level,
         "message": event.message,
         "created_at": iso(event.created_at),
+    }
+
+
+def plan_json(plan: ResumePlan) -> dict[str, Any]:
+    return {
+        "execution_id": plan.execution_id,
+        "workflow": plan.workflow,
+        "status": plan.status,
+        "reset_operations": plan.reset_operations,
+        "workflow_resumable": plan.workflow_resumable,
+        "tasks": [
+            {
+                "graph": task.graph,
+                "key": task.key,
+                "operation": task.operation,
+                "agent": task.agent,
+                "status": task.status,
+                "action": task.action,
+                "reason": task.reason,
+            }
+            for task in plan.tasks
+        ],
     }

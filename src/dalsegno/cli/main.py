@@ -74,7 +74,7 @@ pass_settings = click.make_pass_decorator(Settings)
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    help="Manager-side operations run at once by an execution run here (default 16).",
+    help="Manager-side operations run at once by an execution run here (default 32).",
 )
 @click.version_option(package_name="dalsegno")
 @click.pass_context

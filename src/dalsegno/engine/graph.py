@@ -102,10 +102,9 @@ class Graph:
         self._stored = stored
         self._scheduler: GraphRun | None = None
         self._handles: dict[str, Task] = {}
+        self._stored_edges: set[tuple[str, str]] | None = None
         if stored is not None:
             self._stored_keys = {task.key: task for task in stored.tasks}
-            by_id = {task.id: task.key for task in stored.tasks}
-            self._stored_edges = {(by_id[a], by_id[b]) for a, b in stored.edges}
 
     @property
     def restored(self) -> bool:
@@ -195,6 +194,9 @@ class Graph:
         for handle in (task, *dependencies):
             self._own(handle)
         if self._stored is not None:
+            if self._stored_edges is None:
+                by_id = {record.id: record.key for record in self._stored.tasks}
+                self._stored_edges = {(by_id[a], by_id[b]) for a, b in self._stored.edges}
             for dependency in dependencies:
                 if (task.key, dependency.key) not in self._stored_edges:
                     msg = (
@@ -278,13 +280,14 @@ class Graph:
                 raise GraphError(msg)
 
     def _restored_task(self, key: str) -> Task:
+        handle = self._handles.get(key)
+        if handle is not None:
+            return handle
         record = self._stored_keys.get(key)
         if record is None:
             msg = f"Cannot resume - task '{key}' is not in the stored graph '{self.name}'"
             raise GraphError(msg)
-        handle = self._handles.get(key)
-        if handle is None:
-            handle = self._handles[key] = Task(self, key, record.operation)
+        handle = self._handles[key] = Task(self, key, record.operation)
         return handle
 
     def _own(self, handle: Task) -> None:

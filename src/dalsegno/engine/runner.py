@@ -64,7 +64,7 @@ EventListener = Callable[[Sequence[NewEvent]], None]
 class EngineConfig:
     """How executions run in this process."""
 
-    concurrency: int = 16
+    concurrency: int = 32
     lease_timeout: float = DEFAULT_LEASE_TIMEOUT
     poll_interval: float = 0.25
     default_retries: int = 0

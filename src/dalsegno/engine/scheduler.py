@@ -7,7 +7,6 @@ worker threads only run operations and hand back a `Completion`.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import json
 import time
@@ -29,6 +28,8 @@ if TYPE_CHECKING:
     from dalsegno.engine.runner import ExecutionRun
 
 S = TaskState
+# A task's state before a start the store may refuse: status, attempts, started, ended, due.
+_Before = tuple[TaskState, int, float | None, float | None, float | None]
 
 
 @dataclass(slots=True)
@@ -101,11 +102,11 @@ class GraphRun:
         self.tasks: dict[int, TaskRecord] = {task.id: task for task in stored.tasks}
         self.by_key: dict[str, TaskRecord] = {task.key: task for task in stored.tasks}
         self._dependents: dict[int, list[int]] = {}
-        self._waiting: dict[int, int] = dict.fromkeys(self.tasks, 0)
+        self._waiting: dict[int, int] = {}  # dependencies not yet succeeded, when any
         for task_id, dependency in stored.edges:
             self._dependents.setdefault(dependency, []).append(task_id)
             if self.tasks[dependency].status is not S.SUCCEEDED:
-                self._waiting[task_id] += 1
+                self._waiting[task_id] = self._waiting.get(task_id, 0) + 1
         self._ready: deque[tuple[int, bool]] = deque()  # (task id, ctx.resume)
         self._timers: list[tuple[float, int]] = []  # (monotonic due time, task id)
         self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task id, attempt)
@@ -127,7 +128,7 @@ class GraphRun:
             elif task.agent is not None and status in (S.SENT, S.STARTED):
                 self._awaited.add(task.id)
             elif status is S.PENDING:
-                if self._waiting[task.id] == 0:
+                if task.id not in self._waiting:
                     self._ready.append((task.id, False))
             elif status is S.RESCHEDULED:
                 due = now_mono + max(0.0, (task.next_run_at or now_wall) - now_wall)
@@ -209,14 +210,14 @@ class GraphRun:
         batch = run.batch
         now = time.time()
         worker = run.worker_name
-        handed: list[tuple[TaskRecord, TaskRecord, bool]] = []  # (task, copy before, resume)
+        handed: list[tuple[TaskRecord, _Before, bool]] = []
         while self._ready and free > 0:
             task_id, resume = self._ready.popleft()
             task = self.tasks[task_id]
-            before = copy.copy(task)
+            before = (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at)
             if task.agent is not None:
                 task.status = S.SENT
-                batch.starts.append(_change(task, before.status))
+                batch.starts.append(_change(task, before[0]))
                 batch.start_events.append(events.task_sent(self.name, task.key, task.agent, now))
                 handed.append((task, before, resume))
                 continue
@@ -227,8 +228,8 @@ class GraphRun:
                 None,
                 None,
             )
-            batch.starts.append(_change(task, before.status))
-            batch.attempt_starts.append(AttemptStart(task_id, before.attempts, worker, now))
+            batch.starts.append(_change(task, before[0]))
+            batch.attempt_starts.append(AttemptStart(task_id, before[1], worker, now))
             batch.start_events.append(events.task_sent(self.name, task.key, None, now))
             batch.start_events.append(
                 events.task_started(self.name, task.key, task.retries, task.max_retries, now)
@@ -240,21 +241,21 @@ class GraphRun:
         if run.status is not ExecutionState.STARTED:
             # A cancel was committed first: the store wrote none of these starts.
             for task, before, resume in reversed(handed):
-                self.tasks[task.id] = before
-                self.by_key[before.key] = before
+                (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at) = (
+                    before
+                )
                 self._ready.appendleft((task.id, resume))
             return
         for task, before, resume in handed:
             if task.agent is not None:
                 self._awaited.add(task.id)
                 continue
+            attempt = before[1]
             run.crash_point("before_operation", self.name, task.key)
-            self._running[task.id] = before.attempts
+            self._running[task.id] = attempt
             if task.timeout is not None:
-                heapq.heappush(
-                    self._deadlines, (time.monotonic() + task.timeout, task.id, before.attempts)
-                )
-            run.submit(self, task, before.attempts, resume)
+                heapq.heappush(self._deadlines, (time.monotonic() + task.timeout, task.id, attempt))
+            run.submit(self, task, attempt, resume)
 
     def _wait(self) -> None:
         run = self.run
@@ -307,8 +308,10 @@ class GraphRun:
             batch.attempt_ends.append(AttemptEnd(task_id, attempt, "succeeded", now, None))
             batch.events.append(events.task_succeeded(self.name, task.key, now))
             for dependent in self._dependents.get(task_id, ()):
-                self._waiting[dependent] -= 1
-                if self._waiting[dependent] == 0 and self.tasks[dependent].status is S.PENDING:
+                left = self._waiting.pop(dependent) - 1
+                if left:
+                    self._waiting[dependent] = left
+                elif self.tasks[dependent].status is S.PENDING:
                     self._ready.append((dependent, False))
             return
         error = completion.error or "failed"

@@ -11,13 +11,13 @@ from dalsegno.engine.runner import EngineConfig, Outcome
 from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 32
 
 
 def open_service(store_url: str | None = None, concurrency: int | None = None) -> ExecutionService:
     """The service on the store at `store_url` (default: `DALSEGNO_STORE`, then SQLite).
 
-    `concurrency` defaults to `DALSEGNO_CONCURRENCY`, then 16; the lease timeout comes from
+    `concurrency` defaults to `DALSEGNO_CONCURRENCY`, then 32; the lease timeout comes from
     `DALSEGNO_LEASE_TIMEOUT` (15 s).
     """
     from dalsegno.store import open_store

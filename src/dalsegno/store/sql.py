@@ -242,30 +242,6 @@ _TASKS_OF_EXECUTION = (
 )
 
 
-def _task(row: Sequence[Any], graph: str) -> TaskRecord:
-    """A task from a row of `_TASK_COLUMNS` (the graph id is replaced by its name)."""
-    return TaskRecord(
-        row[0],
-        row[1],
-        graph,
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        _TASK_STATES[row[10]],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-        row[16],
-        row[17],
-    )
-
-
 class SQLStore:
     """A `Store` on two SQLAlchemy engines: one for writes, one for reads."""
 
@@ -566,8 +542,49 @@ class SQLStore:
             rows = self._tasks_of_execution.run(cursor, {"b_execution_id": execution_id})
             names = {graph.id: graph.name for graph in graphs.values()}
             lists = {graph.id: graph.tasks for graph in graphs.values()}
-            for row in rows.fetchall():
-                lists[row[2]].append(_task(row, names[row[2]]))
+            record, states = TaskRecord, _TASK_STATES
+            for (
+                task_id,
+                _,
+                graph_id,
+                key,
+                operation,
+                agent,
+                kwargs,
+                max_retries,
+                interval,
+                timeout,
+                status,
+                retries,
+                error,
+                result,
+                attempts,
+                due,
+                started,
+                ended,
+            ) in rows.fetchall():
+                lists[graph_id].append(
+                    record(
+                        task_id,
+                        execution_id,
+                        names[graph_id],
+                        key,
+                        operation,
+                        agent,
+                        kwargs,
+                        max_retries,
+                        interval,
+                        timeout,
+                        states[status],
+                        retries,
+                        error,
+                        result,
+                        attempts,
+                        due,
+                        started,
+                        ended,
+                    )
+                )
             if graphs:
                 for row in conn.execute(
                     select(

@@ -34,6 +34,7 @@ from dalsegno.store.base import (
     ExecutionRecord,
     NewEvent,
     Store,
+    StoredGraph,
     TaskRecord,
 )
 
@@ -151,6 +152,13 @@ class ExecutionService:
         )
         return RunResult(execution.id, run.run(func, checked))
 
+    def create(self, workflow: str, params: Any = None) -> ExecutionRecord:
+        """Create a `pending` execution for a manager to run (the REST API's start)."""
+        reference, _, definition, checked = self.prepare(workflow, params or {})
+        return self.store.create_execution(
+            reference, checked, E.PENDING, None, None, [events.workflow_started(definition.name)]
+        )
+
     # resuming ------------------------------------------------------------------
 
     def check_resume(self, execution_id: str) -> ExecutionRecord:
@@ -183,36 +191,12 @@ class ExecutionService:
         if execution.status in CANCELLING_STATES:
             execution = self._finish_cancel(execution, definition.name)
         graphs = self.store.load_graphs(execution.id)
-        tasks = [task for graph in graphs.values() for task in graph.tasks]
-        plan = plan_resume(execution, tasks, reset_operations, definition.resumable, detail=False)
-        resumed = events.workflow_resumed(definition.name, plan.reset_keys)
-        now = time.time()
-        by_id = {change.task_id: None for change in plan.resets}
-        touched = {task.id: task for task in tasks if task.id in by_id}
-        reset_events = [
-            events.task_reset(touched[c.task_id].graph, touched[c.task_id].key, c.expected, now)
-            for c in plan.resets
-        ]
-        interrupted = [
-            AttemptEnd(c.task_id, touched[c.task_id].attempts - 1, "interrupted", now, None)
-            for c in plan.resets
-            if c.expected in (TaskState.SENT, TaskState.STARTED) and touched[c.task_id].attempts
-        ]
-        claimed = self.store.claim(
-            self._claim(execution),
-            plan.resets,
-            [resumed, *reset_events],
-            interrupted,
+        claim = self._claim(execution)
+        claimed, written = self._claim_with_resets(
+            execution, claim, graphs, reset_operations, definition
         )
-        if claimed is None:
-            msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
-            raise ConflictError(msg)
-        for change in plan.resets:  # the graphs in memory now match what was committed
-            task = touched[change.task_id]
-            task.status, task.retries, task.error = change.status, change.retries, change.error
-            task.result_json, task.next_run_at = change.result_json, change.next_run_at
         if listener is not None:
-            listener([resumed, *reset_events])
+            listener(written)
         run = ExecutionRun(
             self.store,
             claimed,
@@ -227,6 +211,68 @@ class ExecutionService:
             error = f"Cannot resume - workflow not resumable: {execution.workflow}"
             return RunResult(claimed.id, run.finish(E.FAILED, error))
         return RunResult(claimed.id, run.run(func, claimed.params))
+
+    def hand_over_resume(
+        self, execution_id: str, reset_operations: bool = False
+    ) -> ExecutionRecord:
+        """Resume through a manager: write the resets and leave the execution `pending`.
+
+        A `started` execution whose owner is gone needs no write: a manager takes it over
+        by itself. Returns the execution as it now is.
+        """
+        execution = self.find(execution_id)
+        check_resumable(execution)
+        _, definition = resolve_workflow(execution.workflow)
+        if execution.status in CANCELLING_STATES or execution.status is E.STARTED:
+            return execution
+        graphs = self.store.load_graphs(execution.id)
+        claim = Claim(
+            execution_id=execution.id,
+            expected_status=execution.status,
+            expected_token=execution.lease_token,
+            owner=None,
+            lease_expires_at=None,
+            status=E.PENDING,
+        )
+        claimed, _ = self._claim_with_resets(execution, claim, graphs, reset_operations, definition)
+        return claimed
+
+    def _claim_with_resets(
+        self,
+        execution: ExecutionRecord,
+        claim: Claim,
+        graphs: dict[str, StoredGraph],
+        reset_operations: bool,
+        definition: WorkflowDefinition,
+    ) -> tuple[ExecutionRecord, list[NewEvent]]:
+        """Claim the execution and write a manual resume's resets in the same transaction.
+
+        The graphs in memory are updated to match what was committed.
+        """
+        tasks = [task for graph in graphs.values() for task in graph.tasks]
+        plan = plan_resume(execution, tasks, reset_operations, definition.resumable, detail=False)
+        resumed = events.workflow_resumed(definition.name, plan.reset_keys)
+        now = time.time()
+        wanted = {change.task_id for change in plan.resets}
+        touched = {task.id: task for task in tasks if task.id in wanted}
+        reset_events = [
+            events.task_reset(touched[c.task_id].graph, touched[c.task_id].key, c.expected, now)
+            for c in plan.resets
+        ]
+        interrupted = [
+            AttemptEnd(c.task_id, touched[c.task_id].attempts - 1, "interrupted", now, None)
+            for c in plan.resets
+            if c.expected in (TaskState.SENT, TaskState.STARTED) and touched[c.task_id].attempts
+        ]
+        claimed = self.store.claim(claim, plan.resets, [resumed, *reset_events], interrupted)
+        if claimed is None:
+            msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
+            raise ConflictError(msg)
+        for change in plan.resets:
+            task = touched[change.task_id]
+            task.status, task.retries, task.error = change.status, change.retries, change.error
+            task.result_json, task.next_run_at = change.result_json, change.next_run_at
+        return claimed, [resumed, *reset_events]
 
     def _claim(self, execution: ExecutionRecord, status: ExecutionState = E.STARTED) -> Claim:
         return Claim(

@@ -208,13 +208,17 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Taking an execution's lease: allowed only from the state (and token) last seen."""
+    """Taking an execution's lease: allowed only from the state (and token) last seen.
+
+    With no owner, the execution is handed to whichever manager claims it next (a resume
+    asked through the REST API moves it to `pending` this way).
+    """
 
     execution_id: str
     expected_status: ExecutionState
     expected_token: int
-    owner: LeaseOwner
-    lease_expires_at: float
+    owner: LeaseOwner | None
+    lease_expires_at: float | None
     status: ExecutionState = ExecutionState.STARTED
 
 
@@ -249,6 +253,14 @@ class Store(Protocol):
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
     ) -> ExecutionRecord | None: ...
+
+    def claim_pending(
+        self, owner: LeaseOwner, lease_expires_at: float, limit: int
+    ) -> list[ExecutionRecord]: ...
+
+    def list_stale(self, now: float, host: str, limit: int) -> list[ExecutionRecord]: ...
+
+    def release(self, execution_id: str, lease_token: int) -> bool: ...
 
     def request_cancel(
         self, execution_id: str, target: ExecutionState, events: Sequence[NewEvent]

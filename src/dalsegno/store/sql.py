@@ -352,15 +352,15 @@ class SQLStore:
         owner = claim.owner
         values: dict[str, Any] = {
             "status": claim.status.value,
-            "lease_host": owner.host,
-            "lease_pid": owner.pid,
-            "lease_proc_start": owner.proc_start,
-            "lease_expires_at": claim.lease_expires_at,
+            "lease_host": owner.host if owner else None,
+            "lease_pid": owner.pid if owner else None,
+            "lease_proc_start": owner.proc_start if owner else None,
+            "lease_expires_at": claim.lease_expires_at if owner else None,
             "lease_token": t.executions.c.lease_token + 1,
             "error": None,
             "ended_at": None,
         }
-        if claim.expected_status is not ExecutionState.STARTED:
+        if claim.status is ExecutionState.STARTED and claim.expected_status is not claim.status:
             values["started_at"] = now
         with self._write() as conn:
             claimed = conn.execute(
@@ -379,6 +379,86 @@ class SQLStore:
             self._end_attempts(conn, attempt_ends)
             self._insert_events(conn, claim.execution_id, events)
         return self.get_execution(claim.execution_id)
+
+    def claim_pending(
+        self, owner: LeaseOwner, lease_expires_at: float, limit: int
+    ) -> list[ExecutionRecord]:
+        """Take up to `limit` pending executions, oldest first, each with its lease."""
+        if limit <= 0:
+            return []
+        claimed: list[str] = []
+        with self._write() as conn:
+            candidates = conn.execute(
+                select(t.executions.c.id)
+                .where(t.executions.c.status == ExecutionState.PENDING.value)
+                .order_by(t.executions.c.created_at, t.executions.c.id)
+                .limit(limit)
+            ).scalars()
+            now = _now()
+            for execution_id in list(candidates):
+                moved = conn.execute(
+                    update(t.executions)
+                    .where(
+                        t.executions.c.id == execution_id,
+                        t.executions.c.status == ExecutionState.PENDING.value,
+                    )
+                    .values(
+                        status=ExecutionState.STARTED.value,
+                        lease_host=owner.host,
+                        lease_pid=owner.pid,
+                        lease_proc_start=owner.proc_start,
+                        lease_expires_at=lease_expires_at,
+                        lease_token=t.executions.c.lease_token + 1,
+                        started_at=func.coalesce(t.executions.c.started_at, now),
+                        error=None,
+                        ended_at=None,
+                    )
+                ).rowcount
+                if moved == 1:
+                    claimed.append(execution_id)
+        found = [self.get_execution(execution_id) for execution_id in claimed]
+        return [record for record in found if record is not None]
+
+    def list_stale(self, now: float, host: str, limit: int) -> list[ExecutionRecord]:
+        """Running executions whose lease expired, or is held by a process of `host`.
+
+        The caller decides whether a local owner is dead; the claim itself is guarded by
+        the state and token read here, so two managers never take one over twice.
+        """
+        active = [state.value for state in ACTIVE_STATES]
+        query = (
+            select(t.executions)
+            .where(
+                t.executions.c.status.in_(active),
+                (t.executions.c.lease_expires_at < now)
+                | t.executions.c.lease_expires_at.is_(None)
+                | (t.executions.c.lease_host == host),
+            )
+            .order_by(t.executions.c.created_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [_execution(row) for row in conn.execute(query)]
+
+    def release(self, execution_id: str, lease_token: int) -> bool:
+        """Give the lease up at once (a graceful stop): the next manager takes over."""
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    update(t.executions)
+                    .where(
+                        t.executions.c.id == execution_id,
+                        t.executions.c.lease_token == lease_token,
+                    )
+                    .values(
+                        lease_host=None,
+                        lease_pid=None,
+                        lease_proc_start=None,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+                == 1
+            )
 
     def request_cancel(
         self, execution_id: str, target: ExecutionState, events: Sequence[NewEvent]

@@ -112,6 +112,7 @@ class ExecutionRun:
         listener: EventListener | None = None,
         crash_hook: CrashHook | None = None,
         stored_graphs: dict[str, StoredGraph] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.store = store
         self.execution_id = execution.id
@@ -136,7 +137,10 @@ class ExecutionRun:
         self._stored_graphs = stored_graphs
         self._graphs: dict[str, Graph] = {}
         self._current: _GraphRun | None = None
-        self._pool: WorkerPool | None = None
+        self._pool: WorkerPool | None = pool
+        self._own_pool = pool is None
+        self.draining = False
+        self._drain_deadline = 0.0
         self._ignored: dict[tuple[int, int], tuple[str, str]] = {}
         self._abandoned: dict[tuple[int, int], tuple[str, str]] = {}
         self._stop = threading.Event()
@@ -159,7 +163,7 @@ class ExecutionRun:
             return Outcome(None, str(exc) or "abandoned")
         finally:
             self._stop.set()
-            if self._pool is not None:
+            if self._pool is not None and self._own_pool:
                 self._pool.shutdown()
             if self._abandoned:
                 threading.Thread(target=self._record_late_results, daemon=True).start()
@@ -235,6 +239,8 @@ class ExecutionRun:
         self.check_alive()
         if self.cancel_mode is not None:
             raise ExecutionCancelled
+        if self.draining:
+            raise ExecutionAbandoned("handed over to another manager")
         graph = self._graphs.get(name)
         if graph is None:
             graph = self._graphs[name] = Graph(self, name, self._stored_graphs.get(name))
@@ -295,6 +301,23 @@ class ExecutionRun:
         ):
             self.cancel_mode = mode
             self._completions.put(None)  # wake the scheduler
+
+    def drain(self, grace: float) -> None:
+        """Hand over: start no new task, let running ones end for up to `grace` seconds.
+
+        The run then stops with what it wrote (the execution stays `started`) and the
+        caller releases the lease, so another manager resumes it at once.
+        """
+        self._drain_deadline = time.monotonic() + grace
+        self.draining = True
+        self._completions.put(None)
+
+    def drain_expired(self) -> bool:
+        return self.draining and time.monotonic() >= self._drain_deadline
+
+    @property
+    def lost(self) -> bool:
+        return self._lost is not None
 
     def check_alive(self) -> None:
         if self._lost is not None:

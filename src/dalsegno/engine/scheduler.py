@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine import events
 from dalsegno.engine.context import OperationContext
-from dalsegno.engine.outcomes import ExecutionCancelled, GraphFailed
+from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
 from dalsegno.model.states import ExecutionState, TaskState
@@ -170,6 +170,8 @@ class GraphRun:
             mode = run.cancel_mode
             if mode is not None:
                 self._cancel(mode)
+            elif run.draining:
+                self._drain()
             else:
                 self._dispatch()
             if mode is None and not (self._ready or self._running or self._timers or self._awaited):
@@ -179,6 +181,12 @@ class GraphRun:
         run.flush()
         if self._failed:
             raise GraphFailed(self._failure_message())
+
+    def _drain(self) -> None:
+        """This process hands the execution over: start nothing, let running tasks end."""
+        if not self._running or self.run.drain_expired():
+            self.run.flush()
+            raise ExecutionAbandoned("handed over to another manager")
 
     def _cancel(self, mode: str) -> None:
         run = self.run

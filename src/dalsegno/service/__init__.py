@@ -9,6 +9,7 @@ from dalsegno.engine.references import reference_of
 from dalsegno.engine.resume import PlannedTask, ResumePlan
 from dalsegno.engine.runner import EngineConfig, Outcome
 from dalsegno.service.executions import ExecutionService, RunResult
+from dalsegno.store import default_home
 from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 
 DEFAULT_CONCURRENCY = 32
@@ -54,6 +55,7 @@ __all__ = [
     "ResumePlan",
     "RunResult",
     "TaskRecord",
+    "default_home",
     "open_service",
     "open_service_with",
     "reference_of",

@@ -1,0 +1,212 @@
+"""The management worker: takes executions from the store and runs them, many at once.
+
+It claims `pending` executions, and takes over every execution whose lease expired (or
+whose owner on this host is dead): a `started` one is resumed by the rules of DESIGN.md
+section 3, a `*cancelling` one has its cancel finished. Claims are guarded updates on the
+state and lease token read, so two managers never take one execution twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from dalsegno.engine import events
+from dalsegno.engine.lease import lease_is_free, this_owner
+from dalsegno.engine.pool import WorkerPool
+from dalsegno.engine.references import resolve_workflow
+from dalsegno.engine.runner import ExecutionRun, Outcome
+from dalsegno.model.errors import DalsegnoError
+from dalsegno.model.states import CANCELLING_STATES, ExecutionState
+from dalsegno.service.executions import ExecutionService
+from dalsegno.store.base import Claim, ExecutionRecord, StoredGraph
+
+log = logging.getLogger("dalsegno.manager")
+E = ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    max_executions: int = 64
+    grace: float = 10.0  # seconds running operations get to end on a graceful stop
+
+
+class Manager:
+    """Runs executions from one store until stopped."""
+
+    def __init__(self, service: ExecutionService, config: ManagerConfig | None = None) -> None:
+        self.service = service
+        self.store = service.store
+        self.engine = service.config
+        self.config = config or ManagerConfig()
+        self.owner = this_owner()
+        self.pool = WorkerPool(self.engine.concurrency, name="dalsegno-op")
+        self._runs: dict[str, ExecutionRun] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._loop_thread: threading.Thread | None = None
+
+    # life cycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the claim loop (it takes over what an earlier manager left at once)."""
+        self._loop_thread = threading.Thread(target=self._loop, name="dalsegno-claims", daemon=True)
+        self._loop_thread.start()
+
+    def wake(self) -> None:
+        """Look for work now (a new execution, a resume)."""
+        self._wake.set()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking work, let running operations end within `grace`, release the leases."""
+        self._stopping.set()
+        self._wake.set()
+        grace = self.config.grace if grace is None else grace
+        with self._lock:
+            runs = list(self._runs.values())
+            threads = list(self._threads.values())
+        for run in runs:
+            run.drain(grace)
+        deadline = time.monotonic() + grace + 5.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._loop_thread is not None:
+            self._loop_thread.join(5.0)
+        self.pool.shutdown()
+
+    @property
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._runs)
+
+    # claiming --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        tick = max(0.05, min(1.0, self.engine.lease_timeout / 3))
+        while not self._stopping.is_set():
+            try:
+                self._take_over_stale()
+                self._claim_pending()
+            except Exception:  # a store outage must not end the loop: try again next tick
+                log.exception("claiming executions failed; retrying")
+            self._wake.wait(tick)
+            self._wake.clear()
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.config.max_executions - len(self._runs)
+
+    def _claim_pending(self) -> None:
+        free = self._free()
+        if free <= 0 or self._stopping.is_set():
+            return
+        expires = time.time() + self.engine.lease_timeout
+        for record in self.store.claim_pending(self.owner, expires, free):
+            self._spawn(record, takeover=False)
+
+    def _take_over_stale(self) -> None:
+        free = self._free()
+        if free <= 0 or self._stopping.is_set():
+            return
+        now = time.time()
+        for record in self.store.list_stale(now, self.owner.host, free):
+            if record.id in self._runs or not lease_is_free(
+                record.lease_owner, record.lease_expires_at, now
+            ):
+                continue
+            claimed = self.store.claim(
+                Claim(
+                    execution_id=record.id,
+                    expected_status=record.status,
+                    expected_token=record.lease_token,
+                    owner=self.owner,
+                    lease_expires_at=time.time() + self.engine.lease_timeout,
+                    status=record.status,  # a takeover keeps the state; the token grows
+                ),
+                [],
+                [],
+            )
+            if claimed is not None:
+                log.info("took over execution %s (%s)", claimed.id, claimed.status)
+                self._spawn(claimed, takeover=True)
+
+    # running ---------------------------------------------------------------------
+
+    def _spawn(self, record: ExecutionRecord, takeover: bool) -> None:
+        thread = threading.Thread(
+            target=self._run,
+            args=(record, takeover),
+            name=f"dalsegno-exec-{record.id[:8]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads[record.id] = thread
+        thread.start()
+
+    def _run(self, record: ExecutionRecord, takeover: bool) -> None:
+        try:
+            outcome = self._execute(record, takeover)
+            if outcome.abandoned:
+                log.info("execution %s left here: %s", record.id, outcome.error)
+        except Exception:
+            log.exception("execution %s stopped on an unexpected error", record.id)
+        finally:
+            with self._lock:
+                run = self._runs.pop(record.id, None)
+                self._threads.pop(record.id, None)
+            if run is not None and run.draining and not run.lost:
+                self.store.release(record.id, run.token)
+            self._wake.set()
+
+    def _execute(self, record: ExecutionRecord, takeover: bool) -> Outcome:
+        """Run a claimed execution: a takeover is an automatic resume (DESIGN.md section 3).
+
+        A claimed `pending` execution that has stored graphs was handed over by a resume
+        (its resets and "Resuming" event are already written); one without runs afresh.
+        """
+        graphs = self.store.load_graphs(record.id)
+        resume = takeover or bool(graphs)
+        name = record.workflow.rpartition(":")[2]
+        try:
+            func, definition = resolve_workflow(record.workflow)
+            name = definition.name
+        except DalsegnoError as exc:
+            run = self._register(record, name, False, {})
+            return run.finish(E.FAILED, f"Cannot resume - {exc}" if resume else str(exc))
+        run = self._register(record, name, resume, graphs)
+        if record.status in CANCELLING_STATES:
+            return run.finish(E.CANCELLED, None)  # its owner is gone: finish the cancel
+        if resume and not definition.resumable:
+            return run.finish(
+                E.FAILED, f"Cannot resume - workflow not resumable: {record.workflow}"
+            )
+        if takeover:
+            by = f"manager {self.owner.host}:{self.owner.pid}"
+            run.batch.events.append(events.workflow_resumed(name, [], taken_over_by=by))
+        return run.run(func, record.params)
+
+    def _register(
+        self,
+        record: ExecutionRecord,
+        name: str,
+        resume: bool,
+        graphs: dict[str, StoredGraph],
+    ) -> ExecutionRun:
+        run = ExecutionRun(
+            self.store,
+            record,
+            name,
+            self.engine,
+            resume=resume,
+            stored_graphs=graphs,
+            pool=self.pool,
+        )
+        with self._lock:
+            self._runs[record.id] = run
+        if self._stopping.is_set():
+            run.drain(0.0)
+        return run

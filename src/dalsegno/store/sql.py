@@ -712,26 +712,27 @@ class SQLStore:
             status = self._fence(
                 conn, batch.execution_id, batch.lease_token, batch.lease_expires_at
             )
-            self._apply_task_changes(conn, batch.execution_id, batch.tasks)
+            starting = status is ExecutionState.STARTED
+            tasks, written = batch.tasks, batch.events
+            if starting and batch.starts:  # one statement each for the whole batch
+                tasks, written = tasks + batch.starts, written + batch.start_events
+            self._apply_task_changes(conn, batch.execution_id, tasks)
             self._end_attempts(conn, batch.attempt_ends)
-            self._insert_events(conn, batch.execution_id, batch.events)
-            if status is ExecutionState.STARTED:
-                self._apply_task_changes(conn, batch.execution_id, batch.starts)
-                if batch.attempt_starts:
-                    self._attempt_start.run_many(
-                        cursor,
-                        [
-                            {
-                                "task_id": start.task_id,
-                                "number": start.number,
-                                "outcome": "running",
-                                "worker": start.worker,
-                                "started_at": start.started_at,
-                            }
-                            for start in batch.attempt_starts
-                        ],
-                    )
-                self._insert_events(conn, batch.execution_id, batch.start_events)
+            self._insert_events(conn, batch.execution_id, written)
+            if starting and batch.attempt_starts:
+                self._attempt_start.run_many(
+                    cursor,
+                    [
+                        {
+                            "task_id": start.task_id,
+                            "number": start.number,
+                            "outcome": "running",
+                            "worker": start.worker,
+                            "started_at": start.started_at,
+                        }
+                        for start in batch.attempt_starts
+                    ],
+                )
             change = batch.execution
             if change is not None:
                 self._move_execution(conn, batch, status)

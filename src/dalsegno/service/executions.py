@@ -125,8 +125,12 @@ class ExecutionService:
         listener: EventListener | None = None,
         crash_hook: CrashHook | None = None,
         on_created: Callable[[str], None] | None = None,
+        lock: str | None = None,
     ) -> RunResult:
-        """Create an execution and run it here to its end, holding its lease."""
+        """Create an execution and run it here to its end, holding its lease.
+
+        With a `lock` key another active execution holds, it waits in `queued` first.
+        """
         reference, func, definition, checked = self.prepare(workflow, params or {})
         started = events.workflow_started(definition.name)
         execution = self.store.create_execution(
@@ -136,11 +140,17 @@ class ExecutionService:
             this_owner(),
             time.time() + self.config.lease_timeout,
             [started],
+            lock_key=check_lock(lock),
         )
         if on_created is not None:
             on_created(execution.id)
         if listener is not None:
             listener([started])
+        if execution.status is E.QUEUED:
+            waited = self._wait_for_lock(execution)
+            if waited.status is not E.STARTED:
+                return RunResult(execution.id, Outcome(waited.status, waited.error))
+            execution = waited
         run = ExecutionRun(
             self.store,
             execution,
@@ -152,12 +162,33 @@ class ExecutionService:
         )
         return RunResult(execution.id, run.run(func, checked))
 
-    def create(self, workflow: str, params: Any = None) -> ExecutionRecord:
-        """Create a `pending` execution for a manager to run (the REST API's start)."""
+    def create(self, workflow: str, params: Any = None, lock: str | None = None) -> ExecutionRecord:
+        """Create a `pending` execution for a manager to run (the REST API's start).
+
+        With a `lock` key another active execution holds, it waits in `queued`.
+        """
         reference, _, definition, checked = self.prepare(workflow, params or {})
         return self.store.create_execution(
-            reference, checked, E.PENDING, None, None, [events.workflow_started(definition.name)]
+            reference,
+            checked,
+            E.PENDING,
+            None,
+            None,
+            [events.workflow_started(definition.name)],
+            lock_key=check_lock(lock),
         )
+
+    def _wait_for_lock(self, execution: ExecutionRecord) -> ExecutionRecord:
+        """Wait in `queued` until the lock is free, then take the execution here."""
+        while True:
+            current = self.find(execution.id)
+            if current.status is E.PENDING:
+                claimed = self.store.claim(self._claim(current), [], [])
+                if claimed is not None:
+                    return claimed
+            elif current.status is not E.QUEUED:
+                return current  # cancelled while it waited, or taken by a manager
+            time.sleep(self.config.poll_interval)
 
     # resuming ------------------------------------------------------------------
 
@@ -343,6 +374,15 @@ class ExecutionService:
             msg = f"execution {before.id} changed while cancelling; try again"
             raise ConflictError(msg)
         return done
+
+
+def check_lock(lock: str | None) -> str | None:
+    if lock is None:
+        return None
+    if not isinstance(lock, str) or not lock.strip() or len(lock) > 255:
+        msg = "a lock key is a non-empty string of at most 255 characters"
+        raise RefusedError(msg)
+    return lock.strip()
 
 
 def parse_status(status: str) -> ExecutionState:

@@ -28,6 +28,7 @@ def execution_json(
         "created_at": iso(execution.created_at),
         "started_at": iso(execution.started_at),
         "ended_at": iso(execution.ended_at),
+        "lock": execution.lock_key,
     }
     if tasks is not None:
         found["tasks"] = [task_json(task) for task in tasks]

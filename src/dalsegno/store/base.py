@@ -36,6 +36,7 @@ class ExecutionRecord:
     lease_owner: LeaseOwner | None
     lease_expires_at: float | None
     lease_token: int
+    lock_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -238,6 +239,7 @@ class Store(Protocol):
         owner: LeaseOwner | None,
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
+        lock_key: str | None = None,
     ) -> ExecutionRecord: ...
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...

@@ -19,6 +19,7 @@ from dalsegno.model.errors import LeaseLostError, RefusedTransitionError
 from dalsegno.model.states import (
     ACTIVE_STATES,
     CANCELLING_STATES,
+    EXECUTION_END_STATES,
     ExecutionState,
     TaskState,
     can_move_execution,
@@ -211,7 +212,16 @@ def _execution(row: Row[Any]) -> ExecutionRecord:
         lease_owner=owner,
         lease_expires_at=row.lease_expires_at,
         lease_token=row.lease_token,
+        lock_key=row.lock_key,
     )
+
+
+# Executions that hold their lock key: every state but the end states and `queued`.
+_HOLDING = [
+    state.value
+    for state in ExecutionState
+    if state not in (ExecutionState.QUEUED, *EXECUTION_END_STATES)
+]
 
 
 _TASK_STATES = {state.value: state for state in TaskState}
@@ -284,7 +294,12 @@ class SQLStore:
         owner: LeaseOwner | None,
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
+        lock_key: str | None = None,
     ) -> ExecutionRecord:
+        """Insert an execution; with a lock key another execution holds, it is `queued`.
+
+        A queued execution has no owner yet: it becomes `pending` when the holder ends.
+        """
         now = _now()
         execution_id = uuid.uuid4().hex
         row = {
@@ -299,13 +314,69 @@ class SQLStore:
             "lease_proc_start": owner.proc_start if owner else None,
             "lease_expires_at": lease_expires_at,
             "lease_token": 1 if owner else 0,
+            "lock_key": lock_key,
         }
         with self._write() as conn:
+            if lock_key is not None and self._lock_held(conn, lock_key):
+                row.update(
+                    status=ExecutionState.QUEUED.value,
+                    started_at=None,
+                    lease_host=None,
+                    lease_pid=None,
+                    lease_proc_start=None,
+                    lease_expires_at=None,
+                    lease_token=0,
+                )
             conn.execute(insert(t.executions), row)
             self._insert_events(conn, execution_id, events)
         record = self.get_execution(execution_id)
         assert record is not None
         return record
+
+    def _lock_held(self, conn: Connection, lock_key: str) -> bool:
+        return (
+            conn.execute(
+                select(t.executions.c.id)
+                .where(t.executions.c.lock_key == lock_key, t.executions.c.status.in_(_HOLDING))
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def _promote_queued(self, conn: Connection, execution_id: str) -> None:
+        """The execution ended: the oldest one queued behind its lock key becomes pending."""
+        lock_key = conn.execute(
+            select(t.executions.c.lock_key).where(t.executions.c.id == execution_id)
+        ).scalar()
+        if lock_key is None or self._lock_held(conn, lock_key):
+            return
+        waiting = conn.execute(
+            select(t.executions.c.id)
+            .where(
+                t.executions.c.lock_key == lock_key,
+                t.executions.c.status == ExecutionState.QUEUED.value,
+            )
+            .order_by(t.executions.c.created_at, t.executions.c.id)
+            .limit(1)
+        ).scalar()
+        if waiting is not None:
+            conn.execute(
+                update(t.executions)
+                .where(
+                    t.executions.c.id == waiting,
+                    t.executions.c.status == ExecutionState.QUEUED.value,
+                )
+                .values(status=ExecutionState.PENDING.value)
+            )
+            self._insert_events(
+                conn,
+                waiting,
+                [
+                    NewEvent(
+                        "lock_acquired", f"Lock '{lock_key}' is free: pending", created_at=_now()
+                    )
+                ],
+            )
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._read() as conn:
@@ -486,6 +557,8 @@ class SQLStore:
                 conn.rollback()
                 return None
             self._insert_events(conn, execution_id, events)
+            if target is ExecutionState.CANCELLED:
+                self._promote_queued(conn, execution_id)
         return self.get_execution(execution_id)
 
     def read_status(self, execution_id: str) -> tuple[ExecutionState, int] | None:
@@ -766,6 +839,8 @@ class SQLStore:
         if moved != 1:
             msg = f"execution {batch.execution_id}: refused move from {seen} to {change.status}"
             raise RefusedTransitionError(msg)
+        if change.status in EXECUTION_END_STATES:
+            self._promote_queued(conn, batch.execution_id)
 
     def record_late_result(self, end: AttemptEnd, events: Sequence[NewEvent]) -> None:
         """Record an abandoned attempt's outcome in its history; no task state changes."""

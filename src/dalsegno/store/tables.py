@@ -40,8 +40,10 @@ executions = Table(
     Column("lease_proc_start", String(64)),
     Column("lease_expires_at", Float),
     Column("lease_token", Integer, nullable=False, server_default="0"),
+    Column("lock_key", String(255)),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
+    Index("ix_executions_lock_key", "lock_key"),
 )
 
 graphs = Table(

@@ -25,6 +25,7 @@ from dalsegno.engine.graph import Graph
 from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.pool import WorkerPool
+from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import resolve_operation
 from dalsegno.engine.scheduler import Completion, GraphRun, describe, run_operation
 from dalsegno.model.errors import (
@@ -142,6 +143,7 @@ class ExecutionRun:
         self.draining = False
         self._drain_deadline = 0.0
         self._ignored: dict[tuple[int, int], tuple[str, str]] = {}
+        self._children: dict[tuple[int, int], ChildOperation] = {}
         self._abandoned: dict[tuple[int, int], tuple[str, str]] = {}
         self._stop = threading.Event()
         self._last_renewal = time.monotonic()
@@ -336,9 +338,12 @@ class ExecutionRun:
             self._pool = WorkerPool(self.concurrency)
         completions = self._completions
         try:
-            func, _ = resolve_operation(task.operation)
+            func, definition = resolve_operation(task.operation)
         except DalsegnoError as exc:
             completions.put(Completion(task.id, attempt, False, None, str(exc), None, False))
+            return
+        if definition.process:
+            self._submit_child(graph, task, attempt, resume)
             return
         ctx = OperationContext(
             execution_id=self.execution_id,
@@ -352,6 +357,47 @@ class ExecutionRun:
         )
         kwargs, task_id = task.kwargs, task.id
         self._pool.submit(lambda: completions.put(run_operation(func, ctx, kwargs, task_id)))
+
+    def _submit_child(self, graph: GraphRun, task: TaskRecord, attempt: int, resume: bool) -> None:
+        child = ChildOperation(
+            task.operation,
+            task.id,
+            attempt,
+            {
+                "execution_id": self.execution_id,
+                "graph": graph.name,
+                "task_key": task.key,
+                "retries": task.retries,
+                "attempt": attempt,
+                "resume": resume,
+                "idempotency_key": f"{self.execution_id}-{task.id}",
+            },
+            task.kwargs_json,
+            self._logs.append,
+        )
+        self._children[(task.id, attempt)] = child
+        completions, children = self._completions, self._children
+
+        def job() -> None:
+            try:
+                completions.put(child.run())
+            finally:
+                children.pop((child.task_id, child.attempt), None)
+
+        assert self._pool is not None
+        self._pool.submit(job)
+
+    def stop_operation(self, task_id: int, attempt: int) -> bool:
+        """Stop a running attempt: a child process is killed; a thread can only be left.
+
+        Returns True when the operation was really stopped.
+        """
+        child = self._children.get((task_id, attempt))
+        if child is None:
+            self.pool_replace_abandoned()
+            return False
+        child.stop()
+        return True
 
     def take_completions(self, timeout: float) -> list[Completion]:
         """Wait up to `timeout` for the first completion, then take all that are there."""

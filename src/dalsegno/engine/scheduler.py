@@ -203,7 +203,7 @@ class GraphRun:
                     AttemptEnd(task_id, attempt, "killed", now, "killed by cancel")
                 )
                 run.batch.events.append(events.task_failed(self.name, task.key, task.error, now))
-                run.pool_replace_abandoned()
+                run.stop_operation(task_id, attempt)
                 run.ignore_late(self, task_id, attempt)
             self._running.clear()
             raise ExecutionCancelled
@@ -286,7 +286,7 @@ class GraphRun:
             _, task_id, attempt = heapq.heappop(self._deadlines)
             if self._running.get(task_id) == attempt:
                 task = self.tasks[task_id]
-                self.run.pool_replace_abandoned()
+                self.run.stop_operation(task_id, attempt)
                 self.run.ignore_late(self, task_id, attempt)
                 self._complete(
                     Completion(task_id, attempt, False, None, f"timed out after {task.timeout:g}s"),

@@ -25,6 +25,7 @@ class OperationDefinition:
     retries: int | None
     retry_interval: float | None
     timeout: float | None
+    process: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ def operation(
     retries: int | None = None,
     retry_interval: float | None = None,
     timeout: float | None = None,
+    process: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -81,11 +83,14 @@ def operation(
     retries: int | None = None,
     retry_interval: float | None = None,
     timeout: float | None = None,
+    process: bool = False,
 ) -> F | Callable[[F], F]:
     """Declare `func(ctx, **kwargs) -> JSON` an operation that tasks can run.
 
     `resumable=True` says that running it again after an interruption is safe.
     `retries`, `retry_interval` and `timeout` are defaults for the tasks that run it.
+    `process=True` runs it in a child process, so that a kill-cancel or a timeout stops it
+    (an operation in a thread can only be abandoned).
     """
     check_task_options(retries, retry_interval, timeout)
 
@@ -96,6 +101,7 @@ def operation(
             retries=retries,
             retry_interval=None if retry_interval is None else float(retry_interval),
             timeout=None if timeout is None else float(timeout),
+            process=bool(process),
         )
         setattr(target, OPERATION_ATTRIBUTE, definition)
         return target

@@ -137,8 +137,17 @@ def run_rss(n: int) -> dict[str, float]:
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         )
         done = subprocess.run(
-            [sys.executable, "-c", code, *DALSEGNO, "run", f"{WORKLOADS}:wide", "-p",
-             f"n={n}", "-q"],
+            [
+                sys.executable,
+                "-c",
+                code,
+                *DALSEGNO,
+                "run",
+                f"{WORKLOADS}:wide",
+                "-p",
+                f"n={n}",
+                "-q",
+            ],
             env=env_for(home),
             capture_output=True,
             text=True,
@@ -150,11 +159,18 @@ def run_rss(n: int) -> dict[str, float]:
 
 
 def run_dbos(steps: int, repeat: int) -> dict[str, object]:
-    subprocess.run(["bash", str(ROOT / "benchmarks/peers/setup_dbos_venv.sh")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["bash", str(ROOT / "benchmarks/peers/setup_dbos_venv.sh")], check=True, capture_output=True
+    )
     done = subprocess.run(
-        [str(DBOS_VENV / "bin/python"), str(ROOT / "benchmarks/peers/dbos_chain.py"),
-         "--steps", str(steps), "--repeat", str(repeat)],
+        [
+            str(DBOS_VENV / "bin/python"),
+            str(ROOT / "benchmarks/peers/dbos_chain.py"),
+            "--steps",
+            str(steps),
+            "--repeat",
+            str(repeat),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -184,25 +200,34 @@ def main() -> None:
             print(f"  {name}: " + ", ".join(f"{k}={run[k]:.3f}" for k in keys), flush=True)
         medians = {key: median(runs, key) for key in keys}
         results[name] = {"runs": runs, "median": medians}
-        print(f"{name} median: " + ", ".join(f"{k}={v:.3f}" for k, v in medians.items()),
-              flush=True)
+        print(
+            f"{name} median: " + ", ".join(f"{k}={v:.3f}" for k, v in medians.items()), flush=True
+        )
 
     if "chain" in only:
-        report("chain_2000", [run_workflow("chain", 2000) for _ in range(args.repeat)],
-               ["tasks_per_s", "wall_tasks_per_s"])
+        report(
+            "chain_2000",
+            [run_workflow("chain", 2000) for _ in range(args.repeat)],
+            ["tasks_per_s", "wall_tasks_per_s"],
+        )
     if "dbos" in only and not args.no_dbos:
         dbos = run_dbos(2000, args.repeat)
         results["dbos_chain_2000"] = dbos
         print(f"dbos median: steps_per_s={dbos['median_steps_per_s']}", flush=True)
     if "wide" in only:
-        report("wide_10000", [run_workflow("wide", 10000) for _ in range(args.repeat)],
-               ["tasks_per_s", "wall_tasks_per_s"])
+        report(
+            "wide_10000",
+            [run_workflow("wide", 10000) for _ in range(args.repeat)],
+            ["tasks_per_s", "wall_tasks_per_s"],
+        )
     if "resume" in only:
         snapshot = prepare_half_done(100_000)
         try:
-            report("resume_100000_half_done",
-                   [run_resume(snapshot) for _ in range(max(3, args.repeat))],
-                   ["first_new_task_s", "succeeded_tasks_run_again"])
+            report(
+                "resume_100000_half_done",
+                [run_resume(snapshot) for _ in range(max(3, args.repeat))],
+                ["first_new_task_s", "succeeded_tasks_run_again"],
+            )
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
     if "rss" in only:
@@ -214,8 +239,10 @@ def main() -> None:
             "execution": ours["tasks_per_s"] / theirs,
             "wall": ours["wall_tasks_per_s"] / theirs,
         }
-        print(f"chain vs DBOS: x{ours['tasks_per_s'] / theirs:.2f} (execution), "
-              f"x{ours['wall_tasks_per_s'] / theirs:.2f} (whole command)")
+        print(
+            f"chain vs DBOS: x{ours['tasks_per_s'] / theirs:.2f} (execution), "
+            f"x{ours['wall_tasks_per_s'] / theirs:.2f} (whole command)"
+        )
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     path = out / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -23,3 +23,17 @@ def wide(ctx, n: int = 10000) -> None:
     for i in range(n):
         g.add(noop, key=f"t{i}")
     g.execute()
+
+
+@operation(resumable=True)
+def pause(ctx, seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+@workflow(resumable=True)
+def slow_chain(ctx, n: int = 100, seconds: float = 0.05) -> None:
+    g = ctx.graph("main")
+    g.sequence(*[g.add(pause, key=f"p{i}", seconds=seconds) for i in range(n)])
+    g.execute()

@@ -59,8 +59,9 @@ def timed_run(dbos: DBOS, n: int) -> float:
     assert result == n * (n - 1) // 2
     # Sanity check (untimed): every step's output was durably recorded.
     with dbos._sys_db.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT COUNT(*) FROM operation_outputs "
-                                    "WHERE workflow_uuid = :w"), {"w": wf_id}).scalar()
+        rows = conn.execute(
+            sa.text("SELECT COUNT(*) FROM operation_outputs WHERE workflow_uuid = :w"), {"w": wf_id}
+        ).scalar()
     assert rows == n, f"expected {n} recorded steps, found {rows}"
     return elapsed
 
@@ -89,24 +90,32 @@ def main() -> None:
         runs = []
         for r in range(args.repeat):
             elapsed = timed_run(dbos, args.steps)
-            run = {"run": r, "steps": args.steps, "seconds": round(elapsed, 4),
-                   "steps_per_s": round(args.steps / elapsed, 1)}
+            run = {
+                "run": r,
+                "steps": args.steps,
+                "seconds": round(elapsed, 4),
+                "steps_per_s": round(args.steps / elapsed, 1),
+            }
             runs.append(run)
             print(json.dumps(run), flush=True)
     finally:
         DBOS.destroy()
         tmp.cleanup()
 
-    print(json.dumps({
-        "peer": "dbos",
-        "dbos_version": importlib.metadata.version("dbos"),
-        "sqlalchemy_version": sa.__version__,
-        "system_database": "sqlite (fresh temp file)",
-        "sqlite": pragmas,
-        "steps": args.steps,
-        "median_steps_per_s": round(statistics.median(r["steps_per_s"] for r in runs), 1),
-        "runs": runs,
-    }))
+    print(
+        json.dumps(
+            {
+                "peer": "dbos",
+                "dbos_version": importlib.metadata.version("dbos"),
+                "sqlalchemy_version": sa.__version__,
+                "system_database": "sqlite (fresh temp file)",
+                "sqlite": pragmas,
+                "steps": args.steps,
+                "median_steps_per_s": round(statistics.median(r["steps_per_s"] for r in runs), 1),
+                "runs": runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -21,6 +21,9 @@ from dalsegno.model.errors import DalsegnoError, RefusedError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.views import plan_json
 
+if TYPE_CHECKING:
+    from dalsegno.cli.remote import RemoteClient
+
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 0, 1, 2, 3
 OUTCOME_EXIT = {
     ExecutionState.COMPLETED: EXIT_OK,
@@ -29,22 +32,39 @@ OUTCOME_EXIT = {
 }
 
 
+# How often a command that follows an execution on a manager asks for new events.
+REMOTE_POLL = 0.25
+
+
 @dataclass
 class Settings:
     store_url: str | None
     manager_url: str | None
     concurrency: int | None
+    token: str | None = None
+    token_file: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """With a manager URL every command speaks REST to the manager."""
+        return bool(self.manager_url)
 
     def service(self) -> Any:
-        """The service layer on the store (opening it creates or migrates the schema)."""
-        if self.manager_url:
-            refuse(
-                "--manager (remote mode) needs the manager service, which this version does "
-                "not ship yet; run without --manager to work on the store directly"
-            )
+        """The service layer on the store (opening it creates or migrates the schema).
+
+        Local mode only: with a manager URL the commands use `client()` instead.
+        """
         from dalsegno.service import open_service
 
         return open_service(self.store_url, self.concurrency)
+
+    def client(self) -> RemoteClient:
+        """The manager's REST API, with the token of `--token`, `--token-file`,
+        `DALSEGNO_TOKEN` or `$DALSEGNO_HOME/token`, in that order."""
+        from dalsegno.cli.remote import RemoteClient, resolve_token
+
+        assert self.manager_url
+        return RemoteClient(self.manager_url, resolve_token(self.token, self.token_file))
 
 
 def refuse(message: str) -> NoReturn:
@@ -70,7 +90,17 @@ pass_settings = click.make_pass_decorator(Settings)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", "store_url", envvar="DALSEGNO_STORE", help="Store URL (sqlite:///PATH).")
-@click.option("--manager", "manager_url", envvar="DALSEGNO_MANAGER", help="Manager URL.")
+@click.option(
+    "--manager",
+    "manager_url",
+    envvar="DALSEGNO_MANAGER",
+    help="Manager URL: every command speaks REST to it (env DALSEGNO_MANAGER).",
+)
+@click.option(
+    "--token",
+    help="The manager's token; else --token-file, env DALSEGNO_TOKEN, $DALSEGNO_HOME/token.",
+)
+@click.option("--token-file", metavar="PATH", help="Read the manager's token from this file.")
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -79,13 +109,18 @@ pass_settings = click.make_pass_decorator(Settings)
 @click.version_option(package_name="dalsegno")
 @click.pass_context
 def main(
-    ctx: click.Context, store_url: str | None, manager_url: str | None, concurrency: int | None
+    ctx: click.Context,
+    store_url: str | None,
+    manager_url: str | None,
+    token: str | None,
+    token_file: str | None,
+    concurrency: int | None,
 ) -> None:
     """dalsegno: task-graph workflows that resume exactly where they stopped."""
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    ctx.obj = Settings(store_url, manager_url, concurrency)
+    ctx.obj = Settings(store_url, manager_url, concurrency, token, token_file)
 
 
 # running ---------------------------------------------------------------------------
@@ -165,6 +200,8 @@ def _finish(result: Any, service: Any, quiet: bool) -> NoReturn:
 def _run_here(
     settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
 ) -> NoReturn:
+    if settings.remote:
+        _run_remote(settings, ref, pairs, params_json, quiet)
     with refusals():
         params = parse_params(pairs, params_json)
         service = settings.service()
@@ -182,6 +219,81 @@ def _run_here(
         finally:
             display.close()
     _finish(result, service, quiet)
+
+
+# remote mode -----------------------------------------------------------------------
+
+
+def _run_remote(
+    settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
+) -> NoReturn:
+    """Hand the execution over to the manager and follow its events to its end."""
+    with refusals():
+        params = parse_params(pairs, params_json)
+        client = settings.client()
+    with client:
+        with refusals():
+            execution = client.start(ref, params)
+        _follow_remote_run(client, str(execution["id"]), quiet)
+
+
+def _follow_remote_run(client: RemoteClient, execution_id: str, quiet: bool) -> NoReturn:
+    """Print the execution's events as the manager commits them; exit with its outcome.
+
+    Ctrl-C asks the manager to cancel it (a second Ctrl-C forces), and the command goes on
+    following until the execution ends `cancelled`.
+    """
+    display = output.RunDisplay(client.task_counts, quiet=quiet)
+    with CancelOnInterrupt(client) as interrupt:
+        interrupt.execution_id = execution_id
+        display.created(execution_id)
+        try:
+            with refusals():
+                final = _follow_remote(
+                    client,
+                    execution_id,
+                    None,
+                    lambda batch: display.events(output.new_events_from_json(batch)),
+                )
+        finally:
+            display.close()
+    with refusals():
+        status = ExecutionState(final["status"])
+    line = f"Execution {execution_id} {status.value}"
+    if final.get("error"):
+        line += f": {final['error']}"
+    click.echo(line, err=True)
+    sys.exit(OUTCOME_EXIT.get(status, EXIT_FAILED))
+
+
+def _follow_remote(
+    client: RemoteClient,
+    execution_id: str,
+    after: str | None,
+    emit: Callable[[list[dict[str, Any]]], None],
+) -> dict[str, Any]:
+    """Hand each new batch of events to `emit` until the execution ends; the ended execution.
+
+    Once the execution is seen ended, its events are read once more: everything it wrote
+    was committed before its end state, so nothing is missed.
+    """
+    last = after
+    while True:
+        batch = client.events(execution_id, last)
+        if batch:
+            emit(batch)
+            last = str(batch[-1]["id"])
+            continue
+        current = client.get(execution_id)
+        if current.get("status") in EXECUTION_END_STATES:
+            batch = client.events(execution_id, last)
+            if batch:
+                emit(batch)
+            return current
+        time.sleep(REMOTE_POLL)
+
+
+# running ---------------------------------------------------------------------------
 
 
 @main.command()
@@ -210,7 +322,15 @@ def executions() -> None:
 def executions_start(
     settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
 ) -> None:
-    """Start an execution; without a manager it runs here, as `run`."""
+    """Start an execution: a manager runs it (its id is printed at once); without a manager
+    it runs here, as `run`."""
+    if settings.remote:
+        with refusals():
+            params = parse_params(pairs, params_json)
+            with settings.client() as client:
+                execution = client.start(ref, params)
+        click.echo(execution["id"])
+        return
     _run_here(settings, ref, pairs, params_json, quiet)
 
 
@@ -220,6 +340,14 @@ def executions_start(
 @pass_settings
 def executions_list(settings: Settings, status: str | None, as_json: bool) -> None:
     """Executions, newest first."""
+    if settings.remote:
+        with refusals(), settings.client() as client:
+            documents = client.list(status)
+            if as_json:
+                output.print_json(documents)
+            else:
+                output.show_executions_json(documents)
+        return
     with refusals():
         found = settings.service().list_executions(status)
     if as_json:
@@ -234,6 +362,14 @@ def executions_list(settings: Settings, status: str | None, as_json: bool) -> No
 @pass_settings
 def executions_get(settings: Settings, execution_id: str, as_json: bool) -> None:
     """One execution with its tasks."""
+    if settings.remote:
+        with refusals(), settings.client() as client:
+            document = client.get(execution_id)
+            if as_json:
+                output.print_json(document)
+            else:
+                output.show_execution_json(document)
+        return
     with refusals():
         execution, tasks = settings.service().get(execution_id)
     if as_json:
@@ -261,7 +397,18 @@ def executions_resume(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Resume a failed, cancelled or stuck execution here (DESIGN.md section 3)."""
+    """Resume a failed, cancelled or stuck execution (DESIGN.md section 3): here, or with a
+    manager URL by handing it back to the manager."""
+    if settings.remote:
+        with refusals(), settings.client() as client:
+            answer = client.resume(execution_id, reset_operations, dry_run)
+            if dry_run and as_json:
+                output.print_json(answer)
+            elif dry_run:
+                output.show_plan(output.plan_from_json(answer))
+            else:
+                click.echo(f"Execution {answer['id']} {answer['status']}")
+        return
     with refusals():
         service = settings.service()
         if dry_run:
@@ -294,6 +441,11 @@ def executions_cancel(settings: Settings, execution_id: str, force: bool, kill: 
     if force and kill:
         refuse("--force and --kill exclude each other")
     mode = "kill" if kill else "force" if force else "cancel"
+    if settings.remote:
+        with refusals(), settings.client() as client:
+            answer = client.cancel(execution_id, mode)
+        click.echo(f"Execution {answer['id']} {answer['status']}")
+        return
     with refusals():
         execution = settings.service().cancel(execution_id, mode)
     click.echo(f"Execution {execution.id} {execution.status.value}")
@@ -309,6 +461,9 @@ def events(
     settings: Settings, execution_id: str, follow: bool, as_json: bool, after: str | None
 ) -> None:
     """The execution's events and logs, oldest first."""
+    if settings.remote:
+        _remote_events(settings, execution_id, follow, as_json, after)
+        return
     with refusals():
         service = settings.service()
         execution = service.find(execution_id)
@@ -330,3 +485,24 @@ def events(
                 time.sleep(0.25)
     except KeyboardInterrupt:
         return
+
+
+def _remote_events(
+    settings: Settings, execution_id: str, follow: bool, as_json: bool, after: str | None
+) -> None:
+    with refusals(), settings.client() as client:
+        execution = client.get(execution_id)  # refuses an unknown id, resolves a prefix
+        batch = client.events(str(execution["id"]), after)
+        output.print_event_documents(batch, as_json)
+        if not follow:
+            return
+        last = str(batch[-1]["id"]) if batch else after
+        try:
+            _follow_remote(
+                client,
+                str(execution["id"]),
+                last,
+                lambda found: output.print_event_documents(found, as_json),
+            )
+        except KeyboardInterrupt:
+            return

@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dalsegno.service import EventRecord, ExecutionRecord, NewEvent, ResumePlan, TaskRecord
+from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.service import (
+    EventRecord,
+    ExecutionRecord,
+    NewEvent,
+    PlannedTask,
+    ResumePlan,
+    TaskRecord,
+)
 from dalsegno.service.views import event_json, execution_json
 
 STATUS_STYLE = {
@@ -151,6 +159,137 @@ def print_events(records: Sequence[EventRecord], as_json: bool) -> None:
 
 def execution_document(execution: ExecutionRecord, tasks: list[TaskRecord] | None) -> Any:
     return execution_json(execution, tasks)
+
+
+# remote mode: the REST API's JSON documents (the same as `--json`) shown as in local mode
+
+
+def _timestamp(text: Any) -> float | None:
+    """An ISO 8601 timestamp of the JSON documents back as seconds since the epoch."""
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(text).timestamp()
+
+
+def execution_from_json(document: dict[str, Any]) -> ExecutionRecord:
+    """An execution answered by a manager, as the record the tables show."""
+    return ExecutionRecord(
+        id=str(document["id"]),
+        workflow=str(document["workflow"]),
+        status=ExecutionState(document["status"]),
+        params=document.get("params") or {},
+        error=document.get("error"),
+        created_at=_timestamp(document.get("created_at")) or 0.0,
+        started_at=_timestamp(document.get("started_at")),
+        ended_at=_timestamp(document.get("ended_at")),
+        lease_owner=None,
+        lease_expires_at=None,
+        lease_token=0,
+        lock_key=document.get("lock"),
+    )
+
+
+def task_from_json(document: dict[str, Any], execution_id: str) -> TaskRecord:
+    """A task answered by a manager, as the record the tables show (ids are opaque: the
+    record's number is only kept when the id is one)."""
+    raw_id = str(document.get("id", ""))
+    return TaskRecord(
+        id=int(raw_id) if raw_id.isdigit() else 0,
+        execution_id=execution_id,
+        graph=str(document["graph"]),
+        key=str(document["key"]),
+        operation=str(document["operation"]),
+        agent=document.get("agent"),
+        kwargs_json="{}",
+        max_retries=0,
+        retry_interval=0.0,
+        timeout=None,
+        status=TaskState(document["status"]),
+        retries=int(document.get("retries") or 0),
+        error=document.get("error"),
+        result_json=json.dumps(document.get("result")),
+        attempts=0,
+        next_run_at=None,
+        started_at=None,
+        ended_at=None,
+    )
+
+
+def show_executions_json(documents: list[dict[str, Any]]) -> None:
+    """`executions list` of a manager's answer: the local table."""
+    show_executions([execution_from_json(document) for document in documents])
+
+
+def show_execution_json(document: dict[str, Any]) -> None:
+    """`executions get` of a manager's answer: the local view."""
+    execution = execution_from_json(document)
+    tasks = [task_from_json(task, execution.id) for task in document.get("tasks") or []]
+    show_execution(execution, tasks)
+
+
+def event_from_json(document: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        id=str(document["id"]),
+        execution_id=str(document["execution_id"]),
+        graph=document.get("graph"),
+        task_key=document.get("task_key"),
+        type=str(document.get("type", "")),
+        level=str(document.get("level", "info")),
+        message=str(document.get("message", "")),
+        created_at=_timestamp(document.get("created_at")) or 0.0,
+    )
+
+
+def new_events_from_json(documents: Sequence[dict[str, Any]]) -> list[NewEvent]:
+    """A manager's events as the batches `RunDisplay.events` shows."""
+    found = []
+    for document in documents:
+        event = event_from_json(document)
+        found.append(
+            NewEvent(
+                type=event.type,
+                message=event.message,
+                graph=event.graph,
+                task_key=event.task_key,
+                level=event.level,
+                created_at=event.created_at,
+            )
+        )
+    return found
+
+
+def print_event_documents(documents: Sequence[dict[str, Any]], as_json: bool) -> None:
+    """`events` of a manager's answer: its JSON objects as they came, or the local lines."""
+    if as_json:
+        out = sys.stdout
+        for document in documents:
+            out.write(json.dumps(document) + "\n")
+        out.flush()
+    else:
+        print_events([event_from_json(document) for document in documents], as_json=False)
+
+
+def plan_from_json(document: dict[str, Any]) -> ResumePlan:
+    """A manager's dry-run answer (`views.plan_json`) as the plan `show_plan` prints."""
+    return ResumePlan(
+        execution_id=str(document["execution_id"]),
+        workflow=str(document["workflow"]),
+        status=str(document["status"]),
+        reset_operations=bool(document.get("reset_operations")),
+        workflow_resumable=bool(document.get("workflow_resumable", True)),
+        tasks=[
+            PlannedTask(
+                graph=str(task["graph"]),
+                key=str(task["key"]),
+                operation=str(task["operation"]),
+                agent=task.get("agent"),
+                status=str(task["status"]),
+                action=str(task["action"]),
+                reason=str(task["reason"]),
+            )
+            for task in document.get("tasks") or []
+        ],
+    )
 
 
 class RunDisplay:

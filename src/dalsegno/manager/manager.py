@@ -88,12 +88,17 @@ class Manager:
     def _loop(self) -> None:
         tick = max(0.05, min(1.0, self.engine.lease_timeout / 3))
         while not self._stopping.is_set():
+            wait = tick
             try:
                 self._take_over_stale()
                 self._claim_pending()
+                expiry = self.store.next_lease_expiry(self.owner)
+                now = time.time()
+                if expiry is not None and expiry > now:  # be there when a lease runs out
+                    wait = min(tick, expiry - now + 0.01)
             except Exception:  # a store outage must not end the loop: try again next tick
                 log.exception("claiming executions failed; retrying")
-            self._wake.wait(tick)
+            self._wake.wait(wait)
             self._wake.clear()
 
     def _free(self) -> int:

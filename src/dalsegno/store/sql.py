@@ -511,6 +511,21 @@ class SQLStore:
         with self._read() as conn:
             return [_execution(row) for row in conn.execute(query)]
 
+    def next_lease_expiry(self, owner: LeaseOwner) -> float | None:
+        """When the first lease held by another owner expires (a manager waits until then)."""
+        active = [state.value for state in ACTIVE_STATES]
+        with self._read() as conn:
+            found = conn.execute(
+                select(func.min(t.executions.c.lease_expires_at)).where(
+                    t.executions.c.status.in_(active),
+                    ~(
+                        (t.executions.c.lease_host == owner.host)
+                        & (t.executions.c.lease_pid == owner.pid)
+                    ),
+                )
+            ).scalar()
+        return None if found is None else float(found)
+
     def release(self, execution_id: str, lease_token: int) -> bool:
         """Give the lease up at once (a graceful stop): the next manager takes over."""
         with self._write() as conn:

@@ -1,0 +1,64 @@
+"""The manager's REST API (INTERFACE.md "REST API"): a FastAPI app under `/api/v1`.
+
+`/` and everything outside `/api/v1` stay free for the web UI. The OpenAPI document and
+its docs page need no token: they describe the API and hold no data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware.authentication import AuthenticationMiddleware
+
+from dalsegno.api.auth import BearerTokens, ScopeLookup, TokenChecker
+from dalsegno.api.errors import authentication_failed, install_error_handlers
+from dalsegno.api.executions import executions_router
+from dalsegno.service import ExecutionService
+
+PREFIX = "/api/v1"
+OPENAPI_PATH = f"{PREFIX}/openapi.json"
+DOCS_PATH = f"{PREFIX}/docs"
+
+
+def create_app(
+    service: ExecutionService,
+    admin_token: str,
+    on_change: Callable[[], None] = lambda: None,
+    *,
+    scoped_tokens: ScopeLookup | None = None,
+) -> FastAPI:
+    """The REST API over `service`.
+
+    `admin_token` may do everything. `on_change` is called after each write (a start, a
+    resume, a cancel) so a manager looks for work at once. `scoped_tokens` maps any other
+    token to its scopes (`queue:NAME` for an agent), or None for an unknown token.
+    """
+    app = FastAPI(
+        title="dalsegno",
+        version=_version(),
+        summary="A workflow engine whose executions resume exactly where they stopped.",
+        openapi_url=OPENAPI_PATH,
+        docs_url=DOCS_PATH,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    install_error_handlers(app)
+    tokens = TokenChecker(admin_token, scoped_tokens)
+    app.add_middleware(
+        AuthenticationMiddleware,
+        backend=BearerTokens(tokens, PREFIX, public={OPENAPI_PATH, DOCS_PATH}),
+        on_error=authentication_failed,
+    )
+    api = APIRouter(prefix=PREFIX)
+    api.include_router(executions_router(service, on_change))
+    app.include_router(api)
+    return app
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dalsegno")
+    except metadata.PackageNotFoundError:
+        return "0"

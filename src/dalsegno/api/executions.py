@@ -1,0 +1,128 @@
+"""`/executions`: start, list, read, resume and cancel executions, and read their events.
+
+Thin handlers over `ExecutionService`, the one the CLI calls: each one checks nothing the
+service does not, and answers the service's JSON views. The service is blocking (SQLite),
+so the handlers are plain functions that FastAPI runs in its thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+
+from dalsegno.api import schemas
+from dalsegno.api.auth import ADMIN, require
+from dalsegno.api.errors import JsonResponse, responses
+from dalsegno.model.states import ExecutionState
+from dalsegno.service import ExecutionService
+from dalsegno.service.views import event_json, execution_json, plan_json
+
+ExecutionId = Annotated[str, Path(description="an execution id, or a unique prefix of one")]
+
+
+def executions_router(service: ExecutionService, on_change: Callable[[], None]) -> APIRouter:
+    """The execution routes over `service`; `on_change` wakes the manager after a write."""
+    router = APIRouter(
+        prefix="/executions",
+        tags=["executions"],
+        dependencies=[Depends(require(ADMIN))],
+        responses=responses(401, 403, 422),
+    )
+
+    @router.post(
+        "",
+        status_code=201,
+        response_model=schemas.Execution,
+        response_class=JsonResponse,
+        responses=responses(400),
+        summary="Start an execution",
+    )
+    def start_execution(start: schemas.StartRequest) -> dict[str, Any]:
+        """Create a `pending` execution of `workflow`; a manager runs it."""
+        execution = service.create(start.workflow, start.params, start.lock)
+        on_change()
+        return execution_json(execution)
+
+    @router.get(
+        "",
+        response_model=list[schemas.Execution],
+        response_class=JsonResponse,
+        summary="List executions",
+    )
+    def list_executions(
+        status: Annotated[ExecutionState | None, Query(description="only this state")] = None,
+    ) -> list[dict[str, Any]]:
+        """Executions, newest first."""
+        found = service.list_executions(status.value if status else None)
+        return [execution_json(execution) for execution in found]
+
+    @router.get(
+        "/{execution_id}",
+        response_model=schemas.ExecutionWithTasks,
+        response_class=JsonResponse,
+        responses=responses(404),
+        summary="Read an execution",
+    )
+    def get_execution(execution_id: ExecutionId) -> dict[str, Any]:
+        """One execution with its tasks."""
+        execution, tasks = service.get(execution_id)
+        return execution_json(execution, tasks)
+
+    @router.post(
+        "/{execution_id}/resume",
+        status_code=202,
+        response_model=schemas.Execution | schemas.ResumePlan,
+        response_class=JsonResponse,
+        responses=responses(400, 404, 409),
+        summary="Resume an execution",
+    )
+    def resume_execution(
+        execution_id: ExecutionId,
+        resume: Annotated[schemas.ResumeRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Hand a failed, cancelled or stuck execution back to a manager to resume.
+
+        With `dry_run`: what the resume would do, task by task; nothing changes.
+        """
+        resume = resume or schemas.ResumeRequest()
+        if resume.dry_run:
+            return plan_json(service.plan(execution_id, resume.reset_operations))
+        execution = service.hand_over_resume(execution_id, resume.reset_operations)
+        on_change()
+        return execution_json(execution)
+
+    @router.post(
+        "/{execution_id}/cancel",
+        status_code=202,
+        response_model=schemas.Execution,
+        response_class=JsonResponse,
+        responses=responses(400, 404, 409),
+        summary="Cancel an execution",
+    )
+    def cancel_execution(
+        execution_id: ExecutionId,
+        cancel: Annotated[schemas.CancelRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Ask to cancel; the execution's owner carries it out."""
+        mode = (cancel or schemas.CancelRequest()).mode
+        execution = service.cancel(execution_id, mode)
+        on_change()
+        return execution_json(execution)
+
+    @router.get(
+        "/{execution_id}/events",
+        response_model=list[schemas.Event],
+        response_class=JsonResponse,
+        responses=responses(404),
+        summary="Read an execution's events",
+    )
+    def list_events(
+        execution_id: ExecutionId,
+        after: Annotated[schemas.EventId | None, Query(description="only events after it")] = None,
+    ) -> list[dict[str, Any]]:
+        """The execution's events and logs, oldest first."""
+        return [event_json(event) for event in service.events(execution_id, after)]
+
+    return router

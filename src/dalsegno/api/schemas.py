@@ -1,0 +1,141 @@
+"""The REST API's bodies and answers (INTERFACE.md "REST API"), as pydantic models.
+
+The answers mirror `dalsegno.service.views`, the same JSON the CLI prints with `--json`:
+the handlers return those dicts and FastAPI checks them against these models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+
+from dalsegno.model.states import ExecutionState, TaskState
+
+Timestamp = Annotated[
+    str, WithJsonSchema({"type": "string", "format": "date-time", "description": "UTC, ISO 8601"})
+]
+
+# A NUL character can name no module and no file: refusing it here keeps it away from the
+# import machinery, which raises on it (the CLI cannot pass one at all).
+WorkflowReference = Annotated[
+    str,
+    Field(
+        min_length=1,
+        pattern=r"^[^\x00]+$",
+        description="`module:function` or `path/file.py:function`, on the manager's host",
+        examples=["deploy.py:deploy"],
+    ),
+]
+
+# Event ids are the ones this API hands out; they are numbers the store compares, so only
+# digits that fit a 64-bit integer are let through to it.
+EventId = Annotated[str, Field(pattern=r"^[0-9]{1,18}$", description="an event id from this API")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRequest(Request):
+    """Start `workflow` with `params`; a manager runs it."""
+
+    workflow: WorkflowReference
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the workflow function's keyword arguments"
+    )
+    lock: str | None = Field(
+        default=None,
+        pattern=r"\S",
+        description="a lock key: while another active execution holds it, this one waits queued",
+    )
+
+
+class ResumeRequest(Request):
+    """Resume a failed, cancelled or stuck execution (DESIGN.md section 3)."""
+
+    reset_operations: StrictBool = Field(
+        default=False, description="also reset interrupted (sent, started) tasks to pending"
+    )
+    dry_run: StrictBool = Field(
+        default=False, description="answer what a resume would do; change nothing"
+    )
+
+
+class CancelRequest(Request):
+    """Ask to cancel: `force` cancels at once, `kill` also stops running operations."""
+
+    mode: Literal["cancel", "force", "kill"] = "cancel"
+
+
+class Error(BaseModel):
+    """Every refusal: a one-line reason."""
+
+    error: str
+
+
+class Answer(BaseModel):
+    """An answer built by `dalsegno.service.views`: the fields listed here are pinned by
+    INTERFACE.md; fields the views add later pass through, as INTERFACE.md allows."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Task(Answer):
+    id: str
+    graph: str
+    key: str
+    operation: str
+    agent: str | None = Field(description="the queue name, or null for a manager-side task")
+    status: TaskState
+    retries: int
+    error: str | None
+    result: Any
+
+
+class Execution(Answer):
+    id: str
+    workflow: str
+    status: ExecutionState
+    params: dict[str, Any]
+    error: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
+    lock: str | None = Field(description="its lock key, or null")
+
+
+class ExecutionWithTasks(Execution):
+    tasks: list[Task]
+
+
+class Event(Answer):
+    id: str
+    execution_id: str
+    graph: str | None = Field(description="null for an event of the whole execution")
+    task_key: str | None = Field(description="null for an event of the whole execution")
+    type: str
+    level: str
+    message: str
+    created_at: Timestamp
+
+
+class PlannedTask(Answer):
+    graph: str
+    key: str
+    operation: str
+    agent: str | None
+    status: str
+    action: str
+    reason: str
+
+
+class ResumePlan(Answer):
+    """What a resume would do, task by task (the answer to a dry run)."""
+
+    execution_id: str
+    workflow: str
+    status: str
+    reset_operations: bool
+    workflow_resumable: bool
+    tasks: list[PlannedTask]

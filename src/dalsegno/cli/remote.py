@@ -1,0 +1,229 @@
+"""The CLI's remote mode: the REST API of a manager (INTERFACE.md, "REST API"), over httpx.
+
+Records come back as the JSON dicts the API answers, the same ones the CLI prints with
+`--json` in local mode (`dalsegno.service.views`). Every failure is a `RemoteError` with a
+one-line reason, which the CLI prints and turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from dalsegno.model.errors import DalsegnoError
+from dalsegno.service import default_home
+from dalsegno.service.tokens import read_token_file
+
+API_PREFIX = "/api/v1"
+TOKEN_ENV = "DALSEGNO_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+# Connecting to a manager is quick or never happens; an answer may take a while when a
+# long events list is read from a busy store.
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+class RemoteError(DalsegnoError):
+    """The manager refused a request, or could not be asked; `status` is its HTTP code."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(" ".join(message.split()))
+        self.status = status
+
+
+def resolve_token(token: str | None, token_file: str | None) -> str:
+    """The token: `--token`, then `--token-file`, then `DALSEGNO_TOKEN`, then the file
+    `$DALSEGNO_HOME/token` the manager writes on its first start."""
+    if token is not None:
+        if not token.strip():
+            msg = "--token is empty"
+            raise RemoteError(msg)
+        return token.strip()
+    if token_file is not None:
+        return _read_token(Path(token_file).expanduser(), "--token-file")
+    from_env = os.environ.get(TOKEN_ENV, "").strip()
+    if from_env:
+        return from_env
+    default = default_home() / "token"
+    if not default.exists():
+        msg = (
+            f"no token for the manager: pass --token or --token-file, set {TOKEN_ENV}, "
+            f"or put it in {default}"
+        )
+        raise RemoteError(msg)
+    return _read_token(default, "the token file")
+
+
+def _read_token(path: Path, what: str) -> str:
+    try:
+        found = read_token_file(path)
+    except OSError as exc:
+        msg = f"cannot read {what} {path}: {exc.strerror or exc}"
+        raise RemoteError(msg) from None
+    if found is None:
+        msg = f"{what} {path} does not exist or is empty"
+        raise RemoteError(msg)
+    return found
+
+
+def api_url(manager_url: str) -> str:
+    """The API's base URL: the manager URL with `/api/v1`, unless it ends with it already."""
+    url = manager_url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        msg = f"the manager URL must start with http:// or https://, not {manager_url!r}"
+        raise RemoteError(msg)
+    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+
+
+class RemoteClient:
+    """Start, list, read, resume and cancel executions through a manager's REST API.
+
+    One httpx client (a connection pool, safe to share between threads: a Ctrl-C handler
+    sends its cancel from another thread while the main one follows the events).
+    """
+
+    def __init__(self, base_url: str, token: str, timeout: float | httpx.Timeout = TIMEOUT) -> None:
+        self.manager_url = base_url.strip().rstrip("/")
+        self.base_url = api_url(base_url)
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=True,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # the API ---------------------------------------------------------------------
+
+    def start(self, workflow: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new `pending` execution, which the manager runs."""
+        body = {"workflow": workflow, "params": params or {}}
+        return self._object(self._call("POST", "/executions", json=body))
+
+    def list(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Executions, newest first."""
+        query = {"status": status} if status is not None else None
+        return self._objects(self._call("GET", "/executions", params=query))
+
+    def get(self, execution_id: str) -> dict[str, Any]:
+        """One execution with its tasks (the id may be a unique prefix)."""
+        return self._object(self._call("GET", _path(execution_id)))
+
+    def resume(
+        self, execution_id: str, reset_operations: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Hand the execution back to the manager (the execution), or with `dry_run` the
+        plan of what a resume would do."""
+        body = {"reset_operations": reset_operations, "dry_run": dry_run}
+        return self._object(self._call("POST", _path(execution_id, "resume"), json=body))
+
+    def cancel(self, execution_id: str, mode: str = "cancel") -> dict[str, Any]:
+        """Ask to cancel (`cancel`, `force` or `kill`); the execution as it now is."""
+        body = {"mode": mode}
+        return self._object(self._call("POST", _path(execution_id, "cancel"), json=body))
+
+    def events(self, execution_id: str, after: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The execution's events, oldest first, after the event id `after`."""
+        query = {"after": after} if after is not None else None
+        return self._objects(self._call("GET", _path(execution_id, "events"), params=query))
+
+    def task_counts(self, execution_id: str) -> dict[str, int]:
+        """How many tasks of the execution are in each state (for a progress bar)."""
+        counts: dict[str, int] = {}
+        for task in self.get(execution_id).get("tasks", []):
+            status = str(task.get("status"))
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    # plumbing --------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                msg = f"cannot reach the manager at {self.manager_url}: connect timed out"
+            else:
+                msg = f"the manager at {self.manager_url} did not answer in time ({exc})"
+            raise RemoteError(msg) from None
+        except httpx.ConnectError as exc:
+            msg = f"cannot reach the manager at {self.manager_url}: {_reason(exc)}"
+            raise RemoteError(msg) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            msg = f"malformed manager URL {self.manager_url!r}: {exc}"
+            raise RemoteError(msg) from None
+        except httpx.HTTPError as exc:
+            msg = f"talking to the manager at {self.manager_url} failed: {_reason(exc)}"
+            raise RemoteError(msg) from None
+        return self._answer(method, path, answer)
+
+    def _answer(self, method: str, path: str, answer: httpx.Response) -> Any:
+        code = answer.status_code
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if 200 <= code < 300:
+            if body is None:
+                msg = f"the manager answered {method} {path} with something that is not JSON"
+                raise RemoteError(msg, code)
+            return body
+        reason = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(reason, str) or not reason.strip():
+            reason = answer.reason_phrase or f"HTTP {code}"
+        if code in (401, 403):
+            msg = f"the manager refused the token: {reason}"
+            raise RemoteError(msg, code)
+        if code >= 500:
+            msg = f"the manager failed on {method} {path} (HTTP {code}): {reason}"
+            raise RemoteError(msg, code)
+        if 300 <= code < 400:
+            msg = (
+                f"the manager at {self.manager_url} redirects {method} {path} (HTTP {code}): "
+                "is this the manager's URL?"
+            )
+            raise RemoteError(msg, code)
+        raise RemoteError(reason, code)
+
+    def _object(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            msg = f"unexpected answer from the manager: expected an object, got {_kind(body)}"
+            raise RemoteError(msg)
+        return body
+
+    def _objects(self, body: Any) -> builtins.list[dict[str, Any]]:
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            msg = f"unexpected answer from the manager: expected a list, got {_kind(body)}"
+            raise RemoteError(msg)
+        return body
+
+
+def _path(execution_id: str, action: str | None = None) -> str:
+    """`/executions/ID[/action]`; the id is quoted whole, so it can never leave its place."""
+    if not isinstance(execution_id, str) or not execution_id.strip():
+        msg = "an execution id is required"
+        raise RemoteError(msg)
+    quoted = quote(execution_id.strip(), safe="").replace(".", "%2E")
+    path = f"/executions/{quoted}"
+    return f"{path}/{action}" if action else path
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _kind(value: Any) -> str:
+    return "JSON " + type(value).__name__ if value is not None else "nothing"

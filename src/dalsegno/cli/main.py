@@ -506,3 +506,12 @@ def _remote_events(
             )
         except KeyboardInterrupt:
             return
+
+
+def _add_service_commands() -> None:
+    from dalsegno.cli.serve import manager
+
+    main.add_command(manager)
+
+
+_add_service_commands()

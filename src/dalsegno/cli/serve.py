@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -62,6 +63,7 @@ def manager(
     if lease_timeout is not None:
         os.environ["DALSEGNO_LEASE_TIMEOUT"] = str(lease_timeout)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         service = open_service(
             getattr(settings, "store_url", None), getattr(settings, "concurrency", None)
@@ -77,6 +79,10 @@ def manager(
     )
     workers.start()
     click.echo(f"dalsegno manager on http://{host}:{port} (store {service.store.url})", err=True)
+    # uvicorn re-raises the signal that stopped it through the handler it found installed:
+    # make that one harmless, so the graceful hand-over below runs.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     try:
         server.run()  # returns on SIGTERM or SIGINT
     finally:

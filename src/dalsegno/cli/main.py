@@ -136,6 +136,11 @@ _param_options = [
     ),
     click.option("--params", "params_json", metavar="JSON", help="All params as a JSON object."),
     click.option("-q", "--quiet", is_flag=True, help="Print no events, only the outcome."),
+    click.option(
+        "--lock",
+        metavar="KEY",
+        help="Wait in `queued` while another active execution holds KEY.",
+    ),
 ]
 
 
@@ -198,10 +203,15 @@ def _finish(result: Any, service: Any, quiet: bool) -> NoReturn:
 
 
 def _run_here(
-    settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
+    settings: Settings,
+    ref: str,
+    pairs: tuple[str, ...],
+    params_json: str | None,
+    quiet: bool,
+    lock: str | None = None,
 ) -> NoReturn:
     if settings.remote:
-        _run_remote(settings, ref, pairs, params_json, quiet)
+        _run_remote(settings, ref, pairs, params_json, quiet, lock)
     with refusals():
         params = parse_params(pairs, params_json)
         service = settings.service()
@@ -215,7 +225,9 @@ def _run_here(
 
         try:
             with refusals():
-                result = service.start(ref, params, listener=display.events, on_created=created)
+                result = service.start(
+                    ref, params, listener=display.events, on_created=created, lock=lock
+                )
         finally:
             display.close()
     _finish(result, service, quiet)
@@ -225,7 +237,12 @@ def _run_here(
 
 
 def _run_remote(
-    settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
+    settings: Settings,
+    ref: str,
+    pairs: tuple[str, ...],
+    params_json: str | None,
+    quiet: bool,
+    lock: str | None = None,
 ) -> NoReturn:
     """Hand the execution over to the manager and follow its events to its end."""
     with refusals():
@@ -233,7 +250,7 @@ def _run_remote(
         client = settings.client()
     with client:
         with refusals():
-            execution = client.start(ref, params)
+            execution = client.start(ref, params, lock)
         _follow_remote_run(client, str(execution["id"]), quiet)
 
 
@@ -301,13 +318,18 @@ def _follow_remote(
 @param_options
 @pass_settings
 def run(
-    settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
+    settings: Settings,
+    ref: str,
+    pairs: tuple[str, ...],
+    params_json: str | None,
+    quiet: bool,
+    lock: str | None,
 ) -> None:
     """Start an execution of REF and run it to its end, with live progress.
 
     Exit code: 0 completed, 1 failed, 3 cancelled, 2 refused.
     """
-    _run_here(settings, ref, pairs, params_json, quiet)
+    _run_here(settings, ref, pairs, params_json, quiet, lock)
 
 
 @main.group()
@@ -320,7 +342,12 @@ def executions() -> None:
 @param_options
 @pass_settings
 def executions_start(
-    settings: Settings, ref: str, pairs: tuple[str, ...], params_json: str | None, quiet: bool
+    settings: Settings,
+    ref: str,
+    pairs: tuple[str, ...],
+    params_json: str | None,
+    quiet: bool,
+    lock: str | None,
 ) -> None:
     """Start an execution: a manager runs it (its id is printed at once); without a manager
     it runs here, as `run`."""
@@ -328,10 +355,10 @@ def executions_start(
         with refusals():
             params = parse_params(pairs, params_json)
             with settings.client() as client:
-                execution = client.start(ref, params)
+                execution = client.start(ref, params, lock)
         click.echo(execution["id"])
         return
-    _run_here(settings, ref, pairs, params_json, quiet)
+    _run_here(settings, ref, pairs, params_json, quiet, lock)
 
 
 @executions.command("list")

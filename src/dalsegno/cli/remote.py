@@ -108,9 +108,13 @@ class RemoteClient:
 
     # the API ---------------------------------------------------------------------
 
-    def start(self, workflow: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A new `pending` execution, which the manager runs."""
-        body = {"workflow": workflow, "params": params or {}}
+    def start(
+        self, workflow: str, params: dict[str, Any] | None = None, lock: str | None = None
+    ) -> dict[str, Any]:
+        """A new `pending` (or `queued`, behind its lock) execution, which the manager runs."""
+        body: dict[str, Any] = {"workflow": workflow, "params": params or {}}
+        if lock is not None:
+            body["lock"] = lock
         return self._object(self._call("POST", "/executions", json=body))
 
     def list(self, status: str | None = None) -> builtins.list[dict[str, Any]]:

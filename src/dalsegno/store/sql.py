@@ -327,6 +327,10 @@ class SQLStore:
                     lease_expires_at=None,
                     lease_token=0,
                 )
+                queued = NewEvent(
+                    "lock_waiting", f"Queued: lock '{lock_key}' is held", created_at=_now()
+                )
+                events = [*events, queued]
             conn.execute(insert(t.executions), row)
             self._insert_events(conn, execution_id, events)
         record = self.get_execution(execution_id)

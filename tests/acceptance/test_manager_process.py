@@ -45,7 +45,9 @@ class Managers:
         self.processes: list[subprocess.Popen[str]] = []
 
     def start(self, *extra: str, **env: str) -> tuple[subprocess.Popen[str], str]:
-        port = free_port()
+        return self.start_on(free_port(), *extra, **env)
+
+    def start_on(self, port: int, *extra: str, **env: str) -> tuple[subprocess.Popen[str], str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{port}", *extra],
             cwd=WORKFLOWS,
@@ -239,3 +241,27 @@ def test_kill_cancel_through_rest_stops_a_process_operation(
     (task,) = get(managers, url, execution_id)["tasks"]
     assert task["status"] == "failed"
     assert task["error"] == "killed by cancel"
+
+
+def test_run_through_a_manager_follows_it_across_a_restart(
+    managers: Managers, home: Path, tmp_path: Path
+) -> None:
+    from conftest import start_cli
+
+    log, marker, hold = files(tmp_path)
+    first, url = managers.start()
+    port = url.split(":")[2].split("/")[0]
+    follower = start_cli(
+        home, "--manager", url, "run", "crashy:blocking", "-p", f"log={log}",
+        "-p", f"marker={marker}", "-p", f"hold={hold}",
+    )  # fmt: skip
+    wait_for(marker.exists)
+    first.kill()
+    first.wait(10)
+    hold.unlink()
+    managers.start_on(int(port))  # the same address comes back
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert "still trying" in err
+    assert "'blocking' workflow execution succeeded" in out
+    assert runs(log) == {"a": [False], "blk": [False, True], "c": [False]}

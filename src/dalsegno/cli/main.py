@@ -296,18 +296,39 @@ def _follow_remote(
     """
     last = after
     while True:
-        batch = client.events(execution_id, last)
+        batch = _patiently(client.events, execution_id, last)
         if batch:
             emit(batch)
             last = str(batch[-1]["id"])
             continue
-        current = client.get(execution_id)
+        current: dict[str, Any] = _patiently(client.get, execution_id)
         if current.get("status") in EXECUTION_END_STATES:
-            batch = client.events(execution_id, last)
+            batch = _patiently(client.events, execution_id, last)
             if batch:
                 emit(batch)
             return current
         time.sleep(REMOTE_POLL)
+
+
+FOLLOW_OUTAGE = 120.0  # seconds a follower keeps trying while the manager is unreachable
+
+
+def _patiently(call: Callable[..., Any], *args: Any) -> Any:
+    """Retry with backoff while the manager cannot be reached (a restart, a failover)."""
+    from dalsegno.cli.remote import RemoteError
+
+    waited, delay = 0.0, 0.2
+    while True:
+        try:
+            return call(*args)
+        except RemoteError as exc:
+            if not exc.unreachable or waited >= FOLLOW_OUTAGE:
+                raise
+            if waited == 0.0:
+                sys.stderr.write(f"{exc}; still trying for {FOLLOW_OUTAGE:g}s\n")
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
 
 
 # running ---------------------------------------------------------------------------

@@ -29,9 +29,12 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 class RemoteError(DalsegnoError):
     """The manager refused a request, or could not be asked; `status` is its HTTP code."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, unreachable: bool = False
+    ) -> None:
         super().__init__(" ".join(message.split()))
         self.status = status
+        self.unreachable = unreachable  # no answer at all: the manager may be restarting
 
 
 def resolve_token(token: str | None, token_file: str | None) -> str:
@@ -162,10 +165,10 @@ class RemoteClient:
                 msg = f"cannot reach the manager at {self.manager_url}: connect timed out"
             else:
                 msg = f"the manager at {self.manager_url} did not answer in time ({exc})"
-            raise RemoteError(msg) from None
-        except httpx.ConnectError as exc:
+            raise RemoteError(msg, unreachable=True) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
             msg = f"cannot reach the manager at {self.manager_url}: {_reason(exc)}"
-            raise RemoteError(msg) from None
+            raise RemoteError(msg, unreachable=True) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             msg = f"malformed manager URL {self.manager_url!r}: {exc}"
             raise RemoteError(msg) from None

@@ -10,7 +10,7 @@ for each queue it serves. The admin token is the only one the manager knows toda
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import Request, Security
 from fastapi.security import HTTPBearer
@@ -100,15 +100,15 @@ class BearerTokens(AuthenticationBackend):
         # A scoped lookup may read the store: keep it off the event loop.
         scopes = await run_in_threadpool(self.tokens.scopes_of, token)
         if scopes is None:
-            msg = "wrong token"
+            msg = "wrong token: not one this manager knows"
             raise AuthenticationError(msg)
         return AuthCredentials(sorted(scopes)), Caller(scopes)
 
 
-def require(scope: str) -> Callable[..., None]:
+def require(scope: str) -> Callable[..., Awaitable[None]]:
     """A route dependency: the caller's token must grant `scope` (the admin token does)."""
 
-    def check(request: Request, _: object = Security(bearer)) -> None:
+    async def check(request: Request, _: object = Security(bearer)) -> None:
         granted = set(getattr(request.auth, "scopes", ()) or ())
         if ADMIN not in granted and scope not in granted:
             needs = "the admin token" if scope == ADMIN else f"a token with the {scope} scope"

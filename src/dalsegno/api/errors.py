@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from dalsegno.api.schemas import Error
 from dalsegno.model.errors import (
@@ -28,6 +28,7 @@ from dalsegno.model.errors import (
     RefusedTransitionError,
 )
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 DESCRIPTIONS = {
@@ -120,11 +121,14 @@ def allowed_methods(request: Request) -> list[str]:
     Starlette's own `Allow` header names the methods of the first route whose path
     matches, not those of all of them.
     """
-    found: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is Match.PARTIAL:
-            found.update(route.methods or ())
-    return sorted(found)
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 def status_of(exc: Exception) -> int:
@@ -146,8 +150,9 @@ def describe_validation(errors: Sequence[Any]) -> tuple[int, str]:
     first = errors[0]
     location = tuple(first.get("loc", ()))
     if first.get("type") == "json_invalid":
-        detail = first.get("ctx", {}).get("error", "")
-        return 400, f"malformed JSON body: {detail}".rstrip(": ")
+        detail = first.get("ctx", {}).get("error") or "not JSON"
+        where = f" at character {location[1]}" if len(location) > 1 else ""
+        return 400, f"malformed JSON body: {detail}{where}"
     if location == ("body",) and isinstance(first.get("input"), bytes):
         return 400, "the body must be JSON (Content-Type: application/json)"
     where = ".".join(str(part) for part in location) or "request"

@@ -108,7 +108,13 @@ def resolve_operation(reference: str) -> tuple[Callable[..., Any], OperationDefi
 
 def _split(reference: str) -> tuple[str, str, str]:
     module, sep, name = reference.rpartition(":")
-    if not sep or not module or not name or not all(p.isidentifier() for p in name.split(".")):
+    if (
+        "\x00" in reference
+        or not sep
+        or not module
+        or not name
+        or not all(p.isidentifier() for p in name.split("."))
+    ):
         msg = (
             f"malformed reference '{reference}': expected module:function or path/file.py:function"
         )

@@ -98,7 +98,9 @@ class ExecutionService:
         self, execution_id: str, after: str | None = None, limit: int | None = None
     ) -> list[EventRecord]:
         execution = self.find(execution_id)
-        if after is not None and not (isinstance(after, str) and after.isdigit()):
+        if after is not None and not (
+            isinstance(after, str) and after.isascii() and after.isdigit() and len(after) <= 18
+        ):
             msg = f"malformed event id: {after!r}"
             raise RefusedError(msg)
         return self.store.list_events(execution.id, after, limit)
@@ -109,7 +111,7 @@ class ExecutionService:
         self, workflow: str, params: Any
     ) -> tuple[str, Callable[..., Any], WorkflowDefinition, dict[str, Any]]:
         """Check a start request: the reference imports and the params fit the workflow."""
-        if not isinstance(workflow, str) or not workflow.strip():
+        if not isinstance(workflow, str) or not workflow.strip() or not _encodable(workflow):
             msg = "a workflow reference is required (module:function or path/file.py:function)"
             raise RefusedError(msg)
         reference = normalize(workflow.strip())
@@ -148,8 +150,8 @@ class ExecutionService:
             listener([started])
         if execution.status is E.QUEUED:
             waited = self._wait_for_lock(execution)
-            if waited.status is not E.STARTED:
-                return RunResult(execution.id, Outcome(waited.status, waited.error))
+            if waited.status is not E.STARTED or waited.lease_owner != this_owner():
+                return RunResult(execution.id, self._await_end(waited))
             execution = waited
         run = ExecutionRun(
             self.store,
@@ -189,6 +191,14 @@ class ExecutionService:
             elif current.status is not E.QUEUED:
                 return current  # cancelled while it waited, or taken by a manager
             time.sleep(self.config.poll_interval)
+
+    def _await_end(self, execution: ExecutionRecord) -> Outcome:
+        """Someone else runs it (a manager claimed it first): wait for its end state."""
+        current = execution
+        while current.status not in EXECUTION_END_STATES:
+            time.sleep(self.config.poll_interval)
+            current = self.find(execution.id)
+        return Outcome(current.status, current.error)
 
     # resuming ------------------------------------------------------------------
 
@@ -379,10 +389,18 @@ class ExecutionService:
 def check_lock(lock: str | None) -> str | None:
     if lock is None:
         return None
-    if not isinstance(lock, str) or not lock.strip() or len(lock) > 255:
+    if not isinstance(lock, str) or not lock.strip() or len(lock) > 255 or not _encodable(lock):
         msg = "a lock key is a non-empty string of at most 255 characters"
         raise RefusedError(msg)
     return lock.strip()
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def parse_status(status: str) -> ExecutionState:

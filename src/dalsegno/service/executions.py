@@ -149,10 +149,10 @@ class ExecutionService:
         if listener is not None:
             listener([started])
         if execution.status is E.QUEUED:
-            waited = self._wait_for_lock(execution)
-            if waited.status is not E.STARTED or waited.lease_owner != this_owner():
-                return RunResult(execution.id, self._await_end(waited))
-            execution = waited
+            claimed = self._wait_for_lock(execution)
+            if claimed is None:  # cancelled while it waited, or a manager took it first
+                return RunResult(execution.id, self._await_end(execution))
+            execution = claimed
         run = ExecutionRun(
             self.store,
             execution,
@@ -180,8 +180,12 @@ class ExecutionService:
             lock_key=check_lock(lock),
         )
 
-    def _wait_for_lock(self, execution: ExecutionRecord) -> ExecutionRecord:
-        """Wait in `queued` until the lock is free, then take the execution here."""
+    def _wait_for_lock(self, execution: ExecutionRecord) -> ExecutionRecord | None:
+        """Wait in `queued` until the lock is free, then claim the execution here.
+
+        Returns None when it left `queued` some other way (cancelled, or claimed first by
+        a manager that shares the store).
+        """
         while True:
             current = self.find(execution.id)
             if current.status is E.PENDING:
@@ -189,7 +193,7 @@ class ExecutionService:
                 if claimed is not None:
                     return claimed
             elif current.status is not E.QUEUED:
-                return current  # cancelled while it waited, or taken by a manager
+                return None
             time.sleep(self.config.poll_interval)
 
     def _await_end(self, execution: ExecutionRecord) -> Outcome:

@@ -166,7 +166,8 @@ class RemoteClient:
             else:
                 msg = f"the manager at {self.manager_url} did not answer in time ({exc})"
             raise RemoteError(msg, unreachable=True) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            # Refused, reset or cut off mid-answer: the manager may be restarting.
             msg = f"cannot reach the manager at {self.manager_url}: {_reason(exc)}"
             raise RemoteError(msg, unreachable=True) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

@@ -230,6 +230,11 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # wake-ups: across processes on PostgreSQL (LISTEN/NOTIFY), within one on SQLite
+    def notify(self, channel: str) -> None: ...
+
+    def wait_for_notification(self, channels: Sequence[str], timeout: float) -> set[str]: ...
+
     # executions
     def create_execution(
         self,

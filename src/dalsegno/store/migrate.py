@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, func, inspect, select, text
 
 if TYPE_CHECKING:
     from dalsegno.store.base import Store
 
 HEAD = "0002"
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The advisory lock migrations take on PostgreSQL: a constant of the single 64-bit key
+# space ("dalsegno" in ASCII), apart from the two-key space the lock keys of executions use.
+MIGRATION_LOCK = 0x64616C7365676E6F
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -31,8 +34,12 @@ def upgrade(store: Store) -> None:
     from alembic import command
     from alembic.config import Config
 
-    # The write transaction (BEGIN IMMEDIATE on SQLite) serialises concurrent first starts.
+    # The write transaction serialises concurrent first starts: BEGIN IMMEDIATE on SQLite,
+    # a transaction-scoped advisory lock on PostgreSQL (its DDL is transactional, so a
+    # process that waited sees the finished schema, or nothing if the first one failed).
     with store._write_engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         if current_revision(conn) == HEAD:
             return
         config = Config()

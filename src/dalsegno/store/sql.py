@@ -42,6 +42,7 @@ from dalsegno.store.base import (
     TaskChange,
     TaskRecord,
 )
+from dalsegno.store.notify import check_channel, local_channels
 
 _TASK_UPDATE = (
     update(t.tasks)
@@ -113,6 +114,36 @@ _DEPENDENCY_INSERT = _insert_of(t.dependencies)
 
 def _now() -> float:
     return time.time()
+
+
+# The advisory lock class of lock keys on PostgreSQL ("ds"): the two-key space, apart from
+# the single-key lock of migrations.
+_LOCK_KEY_CLASS = 0x6473
+
+
+def _serialise_key(conn: Connection, lock_key: str | None) -> None:
+    """Serialise work on one lock key until the transaction ends.
+
+    Who holds a key and who is promoted next must be decided by one writer at a time, or
+    two executions could both start, or a queued one be left behind. SQLite's writer
+    already holds the whole file; PostgreSQL in READ COMMITTED needs a lock per key.
+    No deadlock: holding the key, a writer locks only rows nobody runs (`pending`,
+    `queued`), and takes the key before it locks such a row; an execution that ends
+    locks its own running row first, which no holder of the key ever waits for.
+    """
+    if lock_key is not None and conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY_CLASS, func.hashtext(lock_key))))
+
+
+def _serialise_key_of(conn: Connection, execution_id: str) -> None:
+    """`_serialise_key` for the key of an execution whose row is locked next."""
+    if conn.dialect.name == "postgresql":
+        _serialise_key(
+            conn,
+            conn.execute(
+                select(t.executions.c.lock_key).where(t.executions.c.id == execution_id)
+            ).scalar(),
+        )
 
 
 class _Compiled:
@@ -259,6 +290,7 @@ class SQLStore:
         self.url = url
         self._write_engine = write_engine
         self._read_engine = read_engine
+        self._seen: dict[str, int] = {}  # notifications counted per channel (SQLite)
         dialect = write_engine.dialect
         self._task_update = _Compiled(_TASK_UPDATE, dialect)
         self._attempt_start = _Compiled(_ATTEMPT_START, dialect)
@@ -273,6 +305,20 @@ class SQLStore:
     def close(self) -> None:
         self._write_engine.dispose()
         self._read_engine.dispose()
+
+    # wake-ups (see dalsegno.store.notify) -----------------------------------------
+
+    def notify(self, channel: str) -> None:
+        """Wake the waiters on `channel`; on SQLite, those of this process only."""
+        local_channels(self.url).notify(check_channel(channel))
+
+    def wait_for_notification(self, channels: Sequence[str], timeout: float) -> set[str]:
+        """The channels notified since the last wait, waiting up to `timeout` seconds.
+
+        An empty set is a timeout. Never the only wake-up: poll on the timeout as well.
+        """
+        wanted = [check_channel(channel) for channel in channels]
+        return local_channels(self.url).wait(self._seen, wanted, timeout)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -338,6 +384,8 @@ class SQLStore:
         return record
 
     def _lock_held(self, conn: Connection, lock_key: str) -> bool:
+        """Whether an execution holds `lock_key`; the key stays serialised until commit."""
+        _serialise_key(conn, lock_key)
         return (
             conn.execute(
                 select(t.executions.c.id)
@@ -468,6 +516,7 @@ class SQLStore:
                 .where(t.executions.c.status == ExecutionState.PENDING.value)
                 .order_by(t.executions.c.created_at, t.executions.c.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)  # nothing on SQLite: its writer is alone
             ).scalars()
             now = _now()
             for execution_id in list(candidates):
@@ -567,6 +616,8 @@ class SQLStore:
             raise RefusedTransitionError(msg)
         sources = [state.value for state in allowed]
         with self._write() as conn:
+            if target is ExecutionState.CANCELLED:
+                _serialise_key_of(conn, execution_id)
             moved = conn.execute(
                 update(t.executions)
                 .where(t.executions.c.id == execution_id, t.executions.c.status.in_(sources))

@@ -557,9 +557,11 @@ def _remote_events(
 
 
 def _add_service_commands() -> None:
+    from dalsegno.cli.agent import agent
     from dalsegno.cli.serve import manager
 
     main.add_command(manager)
+    main.add_command(agent)
 
 
 _add_service_commands()

@@ -1,0 +1,221 @@
+"""One assignment from the manager, and running it on this host as the manager would.
+
+The operation is imported by its reference here, gets the same `ctx` as on the manager,
+and its exceptions map to outcomes through the engine's own `run_operation`, so an agent
+operation fails, retries and logs exactly like a manager-side one. An operation declared
+`process=True` (by its definition on this host) runs in a child process, which a kill or
+a timeout really stops; any other runs in a worker thread, which can only be abandoned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dalsegno.engine.context import EventLogger, OperationContext
+from dalsegno.engine.pool import WorkerPool
+from dalsegno.engine.process import ChildOperation
+from dalsegno.engine.references import resolve_operation
+from dalsegno.engine.scheduler import Completion, run_operation
+from dalsegno.model.errors import DalsegnoError
+
+
+class LogLine(Protocol):
+    """What the engine's loggers hand over for each line an operation logs."""
+
+    @property
+    def message(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A task the manager gave this agent (the protocol's Assignment document)."""
+
+    attempt_id: str
+    execution_id: str
+    graph: str
+    task_key: str
+    operation: str
+    kwargs: dict[str, Any]
+    retries: int
+    resume: bool
+    idempotency_key: str
+    timeout: float | None
+    process: bool
+    attempt: int = 0
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> Assignment:
+        """Read a claim answer's task; a malformed one is a ValueError naming the field."""
+        text = {
+            name: document.get(name)
+            for name in ("attempt_id", "execution_id", "graph", "task_key", "operation")
+        }
+        for name, value in text.items():
+            if not isinstance(value, str) or not value:
+                msg = f"assignment field {name!r} must be a non-empty string, not {value!r:.80}"
+                raise ValueError(msg)
+        kwargs = document.get("kwargs") or {}
+        retries = document.get("retries", 0)
+        timeout = document.get("timeout")
+        if not isinstance(kwargs, dict):
+            msg = f"assignment field 'kwargs' must be an object, not {kwargs!r:.80}"
+            raise ValueError(msg)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            msg = f"assignment field 'retries' must be a whole number, not {retries!r:.80}"
+            raise ValueError(msg)
+        if timeout is not None and (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            msg = f"assignment field 'timeout' must be seconds > 0 or null, not {timeout!r:.80}"
+            raise ValueError(msg)
+        attempt = document.get("attempt", retries)
+        return cls(
+            attempt_id=str(text["attempt_id"]),
+            execution_id=str(text["execution_id"]),
+            graph=str(text["graph"]),
+            task_key=str(text["task_key"]),
+            operation=str(text["operation"]),
+            kwargs=kwargs,
+            retries=retries,
+            resume=bool(document.get("resume", False)),
+            idempotency_key=str(
+                document.get("idempotency_key") or f"{text['execution_id']}-{text['task_key']}"
+            ),
+            timeout=None if timeout is None else float(timeout),
+            process=bool(document.get("process", False)),
+            attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+        )
+
+
+class AttemptRun:
+    """One attempt running here: started, then waited for, stopped, or given up on."""
+
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.logs: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._settled = threading.Event()  # an outcome came, or the attempt was stopped
+        self._completion: Completion | None = None
+        self._child: ChildOperation | None = None
+        self._pool: WorkerPool | None = None
+        self.stopped: str | None = None  # why the agent stopped it: "kill", "unknown", ...
+
+    def start(self, pool: WorkerPool) -> None:
+        """Resolve the operation by its reference on this host and hand it to a worker."""
+        task = self.assignment
+        self._pool = pool
+        try:
+            func, definition = resolve_operation(task.operation)
+        except DalsegnoError as exc:
+            self._settle(Completion(0, task.attempt, False, None, str(exc), None, False))
+            return
+        context: dict[str, Any] = {
+            "execution_id": task.execution_id,
+            "graph": task.graph,
+            "task_key": task.task_key,
+            "retries": task.retries,
+            "attempt": task.attempt,
+            "resume": task.resume,
+            "idempotency_key": task.idempotency_key,
+        }
+        if definition.process:
+            child = ChildOperation(
+                task.operation, 0, task.attempt, context, json.dumps(task.kwargs), self._log
+            )
+            with self._lock:
+                if self.stopped is not None:
+                    return
+                self._child = child
+            pool.submit(lambda: self._settle(child.run()))
+            return
+        ctx = OperationContext(
+            execution_id=task.execution_id,
+            graph=task.graph,
+            task_key=task.task_key,
+            retries=task.retries,
+            attempt=task.attempt,
+            resume=task.resume,
+            idempotency_key=task.idempotency_key,
+            logger=EventLogger(self._log, task.graph, task.task_key),
+        )
+        pool.submit(lambda: self._settle(run_operation(func, ctx, task.kwargs, 0)))
+
+    def wait(self, timeout: float | None) -> Completion | None:
+        """The outcome; None when stopped, or when `timeout` passed first."""
+        if not self._settled.wait(timeout):
+            return None
+        with self._lock:
+            return None if self.stopped is not None else self._completion
+
+    def stop(self, why: str) -> None:
+        """Stop the operation and report nothing: a child process gets SIGTERM, then
+        SIGKILL; a thread cannot be stopped, so it is abandoned (and replaced in the pool)."""
+        with self._lock:
+            if self.stopped is not None:
+                return
+            self.stopped = why
+            child, pool = self._child, self._pool
+            running = self._completion is None
+        if child is not None:
+            child.stop()
+        elif running and pool is not None:
+            pool.replace_abandoned()
+        self._settled.set()
+
+    def timed_out(self) -> Completion:
+        """Stop an operation past its task's timeout: a recoverable failure, as on a manager."""
+        timeout = self.assignment.timeout or 0.0
+        self.stop("timeout")
+        error = f"timed out after {timeout:g}s"
+        return Completion(0, self.assignment.attempt, False, None, error, None, True)
+
+    def _settle(self, completion: Completion) -> None:
+        with self._lock:
+            if self._completion is None:
+                self._completion = completion
+        self._settled.set()
+
+    def _log(self, line: LogLine) -> None:
+        entry = {
+            "level": line.level,
+            "message": line.message,
+            "created_at": line.created_at or time.time(),
+        }
+        with self._lock:
+            self.logs.append(entry)
+
+    def result_body(self, agent: str, completion: Completion) -> dict[str, Any]:
+        """The protocol's result document for this attempt."""
+        with self._lock:
+            logs = list(self.logs)
+        if completion.succeeded:
+            return {
+                "agent": agent,
+                "outcome": "succeeded",
+                "result": json.loads(completion.result_json or "null"),
+                "error": None,
+                "recoverable": True,
+                "retry_after": None,
+                "logs": logs,
+            }
+        return {
+            "agent": agent,
+            "outcome": "failed",
+            "result": None,
+            "error": completion.error or "failed",
+            "recoverable": completion.recoverable,
+            "retry_after": completion.retry_after,
+            "logs": logs,
+        }

@@ -1,0 +1,115 @@
+"""The manager's agent endpoints (`/api/v1/agents/...`), over httpx.
+
+Every call ends in one of three ways: an answer (a dict), `Refused` (the manager said no:
+a 4xx, which repeating cannot change), or `Unreachable` (no answer, or a 5xx: the manager
+may be restarting, so the caller tries again later).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+API_PREFIX = "/api/v1"
+# A long-poll claim waits up to this long on the manager; the read timeout adds a margin.
+CLAIM_WAIT = 30.0
+_MARGIN = 10.0
+
+
+class Unreachable(Exception):
+    """No answer from the manager, or a 5xx: try again later."""
+
+
+class Refused(Exception):
+    """The manager refused the request (4xx); `status` is its HTTP code."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+def api_url(manager_url: str) -> str:
+    """The API's base URL: the manager URL with `/api/v1`, unless it ends with it already."""
+    url = manager_url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        msg = f"the manager URL must start with http:// or https://, not {manager_url!r}"
+        raise ValueError(msg)
+    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+
+
+class ManagerClient:
+    """The four calls an agent makes. One httpx client, a connection pool that threads may
+    share (httpx documents `Client` as thread-safe): a long-poll claim holds one connection
+    while a heartbeat or a result takes another."""
+
+    def __init__(self, manager_url: str, token: str, timeout: float = 10.0) -> None:
+        self.base_url = api_url(manager_url)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            follow_redirects=False,
+        )
+
+    def claim(self, queue: str, agent: str, limit: int, wait: float) -> list[dict[str, Any]]:
+        """Long-poll: the tasks claimed for this agent, or [] after `wait` seconds."""
+        answer = self._post(
+            "/agents/claim",
+            {"queue": queue, "agent": agent, "limit": limit, "wait": wait},
+            timeout=wait + _MARGIN,
+        )
+        tasks = answer.get("tasks")
+        if not isinstance(tasks, list):
+            raise Unreachable(f"malformed claim answer: {answer!r:.200}")
+        return [task for task in tasks if isinstance(task, dict)]
+
+    def started(self, attempt_id: str, agent: str) -> dict[str, Any]:
+        return self._post(f"/agents/attempts/{_segment(attempt_id)}/started", {"agent": agent})
+
+    def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/agents/heartbeat", body)
+
+    def result(self, attempt_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post(f"/agents/attempts/{_segment(attempt_id)}/result", body)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(
+        self, path: str, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = httpx.Timeout(timeout, connect=5.0)
+        try:
+            response = self._http.post(path, json=body, **extra)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code >= 500:
+            raise Unreachable(f"{response.status_code}: {_reason(response)}")
+        if response.status_code >= 400:
+            raise Refused(response.status_code, _reason(response))
+        try:
+            found = response.json()
+        except ValueError:
+            raise Unreachable(f"not JSON: {response.text[:200]!r}") from None
+        if not isinstance(found, dict):
+            raise Unreachable(f"not a JSON object: {found!r:.200}")
+        return found
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        found = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(found, dict) and isinstance(found.get("error"), str):
+        return str(found["error"])
+    return str(found)[:200]

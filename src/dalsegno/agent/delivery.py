@@ -1,0 +1,100 @@
+"""Sends the outbox's results to the manager until each one is answered for.
+
+A result leaves the outbox on a 200 (recorded, or recorded already: a duplicate delivery
+is harmless) or on a 404/409 refusal (the manager will never take it: the attempt is
+unknown, or no longer this agent's), which is logged. Anything else (no answer, a 5xx,
+another 4xx such as a revoked token) keeps it, and the sender tries again after an
+exponential backoff with jitter, capped at `cap` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from dalsegno.agent.client import ManagerClient, Refused, Unreachable
+from dalsegno.agent.outbox import Outbox
+
+log = logging.getLogger("dalsegno.agent")
+
+DROPPED = frozenset({404, 409})
+
+
+class Backoff:
+    """Exponential delays with full jitter: base, 2*base, 4*base... capped at `cap`."""
+
+    def __init__(self, base: float = 0.2, cap: float = 10.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Sender:
+    """A thread that drains the outbox; `wake()` when a result was put in."""
+
+    def __init__(self, outbox: Outbox, client: ManagerClient, cap: float = 10.0) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.backoff = Backoff(cap=cap)
+        self.first_pass = threading.Event()  # the results a restart found were tried once
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="dalsegno-agent-sender", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending after at most one more pass; what is unsent stays in the outbox."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def send_pending(self) -> bool:
+        """One pass over the outbox; False when the manager could not be reached."""
+        for pending in self.outbox.pending():
+            try:
+                self.client.result(pending.attempt_id, pending.body)
+            except Refused as exc:
+                if exc.status in DROPPED:
+                    log.warning(
+                        "result of attempt %s refused for good: %s", pending.attempt_id, exc
+                    )
+                    self.outbox.remove(pending.attempt_id)
+                    continue
+                log.error("result of attempt %s refused, kept: %s", pending.attempt_id, exc)
+                self.outbox.sent(pending.attempt_id)
+                return False
+            except Unreachable as exc:
+                log.info("manager unreachable, result of %s kept: %s", pending.attempt_id, exc)
+                self.outbox.sent(pending.attempt_id)
+                return False
+            self.outbox.remove(pending.attempt_id)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            delivered = self.send_pending()
+            self.first_pass.set()
+            if self._stop.is_set():
+                return
+            if delivered:
+                self.backoff.reset()
+                self._wake.wait()
+                self._wake.clear()
+            else:
+                self._stop.wait(self.backoff.next_delay())

@@ -1,0 +1,100 @@
+"""The agent's outbox: every result is committed to a local SQLite file before it is sent,
+and deleted only once the manager has answered for it.
+
+This is a file of the agent process, not the store: the agent never opens the store, so
+it uses the standard `sqlite3` module directly (the import contract in pyproject.toml
+allows this one). WAL and `synchronous=FULL`: a result acknowledged to no one survives a
+kill -9 or a power loss of the agent's host, and a restarted agent sends it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    attempt_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sends INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingResult:
+    """A result the manager has not acknowledged yet."""
+
+    attempt_id: str
+    body: dict[str, Any]
+    sends: int
+
+
+def outbox_path(home: Path, queue: str) -> Path:
+    """`<home>/agent-<queue>-outbox.db` (a queue name is kept to safe file characters)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in queue)
+    return home / f"agent-{safe}-outbox.db"
+
+
+class Outbox:
+    """Results waiting for the manager's acknowledgement, oldest first."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        # One connection, used under a lock from the agent's threads.
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._db:
+            self._db.execute(_SCHEMA)
+
+    def put(self, attempt_id: str, body: dict[str, Any]) -> None:
+        """Commit a result (durably) before its first send; the first one kept wins."""
+        text = json.dumps(body, allow_nan=False)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO results (attempt_id, body, created_at) VALUES (?, ?, ?)",
+                (attempt_id, text, time.time()),
+            )
+
+    def pending(self, limit: int = 100) -> list[PendingResult]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT attempt_id, body, sends FROM results ORDER BY created_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+        found = []
+        for attempt_id, text, sends in rows:
+            body = json.loads(text)
+            if isinstance(body, dict):
+                found.append(PendingResult(str(attempt_id), body, int(sends)))
+        return found
+
+    def sent(self, attempt_id: str) -> None:
+        """Count one more send of a result still kept."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE results SET sends = sends + 1 WHERE attempt_id = ?", (attempt_id,)
+            )
+
+    def remove(self, attempt_id: str) -> None:
+        """The manager acknowledged (or refused for good) this result: forget it."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM results WHERE attempt_id = ?", (attempt_id,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM results").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,346 @@
+"""The agent's modules against a stub manager (a real HTTP server in this process): the
+order of its calls, the outbox, backoff, refusals, kill, timeout, slots, graceful stop."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.stub import StubManager, assignment, stub_manager
+from conftest import WORKFLOWS
+from dalsegno.agent import Agent, AgentConfig
+from dalsegno.agent.delivery import Backoff
+from dalsegno.agent.outbox import Outbox, outbox_path
+from dalsegno.agent.worker import AgentFailed
+
+FLOWS = str(WORKFLOWS / "agent_flows.py")
+
+
+def ref(name: str) -> str:
+    return f"{FLOWS}:{name}"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def runs(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+class Running:
+    """An agent running in a thread of the test."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.failed: AgentFailed | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.agent.run()
+        except AgentFailed as exc:
+            self.failed = exc
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.agent.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def stub() -> Iterator[StubManager]:
+    with stub_manager() as running:
+        yield running
+
+
+@pytest.fixture
+def start_agent(stub: StubManager, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(**options: Any) -> Running:
+        config: dict[str, Any] = {
+            "manager_url": stub.url,
+            "token": "t",
+            "queue": "web",
+            "home": tmp_path / "agent-home",
+            "name": "a1",
+            "heartbeat_interval": 0.1,
+            "claim_wait": 0.5,
+            "backoff_cap": 0.5,
+            "grace": 2.0,
+        }
+        config.update(options)
+        running = Running(Agent(AgentConfig(**config)))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()
+
+
+def results(stub: StubManager) -> list[dict[str, Any]]:
+    return [body for _, body in stub.paths("/result")]
+
+
+def outbox_rows(home: Path) -> list[str]:
+    path = outbox_path(home, "web")
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT attempt_id FROM results")]
+
+
+def test_the_operation_runs_only_after_started_is_acknowledged(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.started_delay = 0.5
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(log), "value": 7}))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    ((asked_at, started),) = stub.paths("/attempts/x1/started")
+    assert started == {"agent": "a1"}
+    (run,) = runs(log)
+    assert run["at"] >= asked_at + 0.5  # the first line ran after the 200 came back
+    (body,) = results(stub)
+    assert body["agent"] == "a1"
+    assert body["outcome"] == "succeeded"
+    assert body["result"] == {"done": "x1", "value": 7}
+    assert [line["message"] for line in body["logs"]] == ["step x1 ran"]
+    assert body["logs"][0]["level"] == "info"
+    claim = stub.paths("/agents/claim")[0][1]
+    assert claim == {"queue": "web", "agent": "a1", "limit": 1, "wait": 0.5}
+    beats = [body for _, body in stub.paths("/agents/heartbeat")]
+    assert {"queue", "agent", "host", "pid", "concurrency", "attempts"} <= set(beats[0])
+    assert any(beat["attempts"] == ["x1"] for beat in beats)
+
+
+@pytest.mark.parametrize(
+    ("op", "retries", "error", "recoverable", "retry_after"),
+    [
+        ("refuses", 0, "NonRecoverableError: no, never", False, None),
+        ("wobbly", 0, "RecoverableError: try later", True, 0.1),
+        ("again", 0, "OperationRetry: once more", True, 0.1),
+        ("boom", 0, "ValueError: plain error", True, None),
+        ("unjson", 0, "result is not JSON: Object of type set is not JSON serializable", False,
+         None),
+    ],
+)  # fmt: skip
+def test_exceptions_map_to_outcomes_as_on_the_manager(
+    stub: StubManager,
+    start_agent: Callable[..., Running],
+    tmp_path: Path,
+    op: str,
+    retries: int,
+    error: str,
+    recoverable: bool,
+    retry_after: float | None,
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.queue(**assignment("x1", ref(op), kwargs={"log": str(log)}, retries=retries))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    (body,) = results(stub)
+    assert body["outcome"] == "failed"
+    assert body["error"] == error
+    assert body["recoverable"] is recoverable
+    assert body["retry_after"] == retry_after
+    assert body["result"] is None
+
+
+def test_ctx_is_the_one_a_manager_builds(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.queue(**assignment("x1", ref("again"), kwargs={"log": str(log)}, retries=1, resume=True))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    assert results(stub)[0]["result"] == "second time"  # ctx.retries was 1
+    (run,) = runs(log)
+    assert run["resume"] is True
+    assert run["retries"] == 1
+
+
+def test_an_operation_that_does_not_import_fails_not_recoverable(
+    stub: StubManager, start_agent: Callable[..., Running]
+) -> None:
+    stub.queue(**assignment("x1", "no_such_module_here:op"))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    (body,) = results(stub)
+    assert body["outcome"] == "failed"
+    assert body["recoverable"] is False
+    assert "cannot import module 'no_such_module_here'" in body["error"]
+
+
+def test_a_refused_start_never_runs_the_operation(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.started_status = 409
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(log)}))
+    start_agent()
+    wait_for(lambda: len(stub.paths("/attempts/x1/started")) == 1)
+    time.sleep(0.5)
+    assert runs(log) == []
+    assert results(stub) == []
+
+
+def test_a_result_stays_in_the_outbox_until_the_manager_answers(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.result_status = 503
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(log)}))
+    start_agent()
+    wait_for(lambda: len(results(stub)) >= 4)
+    assert outbox_rows(tmp_path / "agent-home") == ["x1"]
+    times = [at for at, _ in stub.paths("/result")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 0.05 for gap in gaps)  # backoff, not a busy loop
+    stub.result_status = 200
+    wait_for(lambda: outbox_rows(tmp_path / "agent-home") == [])
+    assert len(runs(log)) == 1  # resending never runs the operation again
+
+
+@pytest.mark.parametrize("status", [404, 409])
+def test_a_result_refused_for_good_leaves_the_outbox(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path, status: int
+) -> None:
+    stub.result_status = status
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    wait_for(lambda: outbox_rows(tmp_path / "agent-home") == [])
+    time.sleep(0.3)
+    assert len(results(stub)) == 1
+
+
+def test_a_restarted_agent_sends_what_is_left_before_it_claims(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    home = tmp_path / "agent-home"
+    left = Outbox(outbox_path(home, "web"))
+    body = {"agent": "old:1", "outcome": "succeeded", "result": 1, "error": None,
+            "recoverable": True, "retry_after": None, "logs": []}  # fmt: skip
+    left.put("old1", body)
+    left.close()
+    start_agent()
+    wait_for(lambda: len(stub.paths("/agents/claim")) >= 1)
+    ((sent_at, sent),) = stub.paths("/attempts/old1/result")
+    assert sent == body  # as it was written, with the old agent's name
+    assert sent_at <= stub.paths("/agents/claim")[0][0]
+    wait_for(lambda: outbox_rows(home) == [])
+
+
+def test_a_kill_from_the_heartbeat_stops_a_process_operation_and_reports_nothing(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log, pidfile = tmp_path / "runs.log", tmp_path / "pid"
+    kwargs = {"log": str(log), "pidfile": str(pidfile), "seconds": 60}
+    stub.queue(**assignment("x1", ref("sleepy"), kwargs=kwargs, process=True))
+    start_agent()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text() != "")
+    pid = int(pidfile.read_text())
+    stub.kill = ["x1"]
+    wait_for(lambda: not _alive(pid))
+    stub.queue(**assignment("x2", ref("step"), kwargs={"log": str(log)}))  # the slot is free
+    wait_for(lambda: len(results(stub)) == 1)
+    assert results(stub)[0]["result"] == {"done": "x2", "value": None}
+    assert stub.paths("/attempts/x1/result") == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_task_timeout_is_enforced_on_the_agent(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    stub.queue(**assignment("x1", ref("lazy"), kwargs={"log": str(log), "seconds": 5},
+                            timeout=0.3))  # fmt: skip
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1, timeout=3)
+    (body,) = results(stub)
+    assert (body["outcome"], body["error"], body["recoverable"]) == (
+        "failed",
+        "timed out after 0.3s",
+        True,
+    )
+
+
+def test_a_busy_agent_does_not_claim(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log, marker, hold = tmp_path / "runs.log", tmp_path / "began", tmp_path / "hold"
+    hold.touch()
+    kwargs = {"log": str(log), "marker": str(marker), "hold": str(hold)}
+    stub.queue(**assignment("x1", ref("block"), kwargs=kwargs))
+    start_agent(concurrency=1)
+    wait_for(marker.exists)
+    claims = len(stub.paths("/agents/claim"))
+    time.sleep(1.5)  # three claim waits
+    assert len(stub.paths("/agents/claim")) == claims
+    hold.unlink()
+    wait_for(lambda: len(results(stub)) == 1)
+    wait_for(lambda: len(stub.paths("/agents/claim")) > claims)
+
+
+def test_stop_lets_a_running_operation_end_within_the_grace(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log, marker, hold = tmp_path / "runs.log", tmp_path / "began", tmp_path / "hold"
+    hold.touch()
+    kwargs = {"log": str(log), "marker": str(marker), "hold": str(hold)}
+    stub.queue(**assignment("x1", ref("block"), kwargs=kwargs))
+    running = start_agent(grace=5.0)
+    wait_for(marker.exists)
+    stopper = threading.Thread(target=running.stop)
+    stopper.start()
+    time.sleep(0.3)
+    claims = len(stub.paths("/agents/claim"))
+    hold.unlink()
+    stopper.join(10)
+    assert [body["result"] for body in results(stub)] == [{"done": "x1"}]
+    assert len(stub.paths("/agents/claim")) <= claims + 1  # at most the one in flight
+
+
+def test_a_refused_claim_stops_the_agent_with_the_reason(
+    stub: StubManager, start_agent: Callable[..., Running]
+) -> None:
+    stub.claim_status = 403
+    running = start_agent()
+    running.thread.join(5)
+    assert not running.thread.is_alive()
+    assert str(running.failed) == "the manager refused this agent: refused"
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    backoff = Backoff(base=0.2, cap=10.0)
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert 0.1 <= delays[0] <= 0.2
+    assert 0.2 <= delays[1] <= 0.4
+    assert all(5.0 <= delay <= 10.0 for delay in delays[7:])
+    backoff.reset()
+    assert backoff.next_delay() <= 0.2

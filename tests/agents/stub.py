@@ -23,6 +23,7 @@ class StubManager:
         self.kill: list[str] = []
         self.unknown: list[str] = []
         self.result_status = 200  # what /result answers
+        self.result_statuses: dict[str, list[int]] = {}  # by attempt id: the next answers
         self.started_status = 200
         self.claim_status = 200
         self.started_delay = 0.0
@@ -65,8 +66,10 @@ class StubManager:
         if path.endswith("/heartbeat"):
             return 200, {"kill": list(self.kill), "unknown": list(self.unknown), "interval": 0.1}
         if path.endswith("/result"):
-            if self.result_status != 200:
-                return self.result_status, {"error": "scripted refusal"}
+            scripted = self.result_statuses.get(path.split("/")[-2])
+            status = scripted.pop(0) if scripted else self.result_status
+            if status != 200:
+                return status, {"error": "scripted refusal"}
             return 200, {"attempt_id": path.split("/")[-2], "accepted": True}
         return 404, {"error": "no such path"}
 
@@ -90,7 +93,11 @@ def stub_manager() -> Iterator[StubManager]:
         def log_message(self, *_args: Any) -> None:
             return
 
-    stub.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            return  # an agent that stops drops its long-poll: not the test's business
+
+    stub.server = Server(("127.0.0.1", 0), Handler)
     stub.server.daemon_threads = True
     thread = threading.Thread(target=stub.server.serve_forever, daemon=True)
     thread.start()

@@ -232,6 +232,50 @@ def test_a_result_refused_for_good_leaves_the_outbox(
     assert len(results(stub)) == 1
 
 
+def test_a_result_the_manager_cannot_read_becomes_a_failure_saying_so(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    stub.result_statuses["x1"] = [422]
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 2)
+    first, second = results(stub)
+    assert first["outcome"] == "succeeded"
+    assert second["outcome"] == "failed"
+    assert second["recoverable"] is False
+    assert second["error"] == "the manager refused the agent's result: scripted refusal"
+    wait_for(lambda: outbox_rows(tmp_path / "agent-home") == [])
+
+
+def test_one_refused_result_does_not_hold_up_the_others(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    home = tmp_path / "agent-home"
+    kept = Outbox(outbox_path(home, "web"))
+    for attempt_id in ("r1", "r2"):
+        kept.put(attempt_id, {"agent": "a1", "outcome": "succeeded", "result": attempt_id,
+                              "error": None, "recoverable": True, "retry_after": None,
+                              "logs": []})  # fmt: skip
+    kept.close()
+    stub.result_statuses["r1"] = [403, 403, 403]
+    start_agent()
+    wait_for(lambda: outbox_rows(home) == ["r1"])
+    wait_for(lambda: outbox_rows(home) == [])  # once the manager takes it
+    assert [body["result"] for body in results(stub)][-1] == "r1"
+
+
+def test_a_failure_sends_its_traceback_as_a_log_line(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    stub.queue(**assignment("x1", ref("boom"), kwargs={"log": str(tmp_path / "runs.log")}))
+    start_agent()
+    wait_for(lambda: len(results(stub)) == 1)
+    (line,) = results(stub)[0]["logs"]
+    assert line["level"] == "error"
+    assert line["message"].startswith("the failure on agent a1:\nTraceback")
+    assert "ValueError: plain error" in line["message"]
+
+
 def test_a_restarted_agent_sends_what_is_left_before_it_claims(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:

@@ -23,6 +23,12 @@ from dalsegno.engine.references import resolve_operation
 from dalsegno.engine.scheduler import Completion, run_operation
 from dalsegno.model.errors import DalsegnoError
 
+# What the manager takes in a result: these levels, texts and lines up to these sizes.
+LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "warn": "warning",
+          "error": "error", "critical": "error", "fatal": "error"}  # fmt: skip
+MAX_TEXT = 100_000
+MAX_LOGS = 10_000
+
 
 class LogLine(Protocol):
     """What the engine's loggers hand over for each line an operation logs."""
@@ -189,12 +195,16 @@ class AttemptRun:
 
     def _log(self, line: LogLine) -> None:
         entry = {
-            "level": line.level,
-            "message": line.message,
-            "created_at": line.created_at or time.time(),
+            "level": LEVELS.get(str(line.level).lower(), "info"),
+            "message": _clip(str(line.message)),
+            "created_at": max(0.0, line.created_at or time.time()),
         }
         with self._lock:
-            self.logs.append(entry)
+            if len(self.logs) < MAX_LOGS - 1:
+                self.logs.append(entry)
+            elif len(self.logs) == MAX_LOGS - 1:
+                entry["message"] = f"(more than {MAX_LOGS} lines: the rest was left out)"
+                self.logs.append(entry)
 
     def result_body(self, agent: str, completion: Completion) -> dict[str, Any]:
         """The protocol's result document for this attempt."""
@@ -210,12 +220,24 @@ class AttemptRun:
                 "retry_after": None,
                 "logs": logs,
             }
+        if completion.detail:
+            logs.append(
+                {
+                    "level": "error",
+                    "message": _clip(f"the failure on agent {agent}:\n{completion.detail}"),
+                    "created_at": time.time(),
+                }
+            )
         return {
             "agent": agent,
             "outcome": "failed",
             "result": None,
-            "error": completion.error or "failed",
+            "error": _clip(completion.error or "failed"),
             "recoverable": completion.recoverable,
             "retry_after": completion.retry_after,
             "logs": logs,
         }
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + " ...(cut)"

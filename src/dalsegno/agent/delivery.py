@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from typing import Any
 
 from dalsegno.agent.client import ManagerClient, Refused, Unreachable
 from dalsegno.agent.outbox import Outbox
@@ -19,6 +20,9 @@ from dalsegno.agent.outbox import Outbox
 log = logging.getLogger("dalsegno.agent")
 
 DROPPED = frozenset({404, 409})
+# The manager cannot read this result (too large, malformed): replaced by a failure that
+# says so, so the task fails visibly instead of waiting for ever.
+UNREADABLE = frozenset({400, 413, 422})
 
 
 class Backoff:
@@ -38,6 +42,26 @@ class Backoff:
         self.failures = 0
 
 
+_UNREADABLE_PREFIX = "the manager refused the agent's result: "
+
+
+def unreadable(body: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A failure in place of a result the manager refused to read."""
+    return {
+        "agent": body.get("agent"),
+        "outcome": "failed",
+        "result": None,
+        "error": f"{_UNREADABLE_PREFIX}{reason}"[:10_000],
+        "recoverable": False,
+        "retry_after": None,
+        "logs": [],
+    }
+
+
+def _is_unreadable(body: dict[str, Any]) -> bool:
+    return str(body.get("error") or "").startswith(_UNREADABLE_PREFIX)
+
+
 class Sender:
     """A thread that drains the outbox; `wake()` when a result was put in."""
 
@@ -47,6 +71,7 @@ class Sender:
         self.backoff = Backoff(cap=cap)
         self.first_pass = threading.Event()  # the results a restart found were tried once
         self._wake = threading.Event()
+        self._kick = threading.Event()  # cuts a backoff short: the manager answers again
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name="dalsegno-agent-sender", daemon=True
@@ -58,33 +83,45 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
+    def retry_now(self) -> None:
+        """The manager answers again (a heartbeat got through): send without waiting out
+        the backoff."""
+        self.backoff.reset()
+        self._kick.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop sending after at most one more pass; what is unsent stays in the outbox."""
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         self._thread.join(timeout)
 
     def send_pending(self) -> bool:
-        """One pass over the outbox; False when the manager could not be reached."""
+        """One pass over the outbox; False when a result was kept (to be sent again)."""
+        cleared = True
         for pending in self.outbox.pending():
             try:
                 self.client.result(pending.attempt_id, pending.body)
+            except Unreachable as exc:
+                if not self.backoff.failures:
+                    log.warning("manager unreachable, results kept: %s", exc)
+                self.outbox.sent(pending.attempt_id)
+                return False
             except Refused as exc:
                 if exc.status in DROPPED:
-                    log.warning(
-                        "result of attempt %s refused for good: %s", pending.attempt_id, exc
-                    )
+                    log.warning("result of %s refused for good: %s", pending.attempt_id, exc)
                     self.outbox.remove(pending.attempt_id)
                     continue
-                log.error("result of attempt %s refused, kept: %s", pending.attempt_id, exc)
+                cleared = False
+                if exc.status in UNREADABLE and not _is_unreadable(pending.body):
+                    log.error("result of %s unreadable to the manager: %s", pending.attempt_id, exc)
+                    self.outbox.replace(pending.attempt_id, unreadable(pending.body, exc.reason))
+                    continue
+                log.error("result of %s refused, kept: %s", pending.attempt_id, exc)
                 self.outbox.sent(pending.attempt_id)
-                return False
-            except Unreachable as exc:
-                log.info("manager unreachable, result of %s kept: %s", pending.attempt_id, exc)
-                self.outbox.sent(pending.attempt_id)
-                return False
+                continue  # one result the manager refuses does not hold up the others
             self.outbox.remove(pending.attempt_id)
-        return True
+        return cleared
 
     def _loop(self) -> None:
         while True:
@@ -97,4 +134,5 @@ class Sender:
                 self._wake.wait()
                 self._wake.clear()
             else:
-                self._stop.wait(self.backoff.next_delay())
+                self._kick.wait(self.backoff.next_delay())
+                self._kick.clear()

@@ -65,6 +65,15 @@ class Outbox:
                 (attempt_id, text, time.time()),
             )
 
+    def replace(self, attempt_id: str, body: dict[str, Any]) -> None:
+        """Put another body in place of a kept result (one the manager could not read)."""
+        text = json.dumps(body, allow_nan=False)
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE results SET body = ?, sends = sends + 1 WHERE attempt_id = ?",
+                (text, attempt_id),
+            )
+
     def pending(self, limit: int = 100) -> list[PendingResult]:
         with self._lock:
             rows = self._db.execute(

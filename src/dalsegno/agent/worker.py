@@ -71,6 +71,7 @@ class Agent:
         self._slots = threading.Condition()
         self._stopping = threading.Event()
         self._done = threading.Event()  # shut down: the heartbeat ends
+        self._kick = threading.Event()  # cuts the claim's backoff short
         self._interval = config.heartbeat_interval
         self.failure: str | None = None
 
@@ -97,6 +98,7 @@ class Agent:
     def stop(self) -> None:
         """Stop claiming; `run()` lets running operations end within the grace and returns."""
         self._stopping.set()
+        self._kick.set()
         with self._slots:
             self._slots.notify_all()
 
@@ -139,8 +141,10 @@ class Agent:
                     self.config.queue, self.name, free, self.config.claim_wait
                 )
             except Unreachable as exc:
-                log.info("manager unreachable, claiming again soon: %s", exc)
-                self._stopping.wait(backoff.next_delay())
+                if not backoff.failures:
+                    log.warning("manager unreachable, claiming again soon: %s", exc)
+                self._kick.wait(backoff.next_delay())
+                self._kick.clear()
                 continue
             except Refused as exc:
                 if exc.status in FATAL_CLAIM:
@@ -149,7 +153,8 @@ class Agent:
                     self.stop()
                     return
                 log.warning("claim refused: %s", exc)
-                self._stopping.wait(backoff.next_delay())
+                self._kick.wait(backoff.next_delay())
+                self._kick.clear()
                 continue
             backoff.reset()
             for document in found:
@@ -226,6 +231,7 @@ class Agent:
     # heartbeat ---------------------------------------------------------------------
 
     def _beat(self) -> None:
+        reachable = True
         while True:
             with self._slots:
                 held = list(self._held)
@@ -240,8 +246,15 @@ class Agent:
             try:
                 answer = self.client.heartbeat(body)
             except (Unreachable, Refused) as exc:
-                log.info("heartbeat not delivered: %s", exc)
+                if reachable:
+                    log.warning("heartbeat not delivered: %s", exc)
+                reachable = False
             else:
+                if not reachable:
+                    log.info("the manager answers again")
+                    self.sender.retry_now()
+                    self._kick.set()
+                reachable = True
                 self._obey(answer)
             if self._done.wait(self._interval):
                 return

@@ -186,14 +186,16 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         assert {"202", "409"} <= set(answers["responses"]), action
 
 
-def test_docs_page_is_served_and_the_root_is_left_free(live: LiveApi) -> None:
+def test_docs_page_is_served_and_the_root_is_the_web_ui(live: LiveApi) -> None:
     docs = httpx.get(f"{live.url}/api/v1/docs")
     root = httpx.get(f"{live.url}/")
 
     assert docs.status_code == 200
     assert "/api/v1/openapi.json" in docs.text
-    assert root.status_code == 404
-    assert set(root.json()) == {"error"}
+    assert root.status_code == 303  # the web UI: its sign-in page first
+    assert root.headers["location"].startswith("/login")
+    paths = httpx.get(f"{live.url}/api/v1/openapi.json").json()["paths"]
+    assert all(path.startswith("/api/v1/") for path in paths)  # the UI is not in the API
 
 
 def test_start_still_works_with_the_admin_token(live: LiveApi) -> None:

@@ -12,10 +12,11 @@ from importlib import metadata
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
 
-from dalsegno.api.auth import BearerTokens, ScopeLookup, TokenChecker
+from dalsegno.api.auth import ADMIN, BearerTokens, ScopeLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.service import ExecutionService
+from dalsegno.ui import mount_ui
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -54,6 +55,10 @@ def create_app(
     api = APIRouter(prefix=PREFIX)
     api.include_router(executions_router(service, on_change))
     app.include_router(api)
+    # The web UI at `/`: the admin token signs a person in; the same service answers.
+    mount_ui(
+        app, service, lambda token: ADMIN in (tokens.scopes_of(token) or ()), admin_token, on_change
+    )
     return app
 
 

@@ -27,6 +27,7 @@ from dalsegno.model.states import (
     TaskState,
     can_move_execution,
 )
+from dalsegno.service.reads import ExecutionReads
 from dalsegno.store.base import (
     AttemptEnd,
     Claim,
@@ -55,7 +56,7 @@ class RunResult:
         return self.outcome.status
 
 
-class ExecutionService:
+class ExecutionService(ExecutionReads):
     """Start, resume, cancel and read executions on one store."""
 
     def __init__(self, store: Store, config: EngineConfig | None = None) -> None:

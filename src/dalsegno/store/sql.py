@@ -43,6 +43,7 @@ from dalsegno.store.base import (
     TaskRecord,
 )
 from dalsegno.store.notify import check_channel, local_channels
+from dalsegno.store.reads import StoreReads
 
 _TASK_UPDATE = (
     update(t.tasks)
@@ -283,7 +284,7 @@ _TASKS_OF_EXECUTION = (
 )
 
 
-class SQLStore:
+class SQLStore(StoreReads):
     """A `Store` on two SQLAlchemy engines: one for writes, one for reads."""
 
     def __init__(self, url: str, write_engine: Engine, read_engine: Engine) -> None:

@@ -1,0 +1,162 @@
+"""Reads for the faces that show executions to a person (the web UI): a page of executions
+with their progress, the workflows known, one task's attempts and log lines.
+
+A mixin `SQLStore` inherits, so these queries live apart from the engine's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.store import tables as t
+from dalsegno.store.base import AttemptRecord, EventRecord, ExecutionRecord, TaskRecord
+
+DONE = TaskState.SUCCEEDED.value
+
+
+class StoreReads:
+    """Read-only queries over the tables; `_read` and `_execution` come from `SQLStore`."""
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def list_recent_executions(
+        self,
+        status: ExecutionState | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionRecord]:
+        """Executions newest first, at most `limit`, of one state and workflow if given."""
+        from dalsegno.store.sql import _execution
+
+        query = select(t.executions).order_by(
+            t.executions.c.created_at.desc(), t.executions.c.id.desc()
+        )
+        if status is not None:
+            query = query.where(t.executions.c.status == status.value)
+        if workflow is not None:
+            query = query.where(t.executions.c.workflow == workflow)
+        with self._read() as conn:
+            return [_execution(row) for row in conn.execute(query.limit(limit))]
+
+    def task_progress(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(succeeded tasks, all tasks) of each execution; one without tasks is absent."""
+        if not execution_ids:
+            return {}
+        done = func.sum(case((t.tasks.c.status == DONE, 1), else_=0))
+        query = (
+            select(t.tasks.c.execution_id, done.label("done"), func.count().label("total"))
+            .where(t.tasks.c.execution_id.in_(list(execution_ids)))
+            .group_by(t.tasks.c.execution_id)
+        )
+        with self._read() as conn:
+            return {
+                row.execution_id: (int(row.done), int(row.total)) for row in conn.execute(query)
+            }
+
+    def list_workflows(self) -> list[str]:
+        """Every workflow reference some execution ran, sorted."""
+        query = select(t.executions.c.workflow).distinct().order_by(t.executions.c.workflow)
+        with self._read() as conn:
+            return [row.workflow for row in conn.execute(query)]
+
+    def get_task(self, execution_id: str, task_id: int) -> TaskRecord | None:
+        """One task of the execution, by its id."""
+        query = (
+            select(t.tasks, t.graphs.c.name.label("graph_name"))
+            .join(t.graphs, t.graphs.c.id == t.tasks.c.graph_id)
+            .where(t.tasks.c.execution_id == execution_id, t.tasks.c.id == task_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _task(row)
+
+    def list_task_attempts(self, task_id: int) -> list[AttemptRecord]:
+        """The attempts of one task, first first."""
+        query = (
+            select(t.attempts).where(t.attempts.c.task_id == task_id).order_by(t.attempts.c.number)
+        )
+        with self._read() as conn:
+            return [
+                AttemptRecord(
+                    task_id=row.task_id,
+                    number=row.number,
+                    outcome=row.outcome,
+                    worker=row.worker,
+                    started_at=row.started_at,
+                    ended_at=row.ended_at,
+                    error=row.error,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def list_task_events(
+        self, execution_id: str, graph: str, task_key: str, limit: int = 500
+    ) -> list[EventRecord]:
+        """The events and log lines of one task, oldest first, the last `limit` of them."""
+        query = (
+            select(t.events)
+            .where(
+                t.events.c.execution_id == execution_id,
+                t.events.c.graph == graph,
+                t.events.c.task_key == task_key,
+            )
+            .order_by(t.events.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        return [_event(row) for row in reversed(rows)]
+
+    def list_last_events(self, execution_id: str, limit: int) -> list[EventRecord]:
+        """The last `limit` events of the execution, oldest first."""
+        query = (
+            select(t.events)
+            .where(t.events.c.execution_id == execution_id)
+            .order_by(t.events.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        return [_event(row) for row in reversed(rows)]
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(
+        id=str(row.id),
+        execution_id=row.execution_id,
+        graph=row.graph,
+        task_key=row.task_key,
+        type=row.type,
+        level=row.level,
+        message=row.message,
+        created_at=row.created_at,
+    )
+
+
+def _task(row: Any) -> TaskRecord:
+    return TaskRecord(
+        id=row.id,
+        execution_id=row.execution_id,
+        graph=row.graph_name,
+        key=row.key,
+        operation=row.operation,
+        agent=row.agent,
+        kwargs_json=row.kwargs,
+        max_retries=row.max_retries,
+        retry_interval=row.retry_interval,
+        timeout=row.timeout,
+        status=TaskState(row.status),
+        retries=row.retries,
+        error=row.error,
+        result_json=row.result,
+        attempts=row.attempts,
+        next_run_at=row.next_run_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )

@@ -1,0 +1,187 @@
+"""What a person asks of executions from the browser: start, resume, cancel.
+
+Each action is a page first (the resume's dry-run plan, a cancel's confirmation, the start
+form), then a POST carrying the CSRF token, answered by a redirect to the execution. The
+POSTs call the same `ExecutionService` methods as the REST API, and wake the manager.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
+# time, and they name aliases local to the function that builds the router.
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from dalsegno.model.errors import DalsegnoError, RefusedError
+from dalsegno.service.executions import CANCEL_TARGETS
+from dalsegno.ui.access import Ui
+from dalsegno.ui.sessions import Session
+
+PLAN_ROWS = 500  # tasks listed on the resume page; the counts cover them all
+
+CANCEL_MODES = {
+    "cancel": (
+        "Cancel",
+        "No new task starts; the tasks running now are awaited, then the execution ends cancelled.",
+    ),
+    "force": (
+        "Force cancel",
+        "Stop now: running operations are left to end alone and their results are ignored.",
+    ),
+    "kill": (
+        "Kill",
+        "Stop now and kill running operations (SIGTERM, then SIGKILL after a grace period).",
+    ),
+}
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """The start form's params: a JSON object, with a one-line reason when it is not."""
+    if not text.strip():
+        return {}
+    try:
+        params = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        msg = f"params must be a JSON object: {exc}"
+        raise RefusedError(msg) from None
+    if not isinstance(params, dict):
+        msg = f"params must be a JSON object, not a JSON {type(params).__name__}"
+        raise RefusedError(msg)
+    return params
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def actions_router(ui: Ui) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    SignedIn = Annotated[Session, Depends(ui.signed_in)]
+    Field = Annotated[str, Form()]
+
+    def back_to(execution_id: str) -> Response:
+        return RedirectResponse(f"/executions/{execution_id}", status_code=303)
+
+    @router.get("/executions/{execution_id}/resume")
+    def resume_plan(
+        request: Request, session: SignedIn, execution_id: str, reset_operations: str = ""
+    ) -> Response:
+        reset = reset_operations == "1"
+        try:
+            plan = ui.service.plan(execution_id, reset)
+        except DalsegnoError as exc:
+            return ui.refusal(request, session, exc)
+        return ui.pages.render(
+            "resume.html",
+            session=session,
+            request=request,
+            plan=plan,
+            counts=plan.counts(),
+            rows=plan.tasks[:PLAN_ROWS],
+            reset=reset,
+        )
+
+    @router.post("/executions/{execution_id}/resume")
+    def resume(
+        request: Request,
+        session: SignedIn,
+        execution_id: str,
+        csrf: Field = "",
+        reset_operations: Field = "",
+    ) -> Response:
+        ui.check_csrf(request, session, csrf)
+        try:
+            execution = ui.service.hand_over_resume(execution_id, reset_operations == "1")
+        except DalsegnoError as exc:
+            return ui.refusal(request, session, exc)
+        ui.on_change()
+        return back_to(execution.id)
+
+    @router.get("/executions/{execution_id}/cancel")
+    def cancel_confirm(
+        request: Request, session: SignedIn, execution_id: str, mode: str = "cancel"
+    ) -> Response:
+        try:
+            if mode not in CANCEL_MODES:
+                msg = f"unknown cancel mode {mode!r}: use cancel, force or kill"
+                raise RefusedError(msg)
+            execution = ui.service.find(execution_id)
+        except DalsegnoError as exc:
+            return ui.refusal(request, session, exc)
+        title, meaning = CANCEL_MODES[mode]
+        return ui.pages.render(
+            "cancel.html",
+            session=session,
+            request=request,
+            execution=execution,
+            mode=mode,
+            title=title,
+            meaning=meaning,
+            allowed=mode in ui.service.allowed_actions(execution),
+            target=CANCEL_TARGETS[mode].value,
+        )
+
+    @router.post("/executions/{execution_id}/cancel")
+    def cancel(
+        request: Request,
+        session: SignedIn,
+        execution_id: str,
+        csrf: Field = "",
+        mode: Field = "cancel",
+    ) -> Response:
+        ui.check_csrf(request, session, csrf)
+        try:
+            execution = ui.service.cancel(execution_id, mode)
+        except DalsegnoError as exc:
+            return ui.refusal(request, session, exc)
+        ui.on_change()
+        return back_to(execution.id)
+
+    @router.get("/start")
+    def start_form(request: Request, session: SignedIn, workflow: str = "") -> Response:
+        return _start_page(ui, request, session, workflow, "{}", "", "", 200)
+
+    @router.post("/start")
+    def start(
+        request: Request,
+        session: SignedIn,
+        csrf: Field = "",
+        workflow: Field = "",
+        params: Field = "",
+        lock: Field = "",
+    ) -> Response:
+        ui.check_csrf(request, session, csrf)
+        try:
+            execution = ui.service.create(workflow, parse_params(params), lock.strip() or None)
+        except DalsegnoError as exc:
+            return _start_page(ui, request, session, workflow, params, lock, str(exc), 400)
+        ui.on_change()
+        return back_to(execution.id)
+
+    return router
+
+
+def _start_page(
+    ui: Ui,
+    request: Request,
+    session: Session,
+    workflow: str,
+    params: str,
+    lock: str,
+    error: str,
+    status: int,
+) -> Response:
+    return ui.pages.render(
+        "start.html",
+        status,
+        session=session,
+        request=request,
+        workflows=ui.service.workflows(),
+        workflow=workflow,
+        params=params,
+        lock=lock,
+        error=error,
+    )

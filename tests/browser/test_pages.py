@@ -1,0 +1,217 @@
+"""The web UI in Chromium: sign-in, the live list, the graph's colours, resume, cancel,
+starting an execution, markup shown as text, large graphs collapsed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from browser.conftest import LiveManager, ref, screenshot, sign_in
+
+GREEN, RED, GREY = "rgb(22, 163, 74)", "rgb(220, 38, 38)", "rgb(156, 163, 175)"
+
+
+def fill_of(page: Page, key: str) -> str:
+    node = page.locator(f'svg.graph g.node[data-key="{key}"] rect')
+    return str(node.evaluate("rect => getComputedStyle(rect).fill"))
+
+
+def failed_fixable(manager: LiveManager, tmp_path: Path) -> tuple[str, Path]:
+    flag = tmp_path / "flag"
+    flag.touch()
+    execution_id = manager.start("fixable", flag=str(flag))
+    manager.wait_status(execution_id, "failed")
+    return execution_id, flag
+
+
+def test_every_page_needs_a_sign_in_with_the_admin_token(page: Page, manager: LiveManager) -> None:
+    for path in ("/", "/start", "/executions/abc"):
+        page.goto(path)
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.fill("input[name=token]", "not-the-token")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("wrong token")
+    screenshot(page, "login")
+    page.fill("input[name=token]", manager.token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/executions/abc$"))  # back where it was going
+    cookie = next(c for c in page.context.cookies() if c["name"] == "dalsegno_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    assert manager.token not in cookie["value"]
+    page.goto("/")
+    page.click("text=Sign out")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def test_the_list_shows_executions_and_updates_live_as_one_completes(
+    page: Page, manager: LiveManager, tmp_path: Path
+) -> None:
+    failed_id, _ = failed_fixable(manager, tmp_path)
+    sign_in(page, manager)
+    slow_id = manager.start("slow", steps=10, seconds=0.3)
+    page.goto("/")
+    page.evaluate("window.notReloaded = true")
+    row = page.locator(f'tr[data-execution="{slow_id}"]')
+    expect(row.locator(".badge")).to_have_text(re.compile("pending|started"))
+    expect(page.locator(f'tr[data-execution="{failed_id}"] .badge')).to_have_text("failed")
+    expect(page.locator(f'tr[data-execution="{failed_id}"] .count')).to_have_text("2 / 4")
+    # Newest first.
+    expect(page.locator("tr[data-execution]").first).to_have_attribute("data-execution", slow_id)
+    screenshot(page, "executions-running")
+    expect(row.locator(".badge")).to_have_text("completed", timeout=20_000)
+    expect(row.locator(".count")).to_have_text("10 / 10")
+    assert page.evaluate("window.notReloaded") is True, "the page reloaded instead of updating"
+    page.select_option("select[name=status]", "failed")
+    expect(page.locator("tr[data-execution]")).to_have_count(1)
+    expect(page.locator("tr[data-execution]")).to_have_attribute("data-execution", failed_id)
+    screenshot(page, "executions")
+
+
+def test_the_execution_page_draws_the_graph_in_the_colours_of_the_states(
+    page: Page, manager: LiveManager, tmp_path: Path
+) -> None:
+    execution_id, flag = failed_fixable(manager, tmp_path)
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    expect(page.locator("#status")).to_have_text("failed")
+    expect(page.locator("svg.graph g.node")).to_have_count(4)
+    assert fill_of(page, "first") == GREEN
+    assert fill_of(page, "side") == GREEN
+    assert fill_of(page, "gate") == RED
+    assert fill_of(page, "last") == GREY
+    expect(page.locator("svg.graph path.arrow")).to_have_count(2)  # first -> gate -> last
+    # Arrows point right: gate stands right of first, last right of gate.
+    xs = {
+        key: float(page.locator(f'g.node[data-key="{key}"] rect').get_attribute("x") or "")
+        for key in ("first", "gate", "last")
+    }
+    assert xs["first"] < xs["gate"] < xs["last"]
+    gate_row = page.locator('#task-table tr[data-key="gate"]')
+    expect(gate_row).to_contain_text("failed")
+    expect(gate_row.locator(".task-error")).to_contain_text(f"blocked: {flag} exists")
+    expect(page.locator("#events")).to_contain_text("the flag")
+    expect(page.locator("#resume")).to_be_visible()
+    expect(page.locator("#cancel")).to_have_count(0)  # a failed execution cannot be cancelled
+    screenshot(page, "execution-failed")
+    page.click('#task-table tr[data-key="gate"] a')
+    expect(page.locator("h1")).to_contain_text("gate")
+    expect(page.locator("#attempts tbody tr")).to_have_count(1)
+    expect(page.locator("#attempts")).to_contain_text("failed")
+    expect(page.locator("#task-events")).to_contain_text(f"the flag {flag} is still there")
+    screenshot(page, "task")
+
+
+def test_resume_shows_the_plan_then_brings_a_failed_execution_to_completed(
+    page: Page, manager: LiveManager, tmp_path: Path
+) -> None:
+    execution_id, flag = failed_fixable(manager, tmp_path)
+    flag.unlink()  # the fix
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    page.click("#resume")
+    expect(page.locator('#plan tr[data-key="first"]')).to_have_attribute("data-action", "kept")
+    expect(page.locator('#plan tr[data-key="gate"]')).to_have_attribute("data-action", "reset")
+    expect(page.locator('#plan tr[data-key="last"]')).to_have_attribute("data-action", "run")
+    assert manager.status(execution_id) == "failed", "the plan must change nothing"
+    page.click("#reset-operations")
+    expect(page.locator("#confirm-resume")).to_have_text("Resume with reset operations")
+    screenshot(page, "resume-plan")
+    page.click("#confirm-resume")
+    expect(page).to_have_url(re.compile(f"/executions/{execution_id}$"))
+    expect(page.locator("#status")).to_have_text("completed", timeout=20_000)
+    expect(page.locator("svg.graph g.node.s-succeeded")).to_have_count(4)
+    assert manager.status(execution_id) == "completed"
+    expect(page.locator("#resume")).to_have_count(0)
+    screenshot(page, "execution-resumed")
+
+
+def test_cancel_asks_for_a_confirmation_then_brings_a_running_execution_to_cancelled(
+    page: Page, manager: LiveManager
+) -> None:
+    execution_id = manager.start("slow", steps=60, seconds=0.25)
+    manager.wait_status(execution_id, "started")
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    expect(page.locator("#status")).to_have_text("started")
+    for button in ("#cancel", "#force", "#kill"):
+        expect(page.locator(button)).to_be_visible()
+    expect(page.locator("#resume")).to_have_count(0)
+    page.click("#cancel")
+    expect(page.locator("h1")).to_contain_text("Cancel")
+    assert manager.status(execution_id) == "started", "asking for confirmation changes nothing"
+    screenshot(page, "cancel-confirm")
+    page.click("#confirm-cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=20_000)
+    assert manager.status(execution_id) == "cancelled"
+    expect(page.locator("#resume")).to_be_visible()  # a cancelled execution can be resumed
+    done = manager.execution(execution_id)["tasks"]
+    assert any(task["status"] == "pending" for task in done), "the cancel stopped the chain"
+
+
+def test_markup_written_by_an_operation_shows_as_text(page: Page, manager: LiveManager) -> None:
+    execution_id = manager.start("hostile")
+    manager.wait_status(execution_id, "failed")
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    expect(page.locator("#execution-error")).to_contain_text("<script>alert(1)</script>")
+    expect(page.locator('#task-table tr[data-key="<b>bold</b>"] .task-error')).to_contain_text(
+        "<script>alert(1)</script>"
+    )
+    expect(page.locator('#task-table tr[data-key="<b>bold</b>"] a')).to_have_text("<b>bold</b>")
+    expect(page.locator("#execution b")).to_have_count(0)  # no element came from the key
+    expect(page.locator('svg.graph g.node[data-key="<b>bold</b>"] text')).to_have_text(
+        "<b>bold</b>"
+    )
+    expect(page.locator("#events")).to_contain_text("log line <script>alert(1)</script>")
+    screenshot(page, "execution-markup")
+    page.click('#task-table tr[data-key="<b>bold</b>"] a')
+    expect(page.locator("#task-error")).to_have_text(
+        "NonRecoverableError: <script>alert(1)</script>"
+    )
+    expect(page.locator("#task-events")).to_contain_text("log line <script>alert(1)</script>")
+    # The page fixture fails the test if any alert() ran.
+
+
+def test_the_start_form_validates_params_and_starts_an_execution(
+    page: Page, manager: LiveManager, tmp_path: Path
+) -> None:
+    sign_in(page, manager)
+    page.goto("/start")
+    page.fill("input[name=workflow]", ref("fixable"))
+    page.fill("textarea[name=params]", '{"flag": ')
+    page.click("#start")
+    expect(page.locator("#start-error")).to_contain_text("params must be a JSON object")
+    assert manager.executions() == [], "a refused start creates nothing"
+    page.fill("textarea[name=params]", '{"flag": 1, "other": 2}')
+    page.click("#start")
+    expect(page.locator("#start-error")).to_contain_text("other")
+    page.fill("textarea[name=params]", f'{{"flag": "{tmp_path / "absent"}"}}')
+    page.fill("input[name=lock]", "deploys")
+    screenshot(page, "start")
+    page.click("#start")
+    expect(page).to_have_url(re.compile(r"/executions/[0-9a-f]{32}$"))
+    expect(page.locator("#status")).to_have_text("completed", timeout=20_000)
+    [started] = manager.executions()
+    assert started["lock"] == "deploys"
+    assert page.url.endswith(started["id"])
+
+
+def test_a_large_graph_is_collapsed_to_counts_and_a_paged_table(
+    page: Page, manager: LiveManager
+) -> None:
+    execution_id = manager.start("wide", n=420)
+    manager.wait_status(execution_id, "completed", timeout=60)
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    expect(page.locator("svg.graph")).to_have_count(0)
+    expect(page.locator(".graph-view")).to_contain_text("420 tasks: too many to draw")
+    expect(page.locator("#task-table tbody tr")).to_have_count(50)
+    expect(page.locator(".pager")).to_contain_text("page 1 of 9")
+    page.click("text=next →")
+    expect(page.locator("#task-table tbody tr").first).to_have_attribute("data-key", "t00050")
+    screenshot(page, "execution-large")

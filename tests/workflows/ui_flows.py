@@ -1,0 +1,80 @@
+"""Workflows for the web UI's browser tests (tests/browser).
+
+- `fixable`: `first` -> `gate` -> `last`, and `side` beside them. `gate` fails while the
+  file `flag` exists, so the execution ends failed (first green, gate red, last grey) until
+  a person removes the file and resumes it from the browser.
+- `slow`: a chain of short tasks that takes `steps * pause` seconds: one to cancel.
+- `hostile`: an operation whose error, log line and task key are markup; the pages must
+  show them as text.
+- `wide`: `n` independent tasks (the paged, collapsed view).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from dalsegno import NonRecoverableError, operation, workflow
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+@operation(resumable=True)
+def ok(ctx: Any, value: int = 0) -> dict[str, int]:
+    ctx.logger.info("ok %s", value)
+    return {"value": value}
+
+
+@operation
+def gate(ctx: Any, flag: str) -> dict[str, bool]:
+    if Path(flag).exists():
+        ctx.logger.warning("the flag %s is still there", flag)
+        msg = f"blocked: {flag} exists"
+        raise NonRecoverableError(msg)
+    return {"passed": True}
+
+
+@operation(resumable=True)
+def pause(ctx: Any, seconds: float) -> dict[str, float]:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@operation
+def markup(ctx: Any) -> None:
+    ctx.logger.error("log line %s", SCRIPT)
+    raise NonRecoverableError(SCRIPT)
+
+
+@workflow(resumable=True)
+def fixable(ctx: Any, flag: str) -> None:
+    g = ctx.graph("main")
+    first = g.add(ok, key="first", value=1)
+    checked = g.add(gate, key="gate", flag=flag)
+    last = g.add(ok, key="last", value=3)
+    g.add(ok, key="side", value=4)
+    g.sequence(first, checked, last)
+    g.execute()
+
+
+@workflow(resumable=True)
+def slow(ctx: Any, steps: int = 40, seconds: float = 0.25) -> None:
+    g = ctx.graph("main")
+    g.sequence(*[g.add(pause, key=f"step-{i:02d}", seconds=seconds) for i in range(steps)])
+    g.execute()
+
+
+@workflow(resumable=True)
+def hostile(ctx: Any) -> None:
+    g = ctx.graph("main")
+    g.add(markup, key="<b>bold</b>")
+    g.execute()
+
+
+@workflow(resumable=True)
+def wide(ctx: Any, n: int = 1000) -> None:
+    g = ctx.graph("main")
+    for i in range(n):
+        g.add(ok, key=f"t{i:05d}", value=i)
+    g.execute()

@@ -120,6 +120,7 @@ def live(server: tuple[ServerThread, Mount], service: ExecutionService) -> Itera
         ADMIN_TOKEN,
         on_change=lambda: api.changes.append(time.monotonic()),
         scoped_tokens=agent_scopes,
+        claim_wait_limit=0.2,  # an agent's claim that finds nothing answers at once
     )
     try:
         yield api

@@ -170,6 +170,12 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("POST", "/api/v1/executions/{execution_id}/resume"),
         ("POST", "/api/v1/executions/{execution_id}/cancel"),
         ("GET", "/api/v1/executions/{execution_id}/events"),
+        ("POST", "/api/v1/agents/claim"),
+        ("POST", "/api/v1/agents/attempts/{attempt_id}/started"),
+        ("POST", "/api/v1/agents/attempts/{attempt_id}/result"),
+        ("POST", "/api/v1/agents/heartbeat"),
+        ("GET", "/api/v1/agents"),
+        ("POST", "/api/v1/agents/tokens"),
     }
     error = {"$ref": "#/components/schemas/Error"}
     for key, operation in operations.items():

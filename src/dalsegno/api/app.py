@@ -12,11 +12,13 @@ from importlib import metadata
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
 
+from dalsegno.api.agents import agents_router
 from dalsegno.api.auth import ADMIN, BearerTokens, ScopeLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.service import ExecutionService
 from dalsegno.ui import mount_ui
+from dalsegno.service.agents import AgentService
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -29,12 +31,14 @@ def create_app(
     on_change: Callable[[], None] = lambda: None,
     *,
     scoped_tokens: ScopeLookup | None = None,
+    claim_wait_limit: float = 30.0,
 ) -> FastAPI:
     """The REST API over `service`.
 
     `admin_token` may do everything. `on_change` is called after each write (a start, a
     resume, a cancel) so a manager looks for work at once. `scoped_tokens` maps any other
-    token to its scopes (`queue:NAME` for an agent), or None for an unknown token.
+    token to its scopes (`queue:NAME` for an agent), or None for an unknown token; by
+    default, the agent tokens in the store. `claim_wait_limit` caps an agent's long-poll.
     """
     app = FastAPI(
         title="dalsegno",
@@ -46,7 +50,9 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
-    tokens = TokenChecker(admin_token, scoped_tokens)
+    agents = AgentService(service, claim_wait_limit)
+    # agent tokens: those `dalsegno agents token QUEUE` stored (by hash), unless given
+    tokens = TokenChecker(admin_token, scoped_tokens or agents.scopes_of)
     app.add_middleware(
         AuthenticationMiddleware,
         backend=BearerTokens(tokens, PREFIX, public={OPENAPI_PATH, DOCS_PATH}),
@@ -54,6 +60,7 @@ def create_app(
     )
     api = APIRouter(prefix=PREFIX)
     api.include_router(executions_router(service, on_change))
+    api.include_router(agents_router(agents))
     app.include_router(api)
     # The web UI at `/`: the admin token signs a person in; the same service answers.
     mount_ui(

@@ -70,6 +70,7 @@ class EngineConfig:
     poll_interval: float = 0.25
     default_retries: int = 0
     default_retry_interval: float = 1.0
+    agent_timeout: float | None = None  # None: DALSEGNO_AGENT_TIMEOUT, else lease_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +399,10 @@ class ExecutionRun:
             return False
         child.stop()
         return True
+
+    def wake(self) -> None:
+        """Wake the scheduler (an agent reported a result)."""
+        self._completions.put(None)
 
     def take_completions(self, timeout: float) -> list[Completion]:
         """Wait up to `timeout` for the first completion, then take all that are there."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine import events
+from dalsegno.engine.agents import AgentTasks
 from dalsegno.engine.context import OperationContext
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
@@ -113,6 +114,7 @@ class GraphRun:
         self._running: dict[int, int] = {}  # task id -> attempt number
         self._awaited: set[int] = set()  # agent tasks sent to a queue
         self._failed: list[int] = []
+        self.agents = AgentTasks(self)
 
     # set-up ------------------------------------------------------------------------
 
@@ -164,6 +166,14 @@ class GraphRun:
     def execute(self) -> None:
         """Run the graph to its end; raises `GraphFailed` naming every failed task."""
         self._take_up()
+        try:
+            self._loop()
+        finally:
+            self.agents.close()
+        if self._failed:
+            raise GraphFailed(self._failure_message())
+
+    def _loop(self) -> None:
         run = self.run
         while True:
             run.check_alive()
@@ -179,8 +189,6 @@ class GraphRun:
             run.flush()
             self._wait()
         run.flush()
-        if self._failed:
-            raise GraphFailed(self._failure_message())
 
     def _drain(self) -> None:
         """This process hands the execution over: start nothing, let running tasks end."""
@@ -206,8 +214,10 @@ class GraphRun:
                 run.stop_operation(task_id, attempt)
                 run.ignore_late(self, task_id, attempt)
             self._running.clear()
+            self.agents.kill()
             raise ExecutionCancelled
-        if not self._running:
+        self.agents.check()  # agent tasks that started are awaited like the others
+        if not self._running and not self.agents.started:
             raise ExecutionCancelled
 
     def _dispatch(self) -> None:
@@ -254,6 +264,8 @@ class GraphRun:
                 )
                 self._ready.appendleft((task.id, resume))
             return
+        if any(task.agent is not None for task, _, _ in handed):
+            self.agents.sent()
         for task, before, resume in handed:
             if task.agent is not None:
                 self._awaited.add(task.id)
@@ -275,6 +287,7 @@ class GraphRun:
             timeout = min(timeout, max(0.0, self._deadlines[0][0] - now))
         for completion in run.take_completions(timeout):
             self._complete(completion)
+        self.agents.check()
         self._fire_timers()
 
     def _fire_timers(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.store.agent_records import AgentQueueStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,7 @@ class Claim:
     status: ExecutionState = ExecutionState.STARTED
 
 
-class Store(Protocol):
+class Store(AgentQueueStore, Protocol):
     """Everything dalsegno keeps, behind one interface per backend."""
 
     url: str

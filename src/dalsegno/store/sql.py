@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, null, select, update
 
 from dalsegno.model.errors import LeaseLostError, RefusedTransitionError
 from dalsegno.model.states import (
@@ -28,6 +28,7 @@ from dalsegno.model.states import (
     task_path_sources,
 )
 from dalsegno.store import tables as t
+from dalsegno.store.agents import AgentQueue
 from dalsegno.store.base import (
     AttemptEnd,
     AttemptRecord,
@@ -61,6 +62,10 @@ _TASK_UPDATE = (
         next_run_at=bindparam("b_next_run_at"),
         started_at=bindparam("b_started_at"),
         ended_at=bindparam("b_ended_at"),
+        # the owner's every write ends an agent's hold on the task (dalsegno.store.agents)
+        holder=null(),
+        attempt_id=null(),
+        claimed_at=null(),
     )
 )
 
@@ -107,9 +112,14 @@ def _insert_of(table: Any, *skip: str) -> Any:
     )
 
 
-_ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error")
+# the agent-queue columns (dalsegno.store.agents) start empty
+_AGENT_TASK_COLUMNS = ("holder", "attempt_id", "claimed_at")
+_AGENT_ATTEMPT_COLUMNS = tuple(c.name for c in t.attempts.columns if c.name.startswith("report"))
+_ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error", "attempt_id", *_AGENT_ATTEMPT_COLUMNS)
 _EVENT_INSERT = _insert_of(t.events, "id")
-_TASK_INSERT = _insert_of(t.tasks, "id", "error", "result", "next_run_at", "started_at", "ended_at")
+_TASK_INSERT = _insert_of(
+    t.tasks, "id", "error", "result", "next_run_at", "started_at", "ended_at", *_AGENT_TASK_COLUMNS
+)
 _DEPENDENCY_INSERT = _insert_of(t.dependencies)
 
 
@@ -284,7 +294,7 @@ _TASKS_OF_EXECUTION = (
 )
 
 
-class SQLStore(StoreReads):
+class SQLStore(StoreReads, AgentQueue):
     """A `Store` on two SQLAlchemy engines: one for writes, one for reads."""
 
     def __init__(self, url: str, write_engine: Engine, read_engine: Engine) -> None:

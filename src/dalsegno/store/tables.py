@@ -87,8 +87,14 @@ tasks = Table(
     Column("next_run_at", Float),
     Column("started_at", Float),
     Column("ended_at", Float),
+    # an agent task claimed by an agent: who holds it, under which attempt id, since when
+    Column("holder", String(255)),
+    Column("attempt_id", String(64)),
+    Column("claimed_at", Float),
     UniqueConstraint("graph_id", "key"),
     Index("ix_tasks_execution_id", "execution_id"),
+    Index("ix_tasks_agent_status", "agent", "status"),
+    Index("ix_tasks_attempt_id", "attempt_id"),
 )
 
 dependencies = Table(
@@ -111,6 +117,15 @@ attempts = Table(
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("error", Text),
+    # an agent's attempt: its id, and the result the agent reported (applied by the owner)
+    Column("attempt_id", String(64)),
+    Column("report_outcome", String(20)),
+    Column("report_result", Text),
+    Column("report_error", Text),
+    Column("report_recoverable", Integer),
+    Column("report_retry_after", Float),
+    Column("reported_at", Float),
+    Index("ix_attempts_attempt_id", "attempt_id", unique=True),
 )
 
 events = Table(
@@ -130,4 +145,24 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_events_execution_id_id", "execution_id", "id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("queue", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("first_seen_at", Float, nullable=False),
+    Column("last_heartbeat_at", Float, nullable=False),
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("queue", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
 )

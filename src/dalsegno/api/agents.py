@@ -1,0 +1,236 @@
+"""`/agents`: the agent protocol (claim, started, heartbeat, result), agents and tokens.
+
+An agent's token is scoped `queue:NAME`: it may claim from, beat for and report on that
+queue only (403 otherwise); the admin token may do everything. docs/agents.md tells the
+protocol. The handlers are plain functions FastAPI runs in its thread pool: a claim's
+long-poll blocks one of its threads while it waits (at most 30 s).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request, Security
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
+
+from dalsegno.api.auth import ADMIN, bearer, queue_scope, require
+from dalsegno.api.errors import ApiError, JsonResponse, responses
+from dalsegno.service.agents import MAX_LIMIT, MAX_WAIT, AgentService, agent_json
+from dalsegno.store.agent_records import AgentBeat, AgentLog, AgentReport
+
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+AttemptId = Annotated[str, Path(max_length=64, description="an attempt id from a claim")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimRequest(_Body):
+    queue: Name
+    agent: Name = Field(description="the agent's name (`--name`, default HOST:PID)")
+    limit: int = Field(default=1, ge=1, le=MAX_LIMIT, strict=True)
+    wait: float = Field(
+        default=MAX_WAIT, ge=0, le=MAX_WAIT, strict=True, description="seconds to wait"
+    )
+
+
+class Assignment(BaseModel):
+    attempt_id: str
+    execution_id: str
+    graph: str
+    task_key: str
+    operation: str
+    kwargs: dict[str, Any]
+    retries: int
+    resume: bool
+    idempotency_key: str
+    timeout: float | None
+    process: bool
+
+
+class Claimed(BaseModel):
+    tasks: list[Assignment]
+
+
+class AgentRequest(_Body):
+    agent: Name
+
+
+class Started(BaseModel):
+    attempt_id: str
+    status: Literal["started"]
+
+
+class LogLine(_Body):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str = Field(max_length=100_000)
+    created_at: float = Field(default=0.0, ge=0, strict=True)
+
+
+class ResultRequest(_Body):
+    agent: Name
+    outcome: Literal["succeeded", "failed", "retry"]
+    result: JsonValue = None
+    error: str | None = Field(default=None, max_length=100_000)
+    recoverable: StrictBool = True
+    retry_after: float | None = Field(default=None, ge=0, strict=True)
+    logs: list[LogLine] = Field(default_factory=list, max_length=10_000)
+
+
+class Accepted(BaseModel):
+    attempt_id: str
+    accepted: Literal[True]
+
+
+class HeartbeatRequest(_Body):
+    queue: Name
+    agent: Name
+    host: Name
+    pid: int = Field(ge=0, le=2**31 - 1, strict=True)
+    concurrency: int = Field(ge=1, le=100_000, strict=True)
+    attempts: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+
+class HeartbeatAnswer(BaseModel):
+    kill: list[str]
+    unknown: list[str]
+    interval: float
+
+
+class HeldTask(BaseModel):
+    attempt_id: str
+    execution_id: str
+    graph: str
+    task_key: str
+    status: str
+
+
+class Agent(BaseModel):
+    name: str
+    queue: str
+    host: str
+    pid: int
+    concurrency: int
+    last_heartbeat_at: float
+    running: list[HeldTask]
+
+
+class TokenRequest(_Body):
+    queue: Name
+
+
+class AgentToken(BaseModel):
+    queue: str
+    token: str
+
+
+def _check_queue(request: Request, queue: str) -> None:
+    granted = set(getattr(request.auth, "scopes", ()) or ())
+    if ADMIN not in granted and queue_scope(queue) not in granted:
+        msg = f"this token may not serve queue {queue!r}: it needs the {queue_scope(queue)} scope"
+        raise ApiError(403, msg)
+
+
+async def _token(_: object = Security(bearer)) -> None:
+    """Declares the bearer token; the middleware checked it, each route checks its scope."""
+
+
+def agents_router(service: AgentService) -> APIRouter:
+    router = APIRouter(
+        prefix="/agents",
+        tags=["agents"],
+        dependencies=[Depends(_token)],
+        responses=responses(400, 401, 403, 422),
+    )
+    admin = [Depends(require(ADMIN))]
+
+    @router.post(
+        "/claim", response_model=Claimed, response_class=JsonResponse, summary="Claim tasks"
+    )
+    def claim(request: Request, body: ClaimRequest) -> dict[str, Any]:
+        """Long-poll: tasks of the queue, held by the agent, as soon as there are any, or
+        none after `wait` seconds. Claimed tasks stay `sent` until the agent starts them."""
+        _check_queue(request, body.queue)
+        return {"tasks": service.claim(body.queue, body.agent, body.limit, body.wait)}
+
+    @router.post(
+        "/attempts/{attempt_id}/started",
+        response_model=Started,
+        response_class=JsonResponse,
+        responses=responses(404, 409),
+        summary="Report that an attempt starts",
+    )
+    def started(request: Request, attempt_id: AttemptId, body: AgentRequest) -> dict[str, Any]:
+        """The task moves `sent -> started` (durable); run the operation only after this.
+        409: the agent does not hold it any more and must not run it."""
+        _check_queue(request, service.queue_of(attempt_id))
+        return service.start(attempt_id, body.agent)
+
+    @router.post(
+        "/attempts/{attempt_id}/result",
+        response_model=Accepted,
+        response_class=JsonResponse,
+        responses=responses(404, 409),
+        summary="Deliver an attempt's result",
+    )
+    def result(request: Request, attempt_id: AttemptId, body: ResultRequest) -> dict[str, Any]:
+        """Recorded durably for the execution's owner; a repeat is a harmless 200.
+        409: the attempt is not held by this agent (lost, killed): dropped for good."""
+        _check_queue(request, service.queue_of(attempt_id))
+        report = AgentReport(
+            outcome=body.outcome,
+            result_json=None if body.outcome != "succeeded" else _json(body.result),
+            error=body.error,
+            recoverable=body.recoverable,
+            retry_after=body.retry_after,
+            logs=[AgentLog(log.level, log.message, log.created_at) for log in body.logs],
+        )
+        return service.report(attempt_id, body.agent, report)
+
+    @router.post(
+        "/heartbeat",
+        response_model=HeartbeatAnswer,
+        response_class=JsonResponse,
+        summary="Heartbeat of an agent",
+    )
+    def heartbeat(request: Request, body: HeartbeatRequest) -> dict[str, Any]:
+        """Registers the agent; answers the attempts to kill and those it no longer holds."""
+        _check_queue(request, body.queue)
+        beat = AgentBeat(
+            body.queue, body.agent, body.host, body.pid, body.concurrency, list(body.attempts)
+        )
+        return service.heartbeat(beat)
+
+    @router.get(
+        "",
+        response_model=list[Agent],
+        response_class=JsonResponse,
+        dependencies=admin,
+        summary="List agents",
+    )
+    def list_agents() -> list[dict[str, Any]]:
+        """Agents with their queue, last heartbeat and the tasks they hold."""
+        return [agent_json(agent) for agent in service.list_agents()]
+
+    @router.post(
+        "/tokens",
+        status_code=201,
+        response_model=AgentToken,
+        response_class=JsonResponse,
+        dependencies=admin,
+        summary="Create an agent token",
+    )
+    def create_token(body: TokenRequest) -> dict[str, Any]:
+        """A new token scoped to one queue; the manager keeps only its hash."""
+        return {"queue": body.queue, "token": service.create_token(body.queue)}
+
+    return router
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, allow_nan=False)

@@ -1,0 +1,238 @@
+"""The owner's side of agent tasks: results applied, lost agents found, kills marked.
+
+A graph's scheduler hands an agent task to its queue (`sent`) and awaits it. Agents write
+only to the agent queue (dalsegno.store.agents); this module reads what they wrote for
+the tasks this run awaits, when an agent reported a result (a notification on
+`dalsegno_agent_results`) and at least every `CHECK_EVERY` seconds, and turns it into
+the same `Completion` a manager-side operation produces, so the retry, failure and
+cancel rules stay those of the scheduler. Every write goes through the run's fenced batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from dalsegno.engine import events
+from dalsegno.engine.references import resolve_operation
+from dalsegno.model.errors import BadReferenceError
+from dalsegno.model.states import TaskState
+from dalsegno.store.agent_records import RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
+from dalsegno.store.base import AttemptEnd, NewEvent
+
+if TYPE_CHECKING:
+    from dalsegno.engine.runner import EngineConfig
+    from dalsegno.engine.scheduler import GraphRun
+
+S = TaskState
+CHECK_EVERY = 1.0  # seconds between two looks at the store when no notification came
+
+
+def agent_timeout(config: EngineConfig) -> float:
+    """Seconds without a heartbeat after which an agent's attempts are lost.
+
+    `EngineConfig.agent_timeout`, else `DALSEGNO_AGENT_TIMEOUT`, else the lease timeout.
+    """
+    if config.agent_timeout is not None:
+        return config.agent_timeout
+    raw = os.environ.get("DALSEGNO_AGENT_TIMEOUT")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            msg = f"DALSEGNO_AGENT_TIMEOUT must be a number of seconds, not {raw!r}"
+            raise ValueError(msg) from None
+        if value > 0:
+            return value
+        msg = f"DALSEGNO_AGENT_TIMEOUT must be > 0, not {raw!r}"
+        raise ValueError(msg)
+    return config.lease_timeout
+
+
+def interrupted_reason(agent: str, key: str, operation: str) -> str:
+    return f"operation interrupted on agent {agent} and not resumable: {key} ({operation})"
+
+
+def _agent_lost(graph: str, key: str, agent: str, what: str, now: float) -> NewEvent:
+    return NewEvent(
+        "task_agent_lost",
+        f"Agent {agent} missed its heartbeats: task '{key}' {what}",
+        graph,
+        key,
+        level="warning",
+        created_at=now,
+    )
+
+
+class AgentTasks:
+    """The agent tasks one graph run awaits."""
+
+    def __init__(self, graph: GraphRun) -> None:
+        self.graph = graph
+        self.run = graph.run
+        self.timeout = agent_timeout(self.run.config)
+        self.took_over_at = time.time()  # a manager's downtime never makes an agent look lost
+        self.started: set[int] = set()  # awaited tasks the store has `started`
+        self._next_check = 0.0
+        self._notified = threading.Event()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._cancel_seen: str | None = None
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def sent(self) -> None:
+        """Tasks were handed to agent queues: wake the agents' long-polls."""
+        self.run.store.notify(TASKS_CHANNEL)
+        self._watch()
+
+    def _watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._wait_for_results,
+                name=f"dalsegno-agent-results-{self.run.execution_id[:8]}",
+                daemon=True,
+            )
+            self._watcher.start()
+
+    def _wait_for_results(self) -> None:
+        store = self.run.store
+        while not self._closed.is_set():
+            try:
+                found = store.wait_for_notification([RESULTS_CHANNEL], CHECK_EVERY)
+            except Exception:  # noqa: BLE001 - a store hiccup: the periodic look covers it
+                self._closed.wait(CHECK_EVERY)
+                continue
+            if found:
+                self._notified.set()
+                self.run.wake()
+
+    # looking -----------------------------------------------------------------------
+
+    def check(self, force: bool = False) -> None:
+        """Apply recorded results and requeue or fail the attempts of lost agents."""
+        graph = self.graph
+        if not graph._awaited:
+            return
+        self._watch()
+        mode = self.run.cancel_mode
+        if mode != self._cancel_seen:  # a cancel: look at once, agents may have started
+            self._cancel_seen, force = mode, True
+        now_mono = time.monotonic()
+        if not force and not self._notified.is_set() and now_mono < self._next_check:
+            return
+        self._notified.clear()
+        self._next_check = now_mono + CHECK_EVERY
+        found = self.run.store.awaited_agent_tasks(self.run.execution_id, sorted(graph._awaited))
+        now = time.time()
+        requeued = lost = False
+        self.started.clear()
+        for seen in found:
+            task = graph.tasks[seen.task_id]
+            if seen.status not in (S.SENT, S.STARTED):
+                continue
+            task.status, task.attempts, task.started_at = (
+                seen.status,
+                seen.attempts,
+                seen.started_at,
+            )
+            if seen.status is S.STARTED:
+                task.next_run_at = None
+                if seen.report is not None:
+                    self._apply(seen)
+                    continue
+                self.started.add(seen.task_id)
+            if seen.holder is not None and self._lost(seen, now):
+                lost = True
+                requeued |= self._lose(seen, now)
+        if lost:
+            self.run.flush()
+        if requeued:
+            self.run.store.notify(TASKS_CHANNEL)
+
+    def _lost(self, seen: AwaitedTask, now: float) -> bool:
+        last = max(seen.last_heartbeat_at or 0.0, seen.claimed_at or 0.0, self.took_over_at)
+        return now - last > self.timeout
+
+    def _apply(self, seen: AwaitedTask) -> None:
+        from dalsegno.engine.scheduler import Completion
+
+        report = seen.report
+        assert report is not None
+        graph = self.graph
+        number = seen.attempts - 1
+        graph._awaited.discard(seen.task_id)
+        graph._running[seen.task_id] = number
+        if report.outcome == "succeeded":
+            completion = Completion(seen.task_id, number, True, report.result_json)
+        else:
+            completion = Completion(
+                seen.task_id,
+                number,
+                False,
+                None,
+                report.error or "failed",
+                report.error,
+                report.recoverable,
+                report.retry_after,
+            )
+        graph._complete(completion)
+
+    def _lose(self, seen: AwaitedTask, now: float) -> bool:
+        """The holder of `seen` is lost; returns True when the task went back to its queue."""
+        from dalsegno.engine.scheduler import _change
+
+        graph, batch = self.graph, self.run.batch
+        task = graph.tasks[seen.task_id]
+        agent = seen.holder or "?"
+        if seen.status is S.SENT:  # claimed, never started: it never ran
+            batch.tasks.append(_change(task, S.SENT))
+            batch.events.append(_agent_lost(graph.name, task.key, agent, "queued again", now))
+            return True
+        batch.attempt_ends.append(
+            AttemptEnd(task.id, seen.attempts - 1, "lost", now, f"agent {agent} missed heartbeats")
+        )
+        self.started.discard(task.id)
+        try:
+            _, definition = resolve_operation(task.operation)
+            resumable = definition.resumable
+        except BadReferenceError:
+            resumable = False
+        if resumable:
+            task.status = S.SENT
+            batch.tasks.append(_change(task, S.STARTED))
+            batch.events.append(
+                _agent_lost(graph.name, task.key, agent, "queued again (resumable)", now)
+            )
+            return True
+        task.status, task.ended_at = S.FAILED, now
+        task.error = interrupted_reason(agent, task.key, task.operation)
+        batch.tasks.append(_change(task, S.STARTED))
+        batch.events.append(events.task_failed(graph.name, task.key, task.error, now))
+        graph._awaited.discard(task.id)
+        graph._failed.append(task.id)
+        return False
+
+    # cancel ------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Kill-cancel: every agent task that started fails "killed by cancel"; the
+        heartbeat answer tells its agent to stop it. One that reported already counts."""
+        from dalsegno.engine.scheduler import _change
+
+        self.check(force=True)
+        graph, batch = self.graph, self.run.batch
+        now = time.time()
+        for task_id in sorted(self.started):
+            task = graph.tasks[task_id]
+            task.status, task.error, task.ended_at = S.FAILED, "killed by cancel", now
+            batch.tasks.append(_change(task, S.STARTED))
+            batch.attempt_ends.append(
+                AttemptEnd(task_id, task.attempts - 1, "killed", now, "killed by cancel")
+            )
+            batch.events.append(events.task_failed(graph.name, task.key, task.error, now))
+            graph._awaited.discard(task_id)
+        self.started.clear()

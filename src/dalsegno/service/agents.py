@@ -1,0 +1,186 @@
+"""The agent queue as a service: what the REST API's `/agents` routes and the CLI call.
+
+Agents claim by long-poll: a claim that finds nothing waits on the store's
+`dalsegno_agent_tasks` channel (notified whenever tasks are sent or requeued) and looks
+again at least every `RECHECK` seconds, until `wait` seconds have passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from dalsegno.engine.references import resolve_operation
+from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
+from dalsegno.store.agent_records import (
+    OUTCOMES,
+    RESULTS_CHANNEL,
+    TASKS_CHANNEL,
+    AgentBeat,
+    AgentRecord,
+    AgentReport,
+    Assignment,
+)
+from dalsegno.store.agents import ACCEPTED, CONFLICT, DUPLICATE, STARTED, UNKNOWN
+from dalsegno.store.base import Store
+
+if TYPE_CHECKING:
+    from dalsegno.service.executions import ExecutionService
+
+RECHECK = 2.0  # seconds: the slow look that covers a lost notification
+MAX_WAIT = 30.0
+MAX_LIMIT = 100
+HEARTBEAT_INTERVAL = 2.0  # seconds the manager suggests between two heartbeats
+NAME_LIMIT = 255
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of an agent token: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(what: str, value: str) -> str:
+    if not value or len(value) > NAME_LIMIT or not value.isprintable():
+        msg = f"{what} must be 1 to {NAME_LIMIT} printable characters, not {value!r}"
+        raise RefusedError(msg)
+    return value
+
+
+class AgentService:
+    """Claims, starts, results and heartbeats of agents; agents and their tokens."""
+
+    def __init__(self, service: ExecutionService, max_wait: float = MAX_WAIT) -> None:
+        self.service = service
+        self.max_wait = max_wait  # a claim never waits longer, whatever it asks
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    # tokens ------------------------------------------------------------------------
+
+    def create_token(self, queue: str) -> str:
+        """A new token scoped to `queue`; only its hash is stored."""
+        check_name("a queue name", queue)
+        token = secrets.token_urlsafe(32)
+        self.store.add_agent_token(token_hash(token), queue)
+        return token
+
+    def scopes_of(self, token: str) -> list[str] | None:
+        """`queue:NAME` for a token the store knows (looked up by its hash), else None."""
+        queue = self.store.agent_token_queue(token_hash(token))
+        return None if queue is None else [f"queue:{queue}"]
+
+    # the protocol ------------------------------------------------------------------
+
+    def claim(self, queue: str, agent: str, limit: int = 1, wait: float = MAX_WAIT) -> list[Any]:
+        """Tasks of `queue` now held by `agent`; waits up to `wait` s while there are none."""
+        check_name("a queue name", queue)
+        check_name("an agent name", agent)
+        if not 1 <= limit <= MAX_LIMIT:
+            msg = f"limit must be 1 to {MAX_LIMIT}, not {limit}"
+            raise RefusedError(msg)
+        if not 0 <= wait <= MAX_WAIT:
+            msg = f"wait must be 0 to {MAX_WAIT:g} seconds, not {wait}"
+            raise RefusedError(msg)
+        deadline = time.monotonic() + min(wait, self.max_wait)
+        self.store.wait_for_notification([TASKS_CHANNEL], 0)  # subscribe before looking
+        while True:
+            found = self.store.claim_agent_tasks(queue, agent, limit)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return [assignment_json(assignment) for assignment in found]
+            self.store.wait_for_notification([TASKS_CHANNEL], min(RECHECK, left))
+
+    def queue_of(self, attempt_id: str) -> str:
+        """The queue an attempt belongs to; NotFoundError when the id is unknown."""
+        queue = self.store.attempt_queue(attempt_id) if len(attempt_id) <= 64 else None
+        if queue is None:
+            msg = f"no such attempt: {attempt_id}"
+            raise NotFoundError(msg)
+        return queue
+
+    def start(self, attempt_id: str, agent: str) -> dict[str, Any]:
+        """The agent may run the operation now (`started` is durable)."""
+        answer = self.store.start_agent_attempt(attempt_id, agent)
+        if answer == UNKNOWN:
+            msg = f"no such attempt: {attempt_id}"
+            raise NotFoundError(msg)
+        if answer != STARTED:
+            msg = (
+                f"attempt {attempt_id} is not held by agent {agent} any more"
+                " (lost, cancelled, or its execution is not running): do not run it"
+            )
+            raise ConflictError(msg)
+        return {"attempt_id": attempt_id, "status": "started"}
+
+    def report(self, attempt_id: str, agent: str, report: AgentReport) -> dict[str, Any]:
+        """Record an attempt's result for its owner; a second delivery is harmless."""
+        if report.outcome not in OUTCOMES:
+            msg = f"outcome must be one of {', '.join(OUTCOMES)}, not {report.outcome!r}"
+            raise RefusedError(msg)
+        answer = self.store.record_agent_result(attempt_id, agent, report)
+        if answer == UNKNOWN:
+            msg = f"no such attempt: {attempt_id}"
+            raise NotFoundError(msg)
+        if answer == CONFLICT:
+            msg = f"attempt {attempt_id} is not held by agent {agent}: its result is refused"
+            raise ConflictError(msg)
+        if answer == ACCEPTED:
+            self.store.notify(RESULTS_CHANNEL)
+        assert answer in (ACCEPTED, DUPLICATE)
+        return {"attempt_id": attempt_id, "accepted": True}
+
+    def heartbeat(self, beat: AgentBeat) -> dict[str, Any]:
+        check_name("a queue name", beat.queue)
+        check_name("an agent name", beat.agent)
+        kill, unknown = self.store.agent_heartbeat(beat)
+        return {"kill": kill, "unknown": unknown, "interval": HEARTBEAT_INTERVAL}
+
+    def list_agents(self) -> list[AgentRecord]:
+        return self.store.list_agents()
+
+
+def assignment_json(assignment: Assignment) -> dict[str, Any]:
+    try:
+        _, definition = resolve_operation(assignment.operation)
+        process = definition.process
+    except DalsegnoError:
+        process = False  # the agent imports it itself; the manager may not have it
+    return {
+        "attempt_id": assignment.attempt_id,
+        "execution_id": assignment.execution_id,
+        "graph": assignment.graph,
+        "task_key": assignment.task_key,
+        "operation": assignment.operation,
+        "kwargs": json.loads(assignment.kwargs_json),
+        "retries": assignment.retries,
+        "resume": assignment.resume,
+        "idempotency_key": f"{assignment.execution_id}-{assignment.task_id}",
+        "timeout": assignment.timeout,
+        "process": process,
+    }
+
+
+def agent_json(agent: AgentRecord) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "queue": agent.queue,
+        "host": agent.host,
+        "pid": agent.pid,
+        "concurrency": agent.concurrency,
+        "last_heartbeat_at": agent.last_heartbeat_at,
+        "running": [
+            {
+                "attempt_id": held.attempt_id,
+                "execution_id": held.execution_id,
+                "graph": held.graph,
+                "task_key": held.task_key,
+                "status": held.status,
+            }
+            for held in agent.running
+        ],
+    }

@@ -17,8 +17,8 @@ from dalsegno.api.auth import ADMIN, BearerTokens, ScopeLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.service import ExecutionService
-from dalsegno.ui import mount_ui
 from dalsegno.service.agents import AgentService
+from dalsegno.ui import mount_ui
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"

@@ -87,7 +87,8 @@ class AgentService:
             msg = f"wait must be 0 to {MAX_WAIT:g} seconds, not {wait}"
             raise RefusedError(msg)
         deadline = time.monotonic() + min(wait, self.max_wait)
-        self.store.wait_for_notification([TASKS_CHANNEL], 0)  # subscribe before looking
+        if wait > 0:
+            self.store.wait_for_notification([TASKS_CHANNEL], 0)  # subscribe before looking
         while True:
             found = self.store.claim_agent_tasks(queue, agent, limit)
             left = deadline - time.monotonic()

@@ -32,6 +32,7 @@ STARTED = "started"
 ACCEPTED, DUPLICATE, CONFLICT, UNKNOWN = "accepted", "duplicate", "conflict", "unknown"
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _IN_FLIGHT = [TaskState.SENT.value, TaskState.STARTED.value]
+CLAIM_PASSES = 5  # statements a claim tries before it says the queue is empty
 
 
 def _now() -> float:
@@ -50,6 +51,20 @@ def _event(
         "message": message,
         "created_at": at,
     }
+
+
+def _unheld(queue: str) -> Any:
+    """The sent, unheld tasks of `queue` whose execution is `started`: those a claim takes."""
+    return (
+        select(t.tasks.c.id)
+        .join(t.executions, t.executions.c.id == t.tasks.c.execution_id)
+        .where(
+            t.tasks.c.agent == queue,
+            t.tasks.c.status == TaskState.SENT.value,
+            t.tasks.c.holder.is_(None),
+            t.executions.c.status == ExecutionState.STARTED.value,
+        )
+    )
 
 
 class AgentQueue:
@@ -72,33 +87,36 @@ class AgentQueue:
         nonce = uuid.uuid4().hex
         tasks = t.tasks
         now = _now()
-        candidates = (
-            select(tasks.c.id)
-            .join(t.executions, t.executions.c.id == tasks.c.execution_id)
-            .where(
-                tasks.c.agent == queue,
-                tasks.c.status == TaskState.SENT.value,
-                tasks.c.holder.is_(None),
-                t.executions.c.status == ExecutionState.STARTED.value,
-            )
-            .order_by(tasks.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=tasks)
-        )
+        candidates = _unheld(queue).order_by(tasks.c.id).with_for_update(skip_locked=True, of=tasks)
+        unheld = _unheld(queue).limit(1)
         with self._write() as conn:
-            claimed = [
-                row[0]
-                for row in conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id.in_(candidates.scalar_subquery()), tasks.c.holder.is_(None))
-                    .values(
-                        holder=agent,
-                        attempt_id=literal(f"{nonce}-") + cast(tasks.c.id, String),
-                        claimed_at=now,
-                    )
-                    .returning(tasks.c.id)
+            claimed: list[int] = []
+            # In READ COMMITTED, a row another claim updated between this statement's
+            # snapshot and its lock drops out after the LIMIT: a short pass is not "empty".
+            for _ in range(CLAIM_PASSES):
+                # two statements: `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may run
+                # its subquery once per row, and then hold more than n
+                picked = [row[0] for row in conn.execute(candidates.limit(limit - len(claimed)))]
+                taken = (
+                    [
+                        row[0]
+                        for row in conn.execute(
+                            update(tasks)
+                            .where(tasks.c.id.in_(picked), tasks.c.holder.is_(None))
+                            .values(
+                                holder=agent,
+                                attempt_id=literal(f"{nonce}-") + cast(tasks.c.id, String),
+                                claimed_at=now,
+                            )
+                            .returning(tasks.c.id)
+                        )
+                    ]
+                    if picked
+                    else []
                 )
-            ]
+                claimed += taken
+                if len(claimed) >= limit or not conn.execute(unheld).first():
+                    break
             if not claimed:
                 return []
             return self._assignments(conn, claimed)

@@ -215,3 +215,21 @@ def test_a_large_graph_is_collapsed_to_counts_and_a_paged_table(
     page.click("text=next →")
     expect(page.locator("#task-table tbody tr").first).to_have_attribute("data-key", "t00050")
     screenshot(page, "execution-large")
+
+
+def test_a_graph_of_300_tasks_is_drawn_whole_with_its_fan_out_wrapped(
+    page: Page, manager: LiveManager
+) -> None:
+    execution_id = manager.start("fan", n=298)
+    manager.wait_status(execution_id, "completed", timeout=60)
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    expect(page.locator("svg.graph g.node")).to_have_count(300)
+    expect(page.locator("svg.graph path.arrow")).to_have_count(2 * 298)
+    expect(page.locator("svg.graph g.node.s-succeeded")).to_have_count(300)
+    start = page.locator('g.node[data-key="start"] rect')
+    end = page.locator('g.node[data-key="end"] rect')
+    assert float(start.get_attribute("x") or "") < float(end.get_attribute("x") or "")
+    height = float(page.locator("svg.graph").get_attribute("height") or "")
+    assert height < 2000, "the column of 298 tasks wraps instead of running 12,000 px down"
+    screenshot(page, "execution-300")

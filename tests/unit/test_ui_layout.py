@@ -112,3 +112,15 @@ def test_csrf_tokens_must_match_exactly() -> None:
     assert not csrf_matches(session, None)
     assert not csrf_matches(session, "")
     assert not csrf_matches(session, session.csrf + "x")
+
+
+def test_a_tall_column_wraps_and_its_followers_stay_to_the_right() -> None:
+    # root -> 100 tasks -> sink: the middle column wraps into 3 of at most 40 rows
+    tasks = [task(i) for i in range(102)]
+    edges = [(i, 0) for i in range(1, 101)] + [(101, i) for i in range(1, 101)]
+    drawing = lay_out(tasks, edges)
+    xs = {node.task_id: node.x for node in drawing.nodes}
+    assert len({xs[i] for i in range(1, 101)}) == 3
+    assert max(node.y for node in drawing.nodes) < 40 * 42 + 12
+    assert all(xs[101] > xs[i] for i in range(101))
+    assert all(xs[i] > xs[0] for i in range(1, 102))

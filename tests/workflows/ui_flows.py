@@ -7,6 +7,7 @@
 - `hostile`: an operation whose error, log line and task key are markup; the pages must
   show them as text.
 - `wide`: `n` independent tasks (the paged, collapsed view).
+- `fan`: `start` -> `n` tasks -> `end` (a graph drawn whole, its tall column wrapped).
 """
 
 from __future__ import annotations
@@ -77,4 +78,16 @@ def wide(ctx: Any, n: int = 1000) -> None:
     g = ctx.graph("main")
     for i in range(n):
         g.add(ok, key=f"t{i:05d}", value=i)
+    g.execute()
+
+
+@workflow(resumable=True)
+def fan(ctx: Any, n: int = 298) -> None:
+    g = ctx.graph("main")
+    start = g.add(ok, key="start")
+    middle = [g.add(ok, key=f"m{i:03d}", value=i) for i in range(n)]
+    end = g.add(ok, key="end")
+    for task in middle:
+        g.depend(task, on=start)
+    g.depend(end, on=middle)
     g.execute()

@@ -2,7 +2,9 @@
 
 Each task sits in the column of its longest chain of dependencies, so every arrow points
 right; within a column, tasks are ordered by the mean row of what they depend on (one
-barycentre sweep), which keeps chains straight and fans tidy. Linear in tasks and edges.
+barycentre sweep), which keeps chains straight and fans tidy. A column taller than
+`MAX_ROWS` wraps into several side by side, so a fan-out of 300 stays on a screen or two.
+Linear in tasks and edges.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ COLUMN_GAP = 56
 ROW_GAP = 12
 PAD = 12
 LABEL_CHARS = 22
+MAX_ROWS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,13 @@ def lay_out(tasks: Sequence[TaskRecord], edges: Sequence[tuple[int, int]]) -> Dr
     by_id = {task.id: task for task in tasks}
     placed: dict[int, tuple[int, int]] = {}
     nodes = []
-    layers = columns(tasks, edges)
-    for index, task_ids in enumerate(layers):
+    # A tall column (a wide fan-out) wraps into side-by-side columns of at most MAX_ROWS.
+    wrapped = [
+        task_ids[start : start + MAX_ROWS]
+        for task_ids in columns(tasks, edges)
+        for start in range(0, len(task_ids), MAX_ROWS)
+    ]
+    for index, task_ids in enumerate(wrapped):
         x = PAD + index * (NODE_WIDTH + COLUMN_GAP)
         for row, task_id in enumerate(task_ids):
             y = PAD + row * (NODE_HEIGHT + ROW_GAP)
@@ -108,7 +116,7 @@ def lay_out(tasks: Sequence[TaskRecord], edges: Sequence[tuple[int, int]]) -> Dr
         x2 -= 4  # leave room for the arrow head
         path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
         arrows.append(Arrow(path, by_id[dependency].status.value))
-    tallest = max((len(task_ids) for task_ids in layers), default=0)
-    width = 2 * PAD + len(layers) * NODE_WIDTH + max(len(layers) - 1, 0) * COLUMN_GAP
+    tallest = max((len(task_ids) for task_ids in wrapped), default=0)
+    width = 2 * PAD + len(wrapped) * NODE_WIDTH + max(len(wrapped) - 1, 0) * COLUMN_GAP
     height = 2 * PAD + tallest * NODE_HEIGHT + max(tallest - 1, 0) * ROW_GAP
     return Drawing(width, height, nodes, arrows)

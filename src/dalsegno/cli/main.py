@@ -558,10 +558,12 @@ def _remote_events(
 
 def _add_service_commands() -> None:
     from dalsegno.cli.agent import agent
+    from dalsegno.cli.agents import agents
     from dalsegno.cli.serve import manager
 
     main.add_command(manager)
     main.add_command(agent)
+    main.add_command(agents)
 
 
 _add_service_commands()

@@ -30,6 +30,12 @@ def parse_bind(bind: str) -> tuple[str, int]:
     help="Seconds a lease outlives its owner's last heartbeat (env DALSEGNO_LEASE_TIMEOUT).",
 )
 @click.option(
+    "--agent-timeout",
+    type=click.FloatRange(min=0.1),
+    help="Seconds without a heartbeat after which an agent's attempts are lost "
+    "(env DALSEGNO_AGENT_TIMEOUT; default: the lease timeout).",
+)
+@click.option(
     "--max-executions",
     type=click.IntRange(min=1),
     default=64,
@@ -48,6 +54,7 @@ def manager(
     settings: object,
     bind: str,
     lease_timeout: float | None,
+    agent_timeout: float | None,
     max_executions: int,
     grace: float,
 ) -> None:
@@ -57,17 +64,21 @@ def manager(
     from dalsegno.api.app import create_app
     from dalsegno.manager.manager import Manager, ManagerConfig
     from dalsegno.service import default_home, open_service
+    from dalsegno.service.agents import agent_timeout_of
     from dalsegno.service.tokens import ensure_admin_token
 
     host, port = parse_bind(bind)
     if lease_timeout is not None:
         os.environ["DALSEGNO_LEASE_TIMEOUT"] = str(lease_timeout)
+    if agent_timeout is not None:
+        os.environ["DALSEGNO_AGENT_TIMEOUT"] = str(agent_timeout)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         service = open_service(
             getattr(settings, "store_url", None), getattr(settings, "concurrency", None)
         )
+        agent_timeout_of(service)  # a malformed DALSEGNO_AGENT_TIMEOUT is refused here
     except (DalsegnoError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from dalsegno.engine.agents import agent_timeout
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
 from dalsegno.store.agent_records import (
@@ -143,6 +144,11 @@ class AgentService:
 
     def list_agents(self) -> list[AgentRecord]:
         return self.store.list_agents()
+
+
+def agent_timeout_of(service: ExecutionService) -> float:
+    """The heartbeat timeout of agents for executions `service` runs (ValueError if bad)."""
+    return agent_timeout(service.config)
 
 
 def assignment_json(assignment: Assignment) -> dict[str, Any]:

@@ -60,6 +60,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`db_restart` tests restart the PostgreSQL server, cutting every other test's
+    connections: they run last, one after the other (the sort keeps their order)."""
+    items.sort(key=lambda item: item.get_closest_marker("db_restart") is not None)
+
+
 class PostgresServer:
     """The PostgreSQL server of the tests: creates and drops databases on it."""
 
@@ -71,6 +77,15 @@ class PostgresServer:
         self.session = uuid.uuid4().hex[:8]
         self.template = f"dalsegno_tpl_{self.session}"
         self._count = 0
+        self.admin = psycopg.connect(
+            self.dsn(self.url.database or "postgres"), autocommit=True, connect_timeout=5
+        )
+
+    def reconnect(self) -> None:
+        """A new admin connection: a restart of the server (a `db_restart` test) cut it."""
+        import psycopg
+
+        self.admin.close()
         self.admin = psycopg.connect(
             self.dsn(self.url.database or "postgres"), autocommit=True, connect_timeout=5
         )

@@ -88,15 +88,58 @@ def test_a_lost_listener_connection_wakes_the_waiter_and_is_replaced(
     try:
         assert isinstance(waiter, PostgresStore)
         waiter.wait_for_notification(CHANNELS, 0)
-        assert waiter._listener is not None
-        pid = waiter._listener.info.backend_pid
+        listening = waiter._listener.connection
+        assert listening is not None
+        pid = listening.info.backend_pid
         postgres.admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         found, took = timed(lambda: waiter.wait_for_notification(CHANNELS, 10.0))
         assert found == set(CHANNELS)  # notifications may have been lost: look
         assert took < 3.0
-        assert waiter.wait_for_notification(CHANNELS, 0) == set(CHANNELS)  # subscribed again
+        deadline = time.monotonic() + 5.0
+        while waiter._listener.connection is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        replaced = waiter._listener.connection
+        assert replaced is not None and replaced.info.backend_pid != pid
         sender.notify("dalsegno_pending")
         assert waiter.wait_for_notification(CHANNELS, 10.0) == {"dalsegno_pending"}
+    finally:
+        sender.close()
+        waiter.close()
+
+
+def test_many_threads_wait_at_once_on_one_listen_connection(
+    postgres: PostgresServer, postgres_database: str
+) -> None:
+    """The agents' long polls each wait: every waiter wakes, and the store holds one
+    LISTEN connection however many wait."""
+    url = postgres.store_url(postgres_database)
+    sender, waiter = open_store(url), open_store(url)
+    waiters = 20
+    subscribed = threading.Barrier(waiters + 1)
+    woken: list[set[str]] = []
+
+    def wait() -> None:
+        waiter.wait_for_notification(CHANNELS, 0)  # each thread's first wait returns at once
+        subscribed.wait(10)
+        woken.append(waiter.wait_for_notification(CHANNELS, 10.0))
+
+    threads = [threading.Thread(target=wait) for _ in range(waiters)]
+    try:
+        for thread in threads:
+            thread.start()
+        subscribed.wait(10)
+        time.sleep(0.2)  # every thread is in its wait
+        began = time.monotonic()
+        sender.notify("dalsegno_other")
+        for thread in threads:
+            thread.join(10)
+        assert woken == [{"dalsegno_other"}] * waiters
+        assert time.monotonic() - began < 2.0
+        listens = postgres.admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE 'LISTEN%%'",
+            (postgres_database,),
+        ).fetchone()
+        assert listens == (1,)
     finally:
         sender.close()
         waiter.close()

@@ -32,6 +32,7 @@ from dalsegno.model.errors import (
     DalsegnoError,
     LeaseLostError,
     RefusedTransitionError,
+    StoreUnavailableError,
 )
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.store.base import (
@@ -216,6 +217,8 @@ class ExecutionRun:
             self.batch.events.append(self._end_event(target, error))
             try:
                 self.flush()
+            except ExecutionAbandoned as exc:
+                return Outcome(None, str(exc) or "abandoned")
             except RefusedTransitionError:
                 self.batch = self._new_batch()
                 seen = self.store.read_status(self.execution_id)
@@ -262,7 +265,7 @@ class ExecutionRun:
             graph = self.store.store_graph(
                 self.execution_id, self.token, name, tasks, edges, [stored], before_commit
             )
-        except LeaseLostError as exc:
+        except (LeaseLostError, StoreUnavailableError) as exc:
             self._lost = str(exc)
             raise ExecutionAbandoned(str(exc)) from None
         if self._listener is not None:
@@ -285,7 +288,8 @@ class ExecutionRun:
         batch.lease_expires_at = time.time() + self.config.lease_timeout
         try:
             status = self.store.apply(batch)
-        except LeaseLostError as exc:
+        except (LeaseLostError, StoreUnavailableError) as exc:
+            # An outage past the lease: another manager (or this one) takes it over.
             self._lost = str(exc)
             raise ExecutionAbandoned(str(exc)) from None
         self._last_renewal = time.monotonic()

@@ -22,9 +22,12 @@ from dalsegno.model.errors import DalsegnoError
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store.base import Claim, ExecutionRecord, StoredGraph
+from dalsegno.store.notify import PENDING
 
 log = logging.getLogger("dalsegno.manager")
 E = ExecutionState
+SLACK = 16  # stale candidates looked at beyond the free slots (other live owners here)
+LISTEN_TIMEOUT = 5.0  # seconds a wait for notifications lasts before it looks at `stop`
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,19 @@ class Manager:
         """Start the claim loop (it takes over what an earlier manager left at once)."""
         self._loop_thread = threading.Thread(target=self._loop, name="dalsegno-claims", daemon=True)
         self._loop_thread.start()
+        listening = threading.Thread(target=self._listen, name="dalsegno-wakeups", daemon=True)
+        listening.start()
+
+    def _listen(self) -> None:
+        """Wake the claim loop on the store's notifications: another process (a manager, the
+        CLI, an API) made work claimable. Lost ones are covered by the loop's slow tick."""
+        while not self._stopping.is_set():
+            try:
+                if self.store.wait_for_notification([PENDING], LISTEN_TIMEOUT):
+                    self._wake.set()
+            except Exception:  # the tick still polls; do not spin
+                log.exception("waiting for notifications failed; retrying")
+                self._stopping.wait(1.0)
 
     def wake(self) -> None:
         """Look for work now (a new execution, a resume)."""
@@ -102,8 +118,8 @@ class Manager:
             self._wake.clear()
 
     def _free(self) -> int:
-        with self._lock:
-            return self.config.max_executions - len(self._runs)
+        with self._lock:  # a spawned run registers itself a moment later: count its thread
+            return self.config.max_executions - len(self._threads.keys() | self._runs.keys())
 
     def _claim_pending(self) -> None:
         free = self._free()
@@ -118,8 +134,14 @@ class Manager:
         if free <= 0 or self._stopping.is_set():
             return
         now = time.time()
-        for record in self.store.list_stale(now, self.owner.host, free):
-            if record.id in self._runs or not lease_is_free(
+        with self._lock:
+            mine = set(self._threads)
+        # The executions this host holds come back too (the caller tells which are dead):
+        # this manager's own must not fill the limit and hide another's expired lease.
+        for record in self.store.list_stale(now, self.owner.host, free + len(mine) + SLACK):
+            if free <= 0:
+                break
+            if record.id in mine or not lease_is_free(
                 record.lease_owner, record.lease_expires_at, now
             ):
                 continue
@@ -138,6 +160,7 @@ class Manager:
             if claimed is not None:
                 log.info("took over execution %s (%s)", claimed.id, claimed.status)
                 self._spawn(claimed, takeover=True)
+                free -= 1
 
     # running ---------------------------------------------------------------------
 
@@ -163,8 +186,11 @@ class Manager:
             with self._lock:
                 run = self._runs.pop(record.id, None)
                 self._threads.pop(record.id, None)
-            if run is not None and run.draining and not run.lost:
-                self.store.release(record.id, run.token)
+            try:
+                if run is not None and run.draining and not run.lost:
+                    self.store.release(record.id, run.token)
+            except Exception:  # the lease then expires: a takeover all the same
+                log.exception("releasing execution %s failed", record.id)
             self._wake.set()
 
     def _execute(self, record: ExecutionRecord, takeover: bool) -> Outcome:

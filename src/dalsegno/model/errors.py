@@ -51,5 +51,9 @@ class LeaseLostError(DalsegnoError):
     """This process no longer holds the execution's lease: another owner took it over."""
 
 
+class StoreUnavailableError(DalsegnoError):
+    """The database could not be reached for longer than a write may wait (an outage)."""
+
+
 class RefusedTransitionError(DalsegnoError):
     """The store refused a guarded state change: it raced with another writer."""

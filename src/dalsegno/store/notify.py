@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from dalsegno.model.errors import RefusedError
 
 CHANNEL = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Work a manager may claim appeared: an execution became `pending`, a lease was released,
+# a cancel awaits a manager. The store sends it with the write; the managers wait on it.
+PENDING = "dalsegno_pending"
 
 
 def check_channel(channel: str) -> str:
@@ -32,8 +35,9 @@ def check_channel(channel: str) -> str:
 class LocalChannels:
     """Channels within one process: a count of notifications per channel.
 
-    Each waiter remembers the counts it has seen, so a notification sent between two
-    waits is not lost: the next wait returns at once.
+    Each waiter (a thread) remembers the counts it has seen, so a notification sent
+    between two waits is not lost: the next wait returns at once. Any number of threads
+    may wait together, each with counts of its own.
     """
 
     def __init__(self) -> None:

@@ -1,30 +1,45 @@
 """The scale-out backend: PostgreSQL through psycopg 3, shared by any number of managers.
 
-Only the engines (and the wake-ups) differ from SQLite; every query is in
-`dalsegno.store.sql`. Claims there select their rows `FOR UPDATE SKIP LOCKED`, and work on
-one lock key is serialised with a transaction-scoped advisory lock (both render nothing on
-SQLite, where a writer holds the whole file).
+Every query is in `dalsegno.store.sql`. Claims there select their rows `FOR UPDATE SKIP
+LOCKED`, and work on one lock key is serialised with a transaction-scoped advisory lock
+(both render nothing on SQLite, where a writer holds the whole file). What differs here:
+the engines, wake-ups over LISTEN/NOTIFY (`dalsegno.store.listener`), and writes that ride
+out a server restart (`dalsegno.store.outage`).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Connection, Engine, Text, cast, create_engine, func, select
 from sqlalchemy.engine import URL, make_url
 
-from dalsegno.model.errors import RefusedError
+from dalsegno.model.errors import LeaseLostError, RefusedError
+from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.store import POSTGRES_SCHEMES
-from dalsegno.store.notify import check_channel
+from dalsegno.store import tables as t
+from dalsegno.store.base import (
+    AttemptEnd,
+    Batch,
+    Claim,
+    ExecutionRecord,
+    LeaseOwner,
+    NewEvent,
+    NewTask,
+    StoredGraph,
+    TaskChange,
+)
+from dalsegno.store.listener import Listener
+from dalsegno.store.notify import PENDING, check_channel
+from dalsegno.store.outage import WINDOW, Outcome, retrying
 from dalsegno.store.sql import SQLStore
 
-log = logging.getLogger("dalsegno.store")
+T = TypeVar("T")
 
 DRIVER = "postgresql+psycopg"
 
@@ -32,7 +47,13 @@ POOL_SIZE = 5
 MAX_OVERFLOW = 15  # an execution's writes and the claim loop burst; idle ones are closed
 POOL_TIMEOUT = 30.0
 POOL_RECYCLE = 1800  # seconds: reconnect before a proxy or firewall drops an idle socket
-CONNECT_ARGS = {"connect_timeout": 10, "application_name": "dalsegno"}
+CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "application_name": "dalsegno",
+    # A manager frozen inside a transaction (SIGSTOP, a hung VM) would hold its rows, and a
+    # takeover skips locked rows: the server ends such a session after a few seconds.
+    "options": "-c idle_in_transaction_session_timeout=5000",
+}
 
 
 def engine_url(url: str) -> URL:
@@ -76,13 +97,11 @@ class PostgresStore(SQLStore):
 
     def __init__(self, url: str, write_engine: Engine, read_engine: Engine) -> None:
         super().__init__(url, write_engine, read_engine)
-        self._listener: psycopg.Connection[Any] | None = None
-        self._listening: set[str] = set()
-        self._listener_lock = threading.Lock()
+        self._listener = Listener(self._listen_connection)
+        self._outcome = Outcome()
 
     def close(self) -> None:
-        with self._listener_lock:
-            self._close_listener()
+        self._listener.close()
         super().close()
 
     # wake-ups: LISTEN/NOTIFY ------------------------------------------------------
@@ -93,50 +112,190 @@ class PostgresStore(SQLStore):
             conn.execute(select(func.pg_notify(check_channel(channel), "")))
 
     def wait_for_notification(self, channels: Sequence[str], timeout: float) -> set[str]:
-        """The channels notified since the last wait, waiting up to `timeout` seconds.
+        """The channels notified since this thread's last wait, waiting up to `timeout`.
 
-        An empty set is a timeout. The first wait on a channel subscribes to it (LISTEN on
-        a connection of its own, outside the pool) and returns it at once. When the
-        connection is lost, notifications may have been lost with it: the wait sleeps up
-        to a second and returns every channel asked for, so the caller looks. One thread
-        waits at a time; another one gives up after its timeout.
+        An empty set is a timeout. The first wait of a thread on a channel returns it at
+        once (with LISTEN in place). Any number of threads may wait: the store has one
+        LISTEN connection, outside the pool, that fans out to them. When it is lost,
+        every channel is returned to every waiter (notifications may have been lost).
         """
-        wanted = {check_channel(channel) for channel in channels}
-        if not self._listener_lock.acquire(timeout=max(0.0, timeout)):
-            return set()
-        try:
-            subscribed = self._listen(wanted)
-            if subscribed:
-                return subscribed
-            assert self._listener is not None
-            found = {n.channel for n in self._listener.notifies(timeout=timeout, stop_after=1)}
-            if found:  # and whatever came with it
-                found |= {n.channel for n in self._listener.notifies(timeout=0)}
-            return found & wanted
-        except psycopg.Error as exc:
-            log.warning("listening for notifications failed (%s); reconnecting", exc)
-            self._close_listener()
-            time.sleep(min(max(0.0, timeout), 1.0))
-            return wanted
-        finally:
-            self._listener_lock.release()
+        wanted = [check_channel(channel) for channel in channels]
+        return self._listener.wait(wanted, timeout)
 
-    def _listen(self, channels: set[str]) -> set[str]:
-        """Subscribe to the channels not subscribed yet; returns those."""
-        if self._listener is None or self._listener.closed:
-            url = self._write_engine.url
-            _, params = self._write_engine.dialect.create_connect_args(url)
-            params.pop("context", None)  # SQLAlchemy's type adapters: this one reads no rows
-            options: dict[str, Any] = {**params, **CONNECT_ARGS, "autocommit": True}
-            self._listener = psycopg.connect(**options)
-            self._listening = set()
-        new = channels - self._listening
-        for channel in sorted(new):
-            self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            self._listening.add(channel)
-        return new
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        url = self._write_engine.url
+        _, params = self._write_engine.dialect.create_connect_args(url)
+        params.pop("context", None)  # SQLAlchemy's type adapters: this one reads no rows
+        return psycopg.connect(**{**params, **CONNECT_ARGS, "autocommit": True})
 
-    def _close_listener(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        self._listener, self._listening = None, set()
+    def _wake_managers(self, conn: Connection | None = None) -> None:
+        """Work a manager may claim appeared: NOTIFY, in `conn`'s transaction if given."""
+        if conn is None:
+            self.notify(PENDING)
+        else:
+            conn.execute(select(func.pg_notify(PENDING, "")))
+
+    # writes that outlive an outage ---------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._write_engine.begin() as conn:
+            yield conn
+            if self._outcome.tracking and conn.in_transaction():
+                # Read before COMMIT: if the COMMIT is cut off, this tells what became of it.
+                xid = select(cast(func.pg_current_xact_id(), Text))
+                self._outcome.record(conn.execute(xid).scalar())
+
+    def _retry(
+        self,
+        call: Callable[[], T],
+        what: str,
+        recover: Callable[[], T] | None = None,
+        deadline: float | None = None,
+    ) -> T:
+        deadline = time.time() + WINDOW if deadline is None else deadline
+        return retrying(self._write_engine, self._outcome, call, deadline, what, recover)
+
+    def apply(self, batch: Batch) -> ExecutionState:
+        """`SQLStore.apply`, retried through an outage until the batch's lease would end."""
+        return self._retry(
+            partial(super().apply, batch),
+            f"execution {batch.execution_id}: writing a batch",
+            partial(self._applied, batch),
+            max(batch.lease_expires_at, time.time() + 1.0),
+        )
+
+    def _applied(self, batch: Batch) -> ExecutionState:
+        """What `apply` returns for a batch that committed though its answer was lost."""
+        seen = self.read_status(batch.execution_id)
+        if seen is None or seen[1] != batch.lease_token:
+            msg = f"lease of execution {batch.execution_id} lost after the batch committed"
+            raise LeaseLostError(msg)
+        if batch.starts and seen[0] is not ExecutionState.STARTED:
+            first = batch.starts[0]  # the starts were written only if the state was `started`
+            with self._read() as conn:
+                now = conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == first.task_id))
+                if now.scalar() == first.status.value:
+                    return ExecutionState.STARTED
+        return seen[0]
+
+    def store_graph(
+        self,
+        execution_id: str,
+        lease_token: int,
+        name: str,
+        tasks: Sequence[NewTask],
+        edges: Sequence[tuple[str, str]],
+        events: Sequence[NewEvent],
+        before_commit: Callable[[], None] | None = None,
+    ) -> StoredGraph:
+        store = partial(
+            super().store_graph,
+            execution_id,
+            lease_token,
+            name,
+            tasks,
+            edges,
+            events,
+            before_commit,
+        )
+        return self._retry(
+            store,
+            f"execution {execution_id}: storing graph {name}",
+            lambda: self.load_graphs(execution_id)[name],
+        )
+
+    def claim(
+        self,
+        claim: Claim,
+        resets: Sequence[TaskChange],
+        events: Sequence[NewEvent],
+        attempt_ends: Sequence[AttemptEnd] = (),
+    ) -> ExecutionRecord | None:
+        def recover() -> ExecutionRecord | None:
+            record = self.get_execution(claim.execution_id)
+            if record is None or record.lease_token != claim.expected_token + 1:
+                return None
+            return record if record.lease_owner == claim.owner else None
+
+        claimed = self._retry(
+            partial(super().claim, claim, resets, events, attempt_ends),
+            f"execution {claim.execution_id}: claiming",
+            recover,
+        )
+        if claimed is not None and claim.owner is None:
+            self._wake_managers()  # handed over (a resume): whichever manager is free
+        return claimed
+
+    def claim_pending(
+        self, owner: LeaseOwner, lease_expires_at: float, limit: int
+    ) -> list[ExecutionRecord]:
+        def recover() -> list[ExecutionRecord]:
+            return [
+                record
+                for record in self.list_executions(ExecutionState.STARTED)
+                if record.lease_owner == owner and record.lease_expires_at == lease_expires_at
+            ]
+
+        call = partial(super().claim_pending, owner, lease_expires_at, limit)
+        return self._retry(call, "claiming pending executions", recover)
+
+    def read_status(self, execution_id: str) -> tuple[ExecutionState, int] | None:
+        call = partial(super().read_status, execution_id)
+        return self._retry(call, f"execution {execution_id}: reading its state")
+
+    def renew_lease(self, execution_id: str, lease_token: int, lease_expires_at: float) -> bool:
+        call = partial(super().renew_lease, execution_id, lease_token, lease_expires_at)
+        return self._retry(call, f"execution {execution_id}: renewing the lease")
+
+    def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]:
+        call = partial(super().load_graphs, execution_id)
+        return self._retry(call, f"execution {execution_id}: loading its graphs")
+
+    def release(self, execution_id: str, lease_token: int) -> bool:
+        released = self._retry(
+            partial(super().release, execution_id, lease_token),
+            f"execution {execution_id}: releasing the lease",
+        )
+        if released:
+            self._wake_managers()  # a manager takes it over at once
+        return released
+
+    def record_late_result(self, end: AttemptEnd, events: Sequence[NewEvent]) -> None:
+        self._retry(
+            partial(super().record_late_result, end, events),
+            "recording a late result",
+            lambda: None,
+        )
+
+    # wake-ups of the managers on the writes that make work claimable ---------------
+
+    def create_execution(
+        self,
+        workflow: str,
+        params: dict[str, Any],
+        status: ExecutionState,
+        owner: LeaseOwner | None,
+        lease_expires_at: float | None,
+        events: Sequence[NewEvent],
+        lock_key: str | None = None,
+    ) -> ExecutionRecord:
+        record = super().create_execution(
+            workflow, params, status, owner, lease_expires_at, events, lock_key
+        )
+        if record.status is ExecutionState.PENDING:
+            self._wake_managers()
+        return record
+
+    def request_cancel(
+        self, execution_id: str, target: ExecutionState, events: Sequence[NewEvent]
+    ) -> ExecutionRecord | None:
+        record = super().request_cancel(execution_id, target, events)
+        if record is not None and record.status in CANCELLING_STATES and not record.lease_owner:
+            self._wake_managers()  # nobody runs it: a manager finishes the cancel
+        return record
+
+    def _promote_queued(self, conn: Connection, execution_id: str) -> None:
+        """An execution ended or was cancelled: one queued behind its lock may be pending."""
+        super()._promote_queued(conn, execution_id)
+        self._wake_managers(conn)

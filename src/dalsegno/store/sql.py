@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import operator
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -301,7 +302,7 @@ class SQLStore(StoreReads, AgentQueue):
         self.url = url
         self._write_engine = write_engine
         self._read_engine = read_engine
-        self._seen: dict[str, int] = {}  # notifications counted per channel (SQLite)
+        self._seen = threading.local()  # each waiting thread's counts per channel (SQLite)
         dialect = write_engine.dialect
         self._task_update = _Compiled(_TASK_UPDATE, dialect)
         self._attempt_start = _Compiled(_ATTEMPT_START, dialect)
@@ -329,7 +330,8 @@ class SQLStore(StoreReads, AgentQueue):
         An empty set is a timeout. Never the only wake-up: poll on the timeout as well.
         """
         wanted = [check_channel(channel) for channel in channels]
-        return local_channels(self.url).wait(self._seen, wanted, timeout)
+        seen = self._seen.__dict__.setdefault("counts", {})
+        return local_channels(self.url).wait(seen, wanted, timeout)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -496,16 +498,16 @@ class SQLStore(StoreReads, AgentQueue):
         }
         if claim.status is ExecutionState.STARTED and claim.expected_status is not claim.status:
             values["started_at"] = now
+        guard: tuple[Any, ...] = (
+            t.executions.c.id == claim.execution_id,
+            t.executions.c.status == claim.expected_status.value,
+            t.executions.c.lease_token == claim.expected_token,
+        )
+        if takeover:  # managers racing for one stale lease: the losers skip it at once
+            locked = select(t.executions.c.id).where(*guard).with_for_update(skip_locked=True)
+            guard = (t.executions.c.id.in_(locked.scalar_subquery()),)
         with self._write() as conn:
-            claimed = conn.execute(
-                update(t.executions)
-                .where(
-                    t.executions.c.id == claim.execution_id,
-                    t.executions.c.status == claim.expected_status.value,
-                    t.executions.c.lease_token == claim.expected_token,
-                )
-                .values(values)
-            ).rowcount
+            claimed = conn.execute(update(t.executions).where(*guard).values(values)).rowcount
             if claimed != 1:
                 conn.rollback()
                 return None

@@ -1,0 +1,139 @@
+"""Riding out a database outage: retry with backoff, and never apply one write twice.
+
+A PostgreSQL restart (or a failover) cuts every connection: a statement fails with
+"server closed the connection", and new connections are refused, or told "the database
+system is starting up", until the server is back. A write cut off before its COMMIT was
+sent did nothing and is simply tried again. A write cut off *during* its COMMIT may or may
+not have committed: the transaction's id, read just before COMMIT, tells which once the
+server answers again (`pg_xact_status`). A write known to have committed is not sent again;
+its result is read back instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from sqlalchemy import Engine, exc, text
+
+from dalsegno.model.errors import StoreUnavailableError
+
+log = logging.getLogger("dalsegno.store")
+T = TypeVar("T")
+
+BACKOFF = (0.05, 1.0)  # first and longest wait between two tries
+WINDOW = 15.0  # seconds a write is retried when its caller gives no deadline
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """A lost or refused connection (worth a retry), not a refusal of the statement."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+    return isinstance(error, psycopg.OperationalError | exc.OperationalError)
+
+
+class Outcome:
+    """The transaction id of the write the current thread is committing, if one was read."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def begin(self) -> None:
+        self._local.xid = None
+        self._local.tracking = True
+
+    def end(self) -> None:
+        self._local.tracking = False
+
+    @property
+    def tracking(self) -> bool:
+        return bool(getattr(self._local, "tracking", False))
+
+    @property
+    def xid(self) -> str | None:
+        return getattr(self._local, "xid", None)
+
+    def record(self, xid: str | None) -> None:
+        self._local.xid = xid
+
+
+def committed(engine: Engine, xid: str, deadline: float) -> bool | None:
+    """Whether transaction `xid` committed: None when the server did not say by `deadline`."""
+    delay = BACKOFF[0]
+    while True:
+        try:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+                ).scalar()
+            if status == "committed":
+                return True
+            if status == "aborted" or status is None:
+                return False
+            # "in progress": the old session has not noticed it lost its client yet
+        except Exception as error:  # only a lost connection is waited out
+            if not is_disconnect(error):
+                raise
+        if time.time() + delay > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, BACKOFF[1])
+
+
+def retrying(
+    engine: Engine,
+    outcome: Outcome,
+    call: Callable[[], T],
+    deadline: float,
+    what: str,
+    recover: Callable[[], T] | None = None,
+) -> T:
+    """`call()`, tried again with backoff while the database is unreachable, up to `deadline`.
+
+    With `recover`, `call` is a write whose transaction id is recorded before its COMMIT:
+    when the connection was cut after that, `recover()` reads back what the write did if
+    it committed, and the write is sent again only if it did not. Without `recover`, `call`
+    must be safe to repeat (a read, or a write its guards make idempotent).
+    Raises `StoreUnavailableError` when the deadline passes: the write was not applied, or
+    (the server silent about its COMMIT) may have been; either way a lease fences it.
+    """
+    delay = BACKOFF[0]
+    tries = 0
+    while True:
+        tries += 1
+        if recover is not None:
+            outcome.begin()
+        try:
+            return call()
+        except Exception as error:
+            if not is_disconnect(error):
+                raise
+            xid = outcome.xid if recover is not None else None
+            if xid is not None and recover is not None:
+                done = committed(engine, xid, deadline)
+                if done:
+                    log.warning("%s: the connection was lost at commit, which went through", what)
+                    return recover()
+                if done is None:
+                    msg = f"{what}: the database did not answer whether the write committed"
+                    raise StoreUnavailableError(msg) from error
+            if time.time() + delay > deadline:
+                msg = f"{what}: the database is unreachable ({_first_line(error)})"
+                raise StoreUnavailableError(msg) from error
+            if tries == 1:
+                log.warning("%s: %s; retrying", what, _first_line(error))
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF[1])
+        finally:
+            if recover is not None:
+                outcome.end()
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -127,6 +127,13 @@ class AgentToken(BaseModel):
     token: str
 
 
+def _attempt_answers() -> dict[int | str, dict[str, Any]]:
+    found = responses(404, 409)
+    found[404] = {**found[404], "description": "An unknown attempt id."}
+    found[409] = {**found[409], "description": "The attempt is not held by this agent."}
+    return found
+
+
 def _check_queue(request: Request, queue: str) -> None:
     granted = set(getattr(request.auth, "scopes", ()) or ())
     if ADMIN not in granted and queue_scope(queue) not in granted:
@@ -160,7 +167,7 @@ def agents_router(service: AgentService) -> APIRouter:
         "/attempts/{attempt_id}/started",
         response_model=Started,
         response_class=JsonResponse,
-        responses=responses(404, 409),
+        responses=_attempt_answers(),
         summary="Report that an attempt starts",
     )
     def started(request: Request, attempt_id: AttemptId, body: AgentRequest) -> dict[str, Any]:
@@ -173,7 +180,7 @@ def agents_router(service: AgentService) -> APIRouter:
         "/attempts/{attempt_id}/result",
         response_model=Accepted,
         response_class=JsonResponse,
-        responses=responses(404, 409),
+        responses=_attempt_answers(),
         summary="Deliver an attempt's result",
     )
     def result(request: Request, attempt_id: AttemptId, body: ResultRequest) -> dict[str, Any]:

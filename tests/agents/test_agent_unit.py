@@ -293,6 +293,21 @@ def test_a_restarted_agent_sends_what_is_left_before_it_claims(
     wait_for(lambda: outbox_rows(home) == [])
 
 
+def test_an_outbox_of_more_than_one_page_is_sent_to_the_last_result(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    home = tmp_path / "agent-home"
+    left = Outbox(outbox_path(home, "web"))
+    for index in range(250):
+        left.put(f"r{index}", {"agent": "old:1", "outcome": "succeeded", "result": index,
+                               "error": None, "recoverable": True, "retry_after": None,
+                               "logs": []})  # fmt: skip
+    left.close()
+    start_agent()
+    wait_for(lambda: outbox_rows(home) == [])
+    assert [body["result"] for body in results(stub)] == list(range(250))
+
+
 def test_a_kill_from_the_heartbeat_stops_a_process_operation_and_reports_nothing(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:

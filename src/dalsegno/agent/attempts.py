@@ -158,6 +158,12 @@ class AttemptRun:
         )
         pool.submit(lambda: self._settle(run_operation(func, ctx, task.kwargs, 0)))
 
+    @property
+    def finished(self) -> bool:
+        """Its operation returned or raised (its result may still be on its way)."""
+        with self._lock:
+            return self._completion is not None
+
     def wait(self, timeout: float | None) -> Completion | None:
         """The outcome; None when stopped, or when `timeout` passed first."""
         if not self._settled.wait(timeout):

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from dalsegno.agent.client import ManagerClient, Refused, Unreachable
-from dalsegno.agent.outbox import Outbox
+from dalsegno.agent.outbox import Outbox, PendingResult
 
 log = logging.getLogger("dalsegno.agent")
 
@@ -70,6 +70,9 @@ class Sender:
         self.client = client
         self.backoff = Backoff(cap=cap)
         self.first_pass = threading.Event()  # the results a restart found were tried once
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        self._later = threading.Event()
         self._wake = threading.Event()
         self._kick = threading.Event()  # cuts a backoff short: the manager answers again
         self._stop = threading.Event()
@@ -96,36 +99,74 @@ class Sender:
         self._kick.set()
         self._thread.join(timeout)
 
+    def deliver(self, attempt_id: str, body: dict[str, Any]) -> None:
+        """First send of a result just put in the outbox, from the thread that ran it (so
+        sends of concurrent operations go out in parallel); a result not answered for is
+        left to the sender thread."""
+        with self._lock:
+            self._in_flight.add(attempt_id)
+        try:
+            answered = self._send(PendingResult(0, attempt_id, body, 0))
+        finally:
+            with self._lock:
+                self._in_flight.discard(attempt_id)
+        if not answered:
+            self._later.set()  # the sender tries again after a backoff, not at once
+            self.wake()
+
     def send_pending(self) -> bool:
-        """One pass over the outbox; False when a result was kept (to be sent again)."""
+        """Send every kept result once; False when one was kept (to be sent again)."""
         cleared = True
-        for pending in self.outbox.pending():
-            try:
-                self.client.result(pending.attempt_id, pending.body)
-            except Unreachable as exc:
-                if not self.backoff.failures:
-                    log.warning("manager unreachable, results kept: %s", exc)
-                self.outbox.sent(pending.attempt_id)
+        after = 0
+        while True:
+            batch = self.outbox.pending(after)
+            if not batch:
+                return cleared
+            for pending in batch:
+                after = pending.row
+                with self._lock:
+                    if pending.attempt_id in self._in_flight:
+                        continue  # its first send is under way in another thread
+                answered = self._send(pending)
+                if answered is None:
+                    return False  # the manager cannot be reached: back off
+                cleared = cleared and answered
+
+    def _send(self, pending: PendingResult) -> bool | None:
+        """True: answered for (sent, or refused for good); False: kept; None: no answer."""
+        try:
+            self.client.result(pending.attempt_id, pending.body)
+        except Unreachable as exc:
+            if not self.backoff.failures:
+                log.warning("manager unreachable, results kept: %s", exc)
+            self.outbox.sent(pending.attempt_id)
+            return None
+        except Refused as exc:
+            if exc.status in DROPPED:
+                log.warning("result of %s refused for good: %s", pending.attempt_id, exc)
+                self.outbox.remove(pending.attempt_id)
+                return True
+            if exc.status in UNREADABLE and not _is_unreadable(pending.body):
+                log.error("result of %s unreadable to the manager: %s", pending.attempt_id, exc)
+                self.outbox.replace(pending.attempt_id, unreadable(pending.body, exc.reason))
                 return False
-            except Refused as exc:
-                if exc.status in DROPPED:
-                    log.warning("result of %s refused for good: %s", pending.attempt_id, exc)
-                    self.outbox.remove(pending.attempt_id)
-                    continue
-                cleared = False
-                if exc.status in UNREADABLE and not _is_unreadable(pending.body):
-                    log.error("result of %s unreadable to the manager: %s", pending.attempt_id, exc)
-                    self.outbox.replace(pending.attempt_id, unreadable(pending.body, exc.reason))
-                    continue
-                log.error("result of %s refused, kept: %s", pending.attempt_id, exc)
-                self.outbox.sent(pending.attempt_id)
-                continue  # one result the manager refuses does not hold up the others
-            self.outbox.remove(pending.attempt_id)
-        return cleared
+            log.error("result of %s refused, kept: %s", pending.attempt_id, exc)
+            self.outbox.sent(pending.attempt_id)
+            return False  # one result the manager refuses does not hold up the others
+        self.outbox.remove(pending.attempt_id)
+        return True
 
     def _loop(self) -> None:
         while True:
-            delivered = self.send_pending()
+            if self._later.is_set():
+                self._later.clear()
+                self._kick.wait(self.backoff.next_delay())
+                self._kick.clear()
+            try:
+                delivered = self.send_pending()
+            except Exception:  # a bug or a broken outbox file must not end the sending
+                log.exception("sending the outbox failed; trying again")
+                delivered = False
             self.first_pass.set()
             if self._stop.is_set():
                 return

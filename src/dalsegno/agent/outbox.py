@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS results (
 class PendingResult:
     """A result the manager has not acknowledged yet."""
 
+    row: int
     attempt_id: str
     body: dict[str, Any]
     sends: int
@@ -74,17 +75,19 @@ class Outbox:
                 (text, attempt_id),
             )
 
-    def pending(self, limit: int = 100) -> list[PendingResult]:
+    def pending(self, after: int = 0, limit: int = 100) -> list[PendingResult]:
+        """Kept results in the order they were put, from the one after row `after` on."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT attempt_id, body, sends FROM results ORDER BY created_at LIMIT ?",
-                (limit,),
+                "SELECT rowid, attempt_id, body, sends FROM results WHERE rowid > ?"
+                " ORDER BY rowid LIMIT ?",
+                (after, limit),
             ).fetchall()
         found = []
-        for attempt_id, text, sends in rows:
+        for row, attempt_id, text, sends in rows:
             body = json.loads(text)
             if isinstance(body, dict):
-                found.append(PendingResult(str(attempt_id), body, int(sends)))
+                found.append(PendingResult(int(row), str(attempt_id), body, int(sends)))
         return found
 
     def sent(self, attempt_id: str) -> None:

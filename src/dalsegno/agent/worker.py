@@ -198,8 +198,9 @@ class Agent:
                 )
                 return
             # Durable before the first send: a crash from here on loses nothing.
-            self.outbox.put(task.attempt_id, attempt.result_body(self.name, completion))
-            self.sender.wake()
+            body = attempt.result_body(self.name, completion)
+            self.outbox.put(task.attempt_id, body)
+            self.sender.deliver(task.attempt_id, body)  # the slot is held until it is sent
         except Exception:
             log.exception("attempt %s: the agent failed to run it", task.attempt_id)
         finally:
@@ -270,6 +271,6 @@ class Agent:
             for attempt_id in ids:
                 with self._slots:
                     attempt = self._held.get(str(attempt_id))
-                if attempt is not None:
+                if attempt is not None and not attempt.finished:
                     log.warning("attempt %s: stopped, the manager says %s", attempt_id, why)
                     attempt.stop(why)

@@ -477,7 +477,8 @@ class AgentQueue:
     # the owner's view ------------------------------------------------------------------
 
     def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
-        """The agent tasks an owner awaits, with their holder's last beat and any result."""
+        """The claimed ones of the agent tasks an owner awaits, with their holder's last
+        beat and any result recorded for the attempt it holds."""
         if not task_ids:
             return []
         tasks, attempts = t.tasks, t.attempts
@@ -505,9 +506,12 @@ class AgentQueue:
                     attempts.c.attempt_id == tasks.c.attempt_id,
                 ),
             )
-            .where(tasks.c.execution_id == execution_id, tasks.c.id.in_(list(task_ids)))
+            # only claimed tasks can have news: a result, or a holder that went silent
+            .where(tasks.c.execution_id == execution_id, tasks.c.holder.is_not(None))
         )
+        wanted = set(task_ids)
         with self._read() as conn:
+            rows = [row for row in conn.execute(query) if row.id in wanted]
             return [
                 AwaitedTask(
                     task_id=row.id,
@@ -528,5 +532,5 @@ class AgentQueue:
                         retry_after=row.report_retry_after,
                     ),
                 )
-                for row in conn.execute(query)
+                for row in rows
             ]

@@ -10,6 +10,7 @@ out a server restart (`dalsegno.store.outage`).
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -37,7 +38,14 @@ from dalsegno.store.base import (
 from dalsegno.store.listener import Listener
 from dalsegno.store.notify import PENDING, check_channel
 from dalsegno.store.outage import WINDOW, Outcome, retrying
-from dalsegno.store.sql import SQLStore
+from dalsegno.store.pgbulk import Bulk
+from dalsegno.store.sql import (
+    _ATTEMPT_END,
+    _ATTEMPT_START,
+    _EVENT_INSERT,
+    _TASK_UPDATE,
+    SQLStore,
+)
 
 T = TypeVar("T")
 
@@ -99,6 +107,14 @@ class PostgresStore(SQLStore):
         super().__init__(url, write_engine, read_engine)
         self._listener = Listener(self._listen_connection)
         self._outcome = Outcome()
+        # A batch's rows of one kind in one statement each (`dalsegno.store.pgbulk`).
+        dialect, bulk = write_engine.dialect, typing.cast(Any, Bulk)  # Bulk stands in for _Compiled
+        self._task_update = bulk(_TASK_UPDATE, dialect, self._task_update, ["b_id"])
+        self._attempt_end = bulk(
+            _ATTEMPT_END, dialect, self._attempt_end, ["b_task_id", "b_number"]
+        )
+        self._attempt_start = bulk(_ATTEMPT_START, dialect, self._attempt_start)
+        self._event_insert = bulk(_EVENT_INSERT, dialect, self._event_insert)
 
     def close(self) -> None:
         self._listener.close()

@@ -110,3 +110,10 @@ def test_sign_in_only_redirects_within_the_site(manager: LiveManager) -> None:
                 "/login", data={"token": manager.token, "csrf": csrf_of(form.text), "next": target}
             )
             assert answer.headers["location"] == "/"
+
+
+def test_the_sign_in_page_sends_a_signed_in_browser_on(manager: LiveManager) -> None:
+    with signed_in(manager) as client:
+        answer = client.get("/login", params={"next": "/start"})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/start"

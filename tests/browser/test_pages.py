@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from browser.conftest import LiveManager, ref, screenshot, sign_in
@@ -151,6 +152,24 @@ def test_cancel_asks_for_a_confirmation_then_brings_a_running_execution_to_cance
     expect(page.locator("#resume")).to_be_visible()  # a cancelled execution can be resumed
     done = manager.execution(execution_id)["tasks"]
     assert any(task["status"] == "pending" for task in done), "the cancel stopped the chain"
+
+
+@pytest.mark.parametrize("mode", ["force", "kill"])
+def test_force_cancel_and_kill_are_confirmed_then_end_the_execution_cancelled(
+    page: Page, manager: LiveManager, mode: str
+) -> None:
+    execution_id = manager.start("slow", steps=60, seconds=0.25)
+    manager.wait_status(execution_id, "started")
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    page.click(f"#{mode}")
+    expect(page.locator("#confirm-cancel")).to_be_visible()
+    assert manager.status(execution_id) == "started"
+    page.click("#confirm-cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=20_000)
+    assert manager.status(execution_id) == "cancelled"
+    asked = {"force": "Force-cancel requested", "kill": "Kill-cancel requested"}[mode]
+    expect(page.locator("#events")).to_contain_text(asked)
 
 
 def test_markup_written_by_an_operation_shows_as_text(page: Page, manager: LiveManager) -> None:

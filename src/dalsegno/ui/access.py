@@ -97,8 +97,12 @@ def install_access(app: FastAPI, ui: Ui) -> APIRouter:
 
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
-        session = ui.cookies.read(request) or ui.cookies.new(signed_in=False)
-        return _login(ui, request, session, safe_next(next), "", 200)
+        session = ui.cookies.read(request)
+        if session is not None and session.signed_in:
+            return RedirectResponse(safe_next(next), status_code=303)
+        return _login(
+            ui, request, session or ui.cookies.new(signed_in=False), safe_next(next), "", 200
+        )
 
     @router.post("/login")
     def login(

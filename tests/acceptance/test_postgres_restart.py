@@ -1,6 +1,7 @@
-"""A PostgreSQL restart (`pg_ctlcluster ... restart`) in the middle of executions of two
-`dalsegno manager` processes: they reconnect and carry on; nothing is lost, nothing runs
-twice, nothing is left pending or started.
+"""A PostgreSQL restart (`pg_ctlcluster ... restart`) in the middle of executions of
+`dalsegno manager` processes, and of operations running on a `dalsegno agent`: they
+reconnect and carry on; nothing is lost, nothing runs twice, nothing is left pending or
+started.
 
 The restart cuts the connections of every test using the server: these tests are marked
 `db_restart`, which conftest.py collects last, and the server is started again if it is
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import psycopg
 import pytest
 
 from acceptance.test_manager_process import Managers, start, wait_for
-from conftest import PostgresServer
+from conftest import WORKFLOWS, PostgresServer, cli_env
 
 pytestmark = [
     pytest.mark.crash,
@@ -91,6 +93,16 @@ def statuses(managers: Managers, url: str, ids: list[str]) -> dict[str, str] | N
     return found
 
 
+def errors(managers: Managers, url: str, ids: list[str]) -> dict[str, str | None]:
+    """Each execution's error, with its failed tasks' errors (what a failure reads as)."""
+    found: dict[str, str | None] = {}
+    for execution_id in ids:
+        answer = httpx.get(f"{url}/executions/{execution_id}", headers=managers.headers).json()
+        failed = [f"{t['key']}: {t['error']}" for t in answer["tasks"] if t["status"] == "failed"]
+        found[execution_id] = "; ".join([answer["error"], *failed]) if answer["error"] else None
+    return found
+
+
 def body_runs(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -119,6 +131,7 @@ def test_a_server_restart_mid_execution_loses_nothing_and_runs_nothing_twice(
         )
 
     wait_for(ended, timeout=120)
+    assert errors(managers, other, ids) == {i: None for i in ids}
     assert statuses(managers, other, ids) == {i: "completed" for i in ids}
     runs: dict[tuple[str, str], int] = {}
     for entry in body_runs(log):
@@ -134,3 +147,43 @@ def test_a_server_restart_mid_execution_loses_nothing_and_runs_nothing_twice(
             "SELECT id, lease_token FROM executions WHERE id = ANY(%s)", (ids,)
         ).fetchall()
     assert dict(tokens) == {i: 1 for i in ids}  # claimed once: the outage was ridden out
+
+
+def test_a_server_restart_mid_agent_operations_loses_nothing_and_runs_nothing_twice(
+    restartable: PostgresServer, managers: Managers, store_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    _, url = managers.start(DALSEGNO_LEASE_TIMEOUT="10")
+    agent = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "dalsegno", "agent", "--queue", "web", "--concurrency", "3"),
+            *("--manager", url, "--token-file", str(managers.home / "token")),
+        ],
+        cwd=WORKFLOWS,
+        env=cli_env(managers.home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    managers.processes.append(agent)
+    params = {"log": str(log), "width": 9, "pause": 0.4}
+    ids = [start(managers, url, "spread:remote", **params) for _ in range(2)]
+    wait_for(lambda: sum(1 for e in body_runs(log) if e["key"].startswith("r")) >= 3)
+
+    pg_ctlcluster(restartable, "restart")
+    restartable.reconnect()
+
+    def ended() -> bool:
+        seen = statuses(managers, url, ids)
+        return seen is not None and all(
+            s in ("completed", "failed", "cancelled") for s in seen.values()
+        )
+
+    wait_for(ended, timeout=120)
+    assert errors(managers, url, ids) == {i: None for i in ids}
+    assert statuses(managers, url, ids) == {i: "completed" for i in ids}
+    runs = [(entry["execution"], entry["key"]) for entry in body_runs(log)]
+    expected = {(i, key) for i in ids for key in ["setup", *(f"r{n:03d}" for n in range(9))]}
+    assert set(runs) == expected
+    assert len(runs) == len(expected)  # every operation, here or on the agent, ran once
+    assert all(entry["resume"] is False for entry in body_runs(log))

@@ -60,3 +60,15 @@ def wide(ctx: Any, log: str, width: int = 30, pause: float = 0.2, resumable: boo
     for index in range(width):
         g.add(op, key=f"w{index:03d}", log=log, pause=pause)
     g.execute()
+
+
+@workflow(resumable=True)
+def remote(ctx: Any, log: str, width: int = 8, pause: float = 0.3) -> None:
+    """`setup` here, then `width` non-resumable operations on the agents of queue "web"."""
+    first = ctx.graph("setup")
+    first.add(setup, key="setup", log=log)
+    first.execute()
+    g = ctx.graph("remote")
+    for index in range(width):
+        g.add(once, key=f"r{index:03d}", agent="web", log=log, pause=pause)
+    g.execute()

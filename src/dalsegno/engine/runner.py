@@ -187,6 +187,9 @@ class ExecutionRun:
             func(ctx, **params)
         except ExecutionCancelled:
             return E.CANCELLED, None
+        except StoreUnavailableError as exc:  # an outage, not the workflow's failure
+            self._lost = str(exc)
+            raise ExecutionAbandoned(str(exc)) from None
         except (GraphFailed, DalsegnoError) as exc:
             return E.FAILED, str(exc)
         except Exception as exc:  # noqa: BLE001 - the workflow's own error fails the execution

@@ -24,6 +24,7 @@ from dalsegno.model.errors import LeaseLostError, RefusedError
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.store import POSTGRES_SCHEMES
 from dalsegno.store import tables as t
+from dalsegno.store.agent_records import AwaitedTask
 from dalsegno.store.base import (
     AttemptEnd,
     Batch,
@@ -124,8 +125,12 @@ class PostgresStore(SQLStore):
 
     def notify(self, channel: str) -> None:
         """Wake the waiters on `channel` in every process (NOTIFY, sent at commit)."""
+        check_channel(channel)
+        self._retry(partial(self._notify, channel), f"notifying {channel}")
+
+    def _notify(self, channel: str) -> None:
         with self._write() as conn:
-            conn.execute(select(func.pg_notify(check_channel(channel), "")))
+            conn.execute(select(func.pg_notify(channel, "")))
 
     def wait_for_notification(self, channels: Sequence[str], timeout: float) -> set[str]:
         """The channels notified since this thread's last wait, waiting up to `timeout`.
@@ -267,6 +272,10 @@ class PostgresStore(SQLStore):
     def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]:
         call = partial(super().load_graphs, execution_id)
         return self._retry(call, f"execution {execution_id}: loading its graphs")
+
+    def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
+        call = partial(super().awaited_agent_tasks, execution_id, task_ids)
+        return self._retry(call, f"execution {execution_id}: reading its agents' tasks")
 
     def release(self, execution_id: str, lease_token: int) -> bool:
         released = self._retry(

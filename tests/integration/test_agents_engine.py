@@ -332,6 +332,25 @@ def test_heartbeats_keep_an_agent_alive_past_the_timeout(
     )
 
 
+def test_an_agent_restarted_under_its_name_does_not_keep_old_attempts_alive(
+    make_service: Callable[..., ExecutionService], agent_service: AgentService, store: Store
+) -> None:
+    running = Running(make_service(agent_timeout=0.6), REMOTE, {"op": "again"})
+    first = claim_one(agent_service)
+    agent_service.start(first["attempt_id"], "a1")
+    # a1 restarts (same --name): its beats go on, but list none of its predecessor's attempts
+    until = time.monotonic() + 1.5
+    while time.monotonic() < until:
+        beat(agent_service, [])
+        time.sleep(0.1)
+    second = claim_one(agent_service)
+    assert (second["resume"], second["attempt_id"] != first["attempt_id"]) == (True, True)
+    agent_service.start(second["attempt_id"], "a1")
+    agent_service.report(second["attempt_id"], "a1", ok())
+    assert running.end() == ("completed", None)
+    assert [a.outcome for a in attempts_of(store, running.id)] == ["lost", "succeeded"]
+
+
 def test_a_lost_agent_requeues_a_resumable_operation(
     make_service: Callable[..., ExecutionService], agent_service: AgentService, store: Store
 ) -> None:

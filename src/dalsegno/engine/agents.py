@@ -154,7 +154,9 @@ class AgentTasks:
             self.run.store.notify(TASKS_CHANNEL)
 
     def _lost(self, seen: AwaitedTask, now: float) -> bool:
-        last = max(seen.last_heartbeat_at or 0.0, seen.claimed_at or 0.0, self.took_over_at)
+        # `claimed_at` is renewed by every heartbeat of the holder that lists the attempt:
+        # an agent restarted under the same name does not keep its predecessor's alive
+        last = max(seen.claimed_at or 0.0, self.took_over_at)
         return now - last > self.timeout
 
     def _apply(self, seen: AwaitedTask) -> None:

@@ -95,8 +95,7 @@ class AwaitedTask:
     started_at: float | None
     holder: str | None
     attempt_id: str | None
-    claimed_at: float | None
-    last_heartbeat_at: float | None  # of the holder, when it ever sent one
+    claimed_at: float | None  # the claim, renewed by each heartbeat that lists the attempt
     report: AgentReport | None  # the result of the current attempt, when recorded
 
 

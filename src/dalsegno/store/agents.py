@@ -412,6 +412,12 @@ class AgentQueue:
                     )
                 )
             }
+            if held:  # each attempt an agent lists is alive: its own heartbeat, renewed
+                conn.execute(
+                    update(t.tasks)
+                    .where(t.tasks.c.attempt_id.in_(held), t.tasks.c.holder == beat.agent)
+                    .values(claimed_at=now)
+                )
             killed = {
                 row[0]
                 for row in conn.execute(
@@ -477,8 +483,8 @@ class AgentQueue:
     # the owner's view ------------------------------------------------------------------
 
     def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
-        """The claimed ones of the agent tasks an owner awaits, with their holder's last
-        beat and any result recorded for the attempt it holds."""
+        """The claimed ones of the agent tasks an owner awaits: when their holder last
+        showed it holds them, and any result recorded for the attempt it holds."""
         if not task_ids:
             return []
         tasks, attempts = t.tasks, t.attempts
@@ -491,14 +497,12 @@ class AgentQueue:
                 tasks.c.holder,
                 tasks.c.attempt_id,
                 tasks.c.claimed_at,
-                t.agents.c.last_heartbeat_at,
                 attempts.c.report_outcome,
                 attempts.c.report_result,
                 attempts.c.report_error,
                 attempts.c.report_recoverable,
                 attempts.c.report_retry_after,
             )
-            .outerjoin(t.agents, t.agents.c.name == tasks.c.holder)
             .outerjoin(
                 attempts,
                 and_(
@@ -521,7 +525,6 @@ class AgentQueue:
                     holder=row.holder,
                     attempt_id=row.attempt_id,
                     claimed_at=row.claimed_at,
-                    last_heartbeat_at=row.last_heartbeat_at,
                     report=None
                     if row.report_outcome is None
                     else AgentReport(

@@ -87,7 +87,8 @@ tasks = Table(
     Column("next_run_at", Float),
     Column("started_at", Float),
     Column("ended_at", Float),
-    # an agent task claimed by an agent: who holds it, under which attempt id, since when
+    # an agent task claimed by an agent: who holds it, under which attempt id, and when it
+    # last showed it does (the claim, then every heartbeat that lists the attempt)
     Column("holder", String(255)),
     Column("attempt_id", String(64)),
     Column("claimed_at", Float),

@@ -50,6 +50,7 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self._closed = False
         # One connection, used under a lock from the agent's threads.
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -91,16 +92,25 @@ class Outbox:
         return found
 
     def sent(self, attempt_id: str) -> None:
-        """Count one more send of a result still kept."""
-        with self._lock, self._db:
-            self._db.execute(
-                "UPDATE results SET sends = sends + 1 WHERE attempt_id = ?", (attempt_id,)
-            )
+        """Count one more send of a result still kept (nothing after `close()`)."""
+        with self._lock:
+            if self._closed:
+                return
+            with self._db:
+                self._db.execute(
+                    "UPDATE results SET sends = sends + 1 WHERE attempt_id = ?", (attempt_id,)
+                )
 
     def remove(self, attempt_id: str) -> None:
-        """The manager acknowledged (or refused for good) this result: forget it."""
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM results WHERE attempt_id = ?", (attempt_id,))
+        """The manager acknowledged (or refused for good) this result: forget it.
+
+        After `close()` (a send that ended as the agent stopped) this does nothing: the
+        result is sent again at the next start, and a second delivery is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            with self._db:
+                self._db.execute("DELETE FROM results WHERE attempt_id = ?", (attempt_id,))
 
     def __len__(self) -> int:
         with self._lock:
@@ -109,4 +119,5 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()

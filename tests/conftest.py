@@ -32,6 +32,7 @@ MATRIX = (
     "acceptance/test_crash_points.py",
     "acceptance/test_crash_resume.py",
     "acceptance/test_manager_process.py",
+    "agents/test_agents_e2e.py",
 )
 # Tests of those suites that look at the SQLite file itself; a new one is marked instead.
 SQLITE_ONLY = {

@@ -73,12 +73,14 @@ def _read_token(path: Path, what: str) -> str:
 
 
 def api_url(manager_url: str) -> str:
-    """The API's base URL: the manager URL with `/api/v1`, unless it ends with it already."""
-    url = manager_url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        msg = f"the manager URL must start with http:// or https://, not {manager_url!r}"
-        raise RemoteError(msg)
-    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+    """The API's base URL: the manager URL with `/api/v1`, unless it ends with it already
+    (the one rule the agent follows too)."""
+    from dalsegno.agent.client import api_url as normalized
+
+    try:
+        return normalized(manager_url)
+    except ValueError as exc:
+        raise RemoteError(str(exc)) from None
 
 
 class RemoteClient:

@@ -210,6 +210,12 @@ def test_a_stolen_attempt_is_refused_to_another_agent_and_to_another_queue(
     hold.unlink()
     wait_for(lambda: cluster.status(execution_id) == "completed")
     assert cluster.task(execution_id, "blk")["result"] == {"done": "blk"}
+    # the holder delivering again (its outbox resending) is harmless: the first one won
+    answer = cluster.post(f"/agents/attempts/{attempt}/result", forged)
+    assert answer.status_code == 200, answer.text
+    assert cluster.task(execution_id, "blk")["status"] == "succeeded"
+    assert cluster.task(execution_id, "blk")["result"] == {"done": "blk"}
+    assert cluster.status(execution_id) == "completed"
 
 
 def test_kill_cancel_stops_an_agents_process_operation(cluster: Cluster, tmp_path: Path) -> None:

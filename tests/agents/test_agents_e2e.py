@@ -283,3 +283,30 @@ def test_sigterm_lets_the_running_operation_end_and_report(
     assert agent.wait(15) == 0
     wait_for(lambda: cluster.status(execution_id) == "completed")
     assert keys(log) == {"t": [("agent-1", False)]}
+
+
+def test_a_frozen_agent_past_the_timeout_loses_its_attempt_and_its_result_is_refused(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    log, marker, hold = files(tmp_path)
+    cluster.start_manager()
+    cluster.start_agent("agent-1")
+    cluster.start_agent("agent-2")
+    execution_id = cluster.start(
+        "agent_flows:around", log=str(log), marker=str(marker), hold=str(hold)
+    )
+    wait_for(marker.exists, what="for blk to begin on an agent")
+    frozen_name = _blk_agent(log)
+    other = "agent-2" if frozen_name == "agent-1" else "agent-1"
+    frozen = cluster.agents[frozen_name]
+    frozen.send_signal(signal.SIGSTOP)  # alive but silent: its heartbeats stop
+    wait_for(lambda: len(runs(log)["blk"]) == 2, what="for blk to run again elsewhere")
+    hold.unlink()
+    wait_for(lambda: cluster.status(execution_id) == "completed")
+    frozen.send_signal(signal.SIGCONT)  # its blk ends now; its result must change nothing
+    wait_for(lambda: cluster.outbox(frozen_name) == [], what="for the refused result to go")
+    assert cluster.status(execution_id) == "completed"
+    found = keys(log)
+    assert found["blk"][0] == (frozen_name, False)
+    assert found["blk"][1] == (other, True)
+    assert alive(frozen)  # it goes on serving

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from conftest import WORKFLOWS, PostgresServer
 from dalsegno.engine.runner import EngineConfig
 from dalsegno.model.errors import StoreUnavailableError
 from dalsegno.model.states import ExecutionState
-from dalsegno.service.executions import ExecutionService
+from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store import open_store
 from dalsegno.store.base import Batch, LeaseOwner, NewEvent
 from dalsegno.store.postgres import PostgresStore
@@ -110,20 +111,35 @@ def test_executions_complete_while_their_connections_are_cut_again_and_again(
 
     def cut_every_connection() -> None:
         nonlocal cuts
+        with psycopg.connect(postgres.dsn(postgres_database), autocommit=True) as admin:
+            while not stop.is_set():  # both created: from now on, only the runs' writes
+                found = admin.execute("SELECT count(*) FROM executions").fetchone()
+                if found and found[0] == 2:
+                    break
+                time.sleep(0.01)
         with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as admin:
             while not stop.wait(0.03):
                 cut = admin.execute(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-                    " FROM pg_stat_activity WHERE datname = %s",
+                    " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     (postgres_database,),
                 ).fetchone()
                 cuts += cut[0] if cut else 0
 
+    params = {"log": str(log), "width": 12, "pause": 0.3, "resumable": False}
+    results: list[RunResult] = []
+
+    def run() -> None:
+        results.append(service.start("spread:wide", params))
+
+    runs = [threading.Thread(target=run) for _ in range(2)]
     cutter = threading.Thread(target=cut_every_connection)
     cutter.start()
     try:
-        params = {"log": str(log), "width": 12, "pause": 0.3, "resumable": False}
-        results = [service.start("spread:wide", params) for _ in range(2)]
+        for thread in runs:
+            thread.start()
+        for thread in runs:
+            thread.join(60)
     finally:
         stop.set()
         cutter.join()

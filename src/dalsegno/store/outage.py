@@ -31,6 +31,10 @@ WINDOW = 15.0  # seconds a write is retried when its caller gives no deadline
 
 def is_disconnect(error: BaseException) -> bool:
     """A lost or refused connection (worth a retry), not a refusal of the statement."""
+    if isinstance(error, exc.DisconnectionError):
+        return True
+    if isinstance(error, exc.InvalidRequestError) and "connection is closed" in str(error):
+        return True  # the pool found every connection it tried dead (a server going away)
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True

@@ -9,6 +9,7 @@ out a server restart (`dalsegno.store.outage`).
 
 from __future__ import annotations
 
+import select as os_select
 import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, Engine, Text, cast, create_engine, func, select
+from sqlalchemy import Connection, Engine, Text, cast, create_engine, event, exc, func, select
 from sqlalchemy.engine import URL, make_url
 
 from dalsegno.model.errors import LeaseLostError, RefusedError
@@ -44,8 +45,11 @@ from dalsegno.store.sql import (
     _ATTEMPT_END,
     _ATTEMPT_START,
     _EVENT_INSERT,
+    _FENCE_READ,
+    _FENCE_RENEW,
     _TASK_UPDATE,
     SQLStore,
+    _Compiled,
 )
 
 T = TypeVar("T")
@@ -75,16 +79,47 @@ def engine_url(url: str) -> URL:
 
 
 def _engine(url: URL) -> Engine:
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="READ COMMITTED",
         pool_size=POOL_SIZE,
         max_overflow=MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT,
         pool_recycle=POOL_RECYCLE,
-        pool_pre_ping=True,  # a restarted server or a failover leaves dead sockets behind
         connect_args=CONNECT_ARGS,
     )
+    event.listen(engine, "checkout", _pre_ping)
+    return engine
+
+
+def _pre_ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection is checked before use, like `pool_pre_ping`, without its round
+    trip: an idle connection has nothing to read unless the server closed it (a restart, a
+    terminated backend: its last words, then EOF). The pool then connects anew. A socket
+    cut without a word is found by the statement that fails, which is retried."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise exc.DisconnectionError("the connection is closed")
+    readable, _, _ = os_select.select([dbapi_connection.fileno()], [], [], 0)
+    if readable:
+        raise exc.DisconnectionError("the server closed the connection while it was idle")
+
+
+class _Fenced:
+    """A lease check of `dalsegno.store.sql` whose row also holds the transaction's id,
+    kept for `_write` while a write is tracked (the row it returns is the one read)."""
+
+    def __init__(self, statement: Any, dialect: Any, outcome: Outcome) -> None:
+        self._compiled = _Compiled(statement, dialect)
+        self._outcome = outcome
+
+    def run(self, cursor: Any, values: dict[str, Any]) -> _Fenced:
+        self._row = self._compiled.run(cursor, values).fetchone()
+        if self._row is not None and self._outcome.tracking:
+            self._outcome.record(self._row[1])
+        return self
+
+    def fetchone(self) -> Any:
+        return self._row
 
 
 class PostgresStore(SQLStore):
@@ -116,6 +151,11 @@ class PostgresStore(SQLStore):
         )
         self._attempt_start = bulk(_ATTEMPT_START, dialect, self._attempt_start)
         self._event_insert = bulk(_EVENT_INSERT, dialect, self._event_insert)
+        # The lease check of a batch also reads the transaction's id (no extra round trip).
+        xid = cast(func.pg_current_xact_id(), Text)
+        fenced = typing.cast(Any, _Fenced)
+        self._fence_renew = fenced(_FENCE_RENEW.returning(xid), dialect, self._outcome)
+        self._fence_read = fenced(_FENCE_READ.add_columns(xid), dialect, self._outcome)
 
     def close(self) -> None:
         self._listener.close()
@@ -162,7 +202,7 @@ class PostgresStore(SQLStore):
     def _write(self) -> Iterator[Connection]:
         with self._write_engine.begin() as conn:
             yield conn
-            if self._outcome.tracking and conn.in_transaction():
+            if self._outcome.tracking and self._outcome.xid is None and conn.in_transaction():
                 # Read before COMMIT: if the COMMIT is cut off, this tells what became of it.
                 xid = select(cast(func.pg_current_xact_id(), Text))
                 self._outcome.record(conn.execute(xid).scalar())

@@ -99,6 +99,17 @@ def start_manager(home: Path, url: str, max_executions: int) -> tuple[subprocess
     raise RuntimeError("the manager did not start")
 
 
+def status(client: httpx.Client, api: str, execution_id: str) -> str:
+    answer = client.get(f"{api}/executions/{execution_id}")
+    if answer.status_code != 200:
+        print(f"GET {execution_id}: {answer.status_code} {answer.text[:200]}", file=sys.stderr)
+        return "unknown"
+    found = answer.json()["status"]
+    if found in ("failed", "cancelled"):
+        raise RuntimeError(f"execution {execution_id} ended {found}: {answer.json()['error']}")
+    return str(found)
+
+
 def measure(
     backend: str, server: str, graph: str, executions: int, managers: int
 ) -> dict[str, Any]:
@@ -120,9 +131,7 @@ def measure(
                     for _ in range(executions)
                 ]
                 deadline = time.monotonic() + 600
-                while any(
-                    client.get(f"{api}/executions/{i}").json()["status"] != "completed" for i in ids
-                ):
+                while not all(status(client, api, i) == "completed" for i in ids):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{graph} on {backend} did not complete")
                     time.sleep(0.05)

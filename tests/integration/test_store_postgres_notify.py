@@ -143,3 +143,15 @@ def test_many_threads_wait_at_once_on_one_listen_connection(
     finally:
         sender.close()
         waiter.close()
+
+
+def test_a_wait_on_a_closed_store_lasts_its_timeout(
+    postgres: PostgresServer, postgres_database: str
+) -> None:
+    """A thread still waiting when its store is closed must not spin in its loop."""
+    store = open_store(postgres.store_url(postgres_database))
+    store.wait_for_notification(CHANNELS, 0)
+    store.close()
+    found, took = timed(lambda: store.wait_for_notification(CHANNELS, 0.3))
+    assert found == set()
+    assert took >= 0.25

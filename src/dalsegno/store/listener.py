@@ -57,7 +57,8 @@ class Listener:
         wanted = set(channels)
         deadline = time.monotonic() + max(0.0, timeout)
         with self._state:
-            if self._closed:
+            if self._closed:  # the store was closed: a timeout, not a busy loop for the caller
+                self._state.wait(max(0.0, timeout))
                 return set()
             new = wanted - self._wanted
             if new:

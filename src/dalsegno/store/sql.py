@@ -799,6 +799,10 @@ class SQLStore(StoreReads, AgentQueue):
                 started,
                 ended,
             ) in rows.fetchall():
+                if graph_id not in lists:
+                    # Stored after the graphs were read (READ COMMITTED on PostgreSQL): not
+                    # part of this view yet; graph, tasks and edges commit together.
+                    continue
                 lists[graph_id].append(
                     record(
                         task_id,

@@ -29,10 +29,16 @@ class Bulk:
     """
 
     def __init__(
-        self, statement: Any, dialect: Dialect, single: Any, unique: Sequence[str] = ()
+        self,
+        statement: Any,
+        dialect: Dialect,
+        single: Any,
+        unique: Sequence[str] = (),
+        counted: bool = False,
     ) -> None:
         self.single = single
         self.unique = tuple(unique)
+        self.counted = counted
         one_row: Any = statement.compile(dialect=dialect)
         self.names = [
             name
@@ -76,10 +82,23 @@ class Bulk:
         return cursor
 
     def run_many(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> int:
+        """Run the rows; the count of rows changed if `counted`, else whatever is known.
+
+        In a batch's pipeline (`PostgresStore.apply`) an uncounted statement is only
+        queued, and goes to the server with the next one that waits for its answer.
+        """
+        if not self.counted:
+            self._send(cursor, rows)
+            return int(cursor.rowcount)
+        with cursor.connection.pipeline():  # its exit waits for the answer: the count
+            self._send(cursor, rows)
+        return int(cursor.rowcount)
+
+    def _send(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         if self.unique and len({tuple(row[k] for k in self.unique) for row in rows}) < len(rows):
-            return int(self.single.run_many(cursor, rows))
+            self.single.run_many(cursor, rows)
+            return
         params = dict(self.defaults)
         for name in self.names:
             params[f"rows_{name}"] = [row[name] for row in rows]
         cursor.execute(self.sql, params)
-        return int(cursor.rowcount)

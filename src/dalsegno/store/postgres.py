@@ -10,6 +10,7 @@ out a server restart (`dalsegno.store.outage`).
 from __future__ import annotations
 
 import select as os_select
+import threading
 import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -143,9 +144,10 @@ class PostgresStore(SQLStore):
         super().__init__(url, write_engine, read_engine)
         self._listener = Listener(self._listen_connection)
         self._outcome = Outcome()
+        self._pipelined = threading.local()  # a batch is being written in pipeline mode
         # A batch's rows of one kind in one statement each (`dalsegno.store.pgbulk`).
         dialect, bulk = write_engine.dialect, typing.cast(Any, Bulk)  # Bulk stands in for _Compiled
-        self._task_update = bulk(_TASK_UPDATE, dialect, self._task_update, ["b_id"])
+        self._task_update = bulk(_TASK_UPDATE, dialect, self._task_update, ["b_id"], True)
         self._attempt_end = bulk(
             _ATTEMPT_END, dialect, self._attempt_end, ["b_task_id", "b_number"]
         )
@@ -201,7 +203,14 @@ class PostgresStore(SQLStore):
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._write_engine.begin() as conn:
-            yield conn
+            if getattr(self._pipelined, "on", False):
+                # A batch's statements wait for no answer but the lease check's and the
+                # task updates' count: the rest goes to the server together.
+                assert conn.connection.dbapi_connection is not None
+                with conn.connection.dbapi_connection.pipeline():
+                    yield conn
+            else:
+                yield conn
             if self._outcome.tracking and self._outcome.xid is None and conn.in_transaction():
                 # Read before COMMIT: if the COMMIT is cut off, this tells what became of it.
                 xid = select(cast(func.pg_current_xact_id(), Text))
@@ -220,11 +229,20 @@ class PostgresStore(SQLStore):
     def apply(self, batch: Batch) -> ExecutionState:
         """`SQLStore.apply`, retried through an outage until the batch's lease would end."""
         return self._retry(
-            partial(super().apply, batch),
+            partial(self._apply, batch),
             f"execution {batch.execution_id}: writing a batch",
             partial(self._applied, batch),
             max(batch.lease_expires_at, time.time() + 1.0),
         )
+
+    def _apply(self, batch: Batch) -> ExecutionState:
+        """`SQLStore.apply` in pipeline mode, but for a move of the execution (its end, a
+        rare write that goes through SQLAlchemy, which reads counts as it goes)."""
+        self._pipelined.on = batch.execution is None
+        try:
+            return super().apply(batch)
+        finally:
+            self._pipelined.on = False
 
     def _applied(self, batch: Batch) -> ExecutionState:
         """What `apply` returns for a batch that committed though its answer was lost."""

@@ -1,4 +1,4 @@
-"""`dalsegno manager`: the management worker with its REST API (and, later, the web UI)."""
+"""`dalsegno manager`: the management worker with its REST API under `/api/v1` and its web UI at `/`."""
 
 from __future__ import annotations
 

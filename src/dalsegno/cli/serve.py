@@ -1,4 +1,4 @@
-"""`dalsegno manager`: the management worker with its REST API under `/api/v1` and its web UI at `/`."""
+"""`dalsegno manager`: the management worker, its REST API (`/api/v1`) and its web UI (`/`)."""
 
 from __future__ import annotations
 

@@ -219,6 +219,30 @@ def test_a_result_stays_in_the_outbox_until_the_manager_answers(
     assert len(runs(log)) == 1  # resending never runs the operation again
 
 
+def test_heartbeats_list_an_attempt_until_the_manager_has_its_result(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    home = tmp_path / "agent-home"
+    left = Outbox(outbox_path(home, "web"))
+    body = {"agent": "someone-else", "outcome": "succeeded", "result": 1, "error": None,
+            "recoverable": True, "retry_after": None, "logs": []}  # fmt: skip
+    left.put("theirs", body)
+    left.close()
+    stub.result_status = 503
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
+    start_agent()
+    wait_for(lambda: sorted(outbox_rows(home)) == ["theirs", "x1"])
+    count = len(stub.paths("/agents/heartbeat"))
+    wait_for(lambda: len(stub.paths("/agents/heartbeat")) >= count + 2)
+    beats = [body["attempts"] for _, body in stub.paths("/agents/heartbeat")][count:]
+    assert all(beat == ["x1"] for beat in beats)  # done, result kept: still listed
+    stub.result_status = 200
+    wait_for(lambda: outbox_rows(home) == [])
+    count = len(stub.paths("/agents/heartbeat"))
+    wait_for(lambda: len(stub.paths("/agents/heartbeat")) >= count + 2)
+    assert stub.paths("/agents/heartbeat")[-1][1]["attempts"] == []
+
+
 @pytest.mark.parametrize("status", [404, 409])
 def test_a_result_refused_for_good_leaves_the_outbox(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path, status: int
@@ -393,6 +417,19 @@ def test_a_refused_claim_stops_the_agent_with_the_reason(
     running.thread.join(5)
     assert not running.thread.is_alive()
     assert str(running.failed) == "the manager refused this agent: refused"
+
+
+@pytest.mark.parametrize(("given", "fewest", "most"), [(None, 8, 40), (1.0, 1, 3)])
+def test_the_heartbeat_interval_given_wins_over_the_one_the_manager_asks(
+    stub: StubManager,
+    start_agent: Callable[..., Running],
+    given: float | None,
+    fewest: int,
+    most: int,
+) -> None:
+    start_agent(heartbeat_interval=given)  # the stub asks for 0.1 s
+    time.sleep(1.5)
+    assert fewest <= len(stub.paths("/agents/heartbeat")) <= most
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

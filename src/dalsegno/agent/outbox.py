@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS results (
     attempt_id TEXT PRIMARY KEY,
     body TEXT NOT NULL,
     created_at REAL NOT NULL,
-    sends INTEGER NOT NULL DEFAULT 0
+    sends INTEGER NOT NULL DEFAULT 0,
+    agent TEXT NOT NULL DEFAULT ''
 )
 """
 
@@ -57,14 +58,18 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         with self._db:
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+            if "agent" not in columns:  # a file from before the column
+                self._db.execute("ALTER TABLE results ADD COLUMN agent TEXT NOT NULL DEFAULT ''")
 
     def put(self, attempt_id: str, body: dict[str, Any]) -> None:
         """Commit a result (durably) before its first send; the first one kept wins."""
         text = json.dumps(body, allow_nan=False)
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO results (attempt_id, body, created_at) VALUES (?, ?, ?)",
-                (attempt_id, text, time.time()),
+                "INSERT OR IGNORE INTO results (attempt_id, body, created_at, agent)"
+                " VALUES (?, ?, ?, ?)",
+                (attempt_id, text, time.time(), str(body.get("agent") or "")),
             )
 
     def replace(self, attempt_id: str, body: dict[str, Any]) -> None:
@@ -90,6 +95,18 @@ class Outbox:
             if isinstance(body, dict):
                 found.append(PendingResult(int(row), str(attempt_id), body, int(sends)))
         return found
+
+    def attempts_of(self, agent: str, limit: int = 5000) -> list[str]:
+        """The attempts whose results `agent` ran and the manager has not acknowledged: the
+        agent's heartbeats go on listing them, so the manager keeps awaiting them."""
+        with self._lock:
+            if self._closed:
+                return []
+            rows = self._db.execute(
+                "SELECT attempt_id FROM results WHERE agent = ? ORDER BY rowid LIMIT ?",
+                (agent, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def sent(self, attempt_id: str) -> None:
         """Count one more send of a result still kept (nothing after `close()`)."""

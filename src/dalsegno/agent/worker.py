@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ log = logging.getLogger("dalsegno.agent")
 # Refusals of a claim that no retry can mend: a wrong token, a token of another queue,
 # a malformed request (a queue name the manager does not accept).
 FATAL_CLAIM = frozenset({400, 401, 403, 422})
+DEFAULT_HEARTBEAT = 2.0  # seconds between heartbeats, unless the manager asks otherwise
 
 
 def default_name() -> str:
@@ -45,7 +47,7 @@ class AgentConfig:
     name: str = ""
     concurrency: int = 1
     grace: float = 10.0  # on stop: seconds running operations get to end
-    heartbeat_interval: float = 2.0
+    heartbeat_interval: float | None = None  # None: 2 s, or what the manager asks for
     claim_wait: float = CLAIM_WAIT
     backoff_cap: float = 10.0
 
@@ -72,7 +74,7 @@ class Agent:
         self._stopping = threading.Event()
         self._done = threading.Event()  # shut down: the heartbeat ends
         self._kick = threading.Event()  # cuts the claim's backoff short
-        self._interval = config.heartbeat_interval
+        self._interval = config.heartbeat_interval or DEFAULT_HEARTBEAT
         self.failure: str | None = None
 
     # the whole process -------------------------------------------------------------
@@ -133,32 +135,41 @@ class Agent:
         self.sender.first_pass.wait()  # a restarted agent sends what is left first
         backoff = Backoff(cap=self.config.backoff_cap)
         while True:
-            free = self._free_slots()
-            if not free:
-                return
             try:
-                found = self.client.claim(
-                    self.config.queue, self.name, free, self.config.claim_wait
-                )
-            except Unreachable as exc:
-                if not backoff.failures:
-                    log.warning("manager unreachable, claiming again soon: %s", exc)
-                self._kick.wait(backoff.next_delay())
-                self._kick.clear()
-                continue
-            except Refused as exc:
-                if exc.status in FATAL_CLAIM:
-                    self.failure = f"the manager refused this agent: {exc.reason}"
-                    log.error("%s", self.failure)
-                    self.stop()
+                if not self._claim_once(backoff):
                     return
-                log.warning("claim refused: %s", exc)
+            except Exception:
+                if self._stopping.is_set():
+                    return  # the client was closed under a long-poll left behind
+                log.exception("claiming failed; trying again")
                 self._kick.wait(backoff.next_delay())
                 self._kick.clear()
-                continue
+
+    def _claim_once(self, backoff: Backoff) -> bool:
+        """One claim (after waiting for a free slot); False once the agent stops."""
+        free = self._free_slots()
+        if not free:
+            return False
+        try:
+            found = self.client.claim(self.config.queue, self.name, free, self.config.claim_wait)
+        except Unreachable as exc:
+            if not backoff.failures:
+                log.warning("manager unreachable, claiming again soon: %s", exc)
+        except Refused as exc:
+            if exc.status in FATAL_CLAIM:
+                self.failure = f"the manager refused this agent: {exc.reason}"
+                log.error("%s", self.failure)
+                self.stop()
+                return False
+            log.warning("claim refused: %s", exc)
+        else:
             backoff.reset()
             for document in found:
                 self._take(document)
+            return True
+        self._kick.wait(backoff.next_delay())
+        self._kick.clear()
+        return True
 
     def _take(self, document: dict[str, Any]) -> None:
         try:
@@ -236,6 +247,14 @@ class Agent:
         while True:
             with self._slots:
                 held = list(self._held)
+            # An attempt stays this agent's until the manager has its result: one whose
+            # result waits in the outbox is listed too, or the manager would count it lost.
+            try:
+                waiting = self.outbox.attempts_of(self.name)
+            except sqlite3.Error:
+                log.exception("cannot read the outbox")
+                waiting = []
+            held += [found for found in waiting if found not in held]
             body = {
                 "queue": self.config.queue,
                 "agent": self.name,
@@ -250,6 +269,10 @@ class Agent:
                 if reachable:
                     log.warning("heartbeat not delivered: %s", exc)
                 reachable = False
+            except Exception:
+                if self._done.is_set():
+                    return  # the client was closed under it as the agent stopped
+                log.exception("heartbeat failed")
             else:
                 if not reachable:
                     log.info("the manager answers again")
@@ -262,13 +285,18 @@ class Agent:
 
     def _obey(self, answer: dict[str, Any]) -> None:
         interval = answer.get("interval")
-        if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
+        if (
+            self.config.heartbeat_interval is None  # an interval given to the agent wins
+            and isinstance(interval, int | float)
+            and not isinstance(interval, bool)
+            and interval > 0
+        ):
             self._interval = min(float(interval), 60.0)
         for key, why in (("kill", "kill"), ("unknown", "unknown")):
             ids = answer.get(key)
             if not isinstance(ids, list):
                 continue
-            for attempt_id in ids:
+            for attempt_id in ids:  # an id only in the outbox is the sender's business
                 with self._slots:
                     attempt = self._held.get(str(attempt_id))
                 if attempt is not None and not attempt.finished:

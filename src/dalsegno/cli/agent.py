@@ -46,9 +46,7 @@ def _refuse(message: str) -> None:
 @click.option(
     "--heartbeat-interval",
     type=click.FloatRange(min=0.05),
-    default=2.0,
-    show_default=True,
-    help="Seconds between heartbeats (the manager may ask for another interval).",
+    help="Seconds between heartbeats (default 2, or the interval the manager asks for).",
 )
 @click.pass_obj
 def agent(
@@ -61,7 +59,7 @@ def agent(
     name: str | None,
     home: Path | None,
     grace: float,
-    heartbeat_interval: float,
+    heartbeat_interval: float | None,
 ) -> None:
     """Claim this queue's tasks from a manager, run them here, and report their results."""
     from dalsegno.agent import Agent, AgentConfig

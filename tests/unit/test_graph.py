@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections.abc import Callable
@@ -172,15 +173,29 @@ def chain(size: int) -> GraphSpec:
     return graph
 
 
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+def fastest(action: Callable[[], object], runs: int = 3) -> float:
+    """The best of `runs` timings: what the code costs, not what a loaded machine adds."""
+    best = float("inf")
+    gc.collect()
+    gc.disable()  # a collection pass that happens to fall inside one run is not its cost
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            action()
+            best = min(best, time.perf_counter() - started)
+    finally:
+        gc.enable()
+    return best
+
+
+# A quadratic step would take minutes at these sizes; linear work takes well under 0.2 s.
+# The best of three runs is compared, so a loaded machine does not fail the test.
+def assert_well_under_a_second(seconds: float, what: str) -> None:
+    assert seconds < 1.0, f"{what} took {seconds:.3f}s"
 
 
 def test_a_chain_of_100k_tasks_is_checked_in_well_under_a_second() -> None:
-    graph = chain(LARGE)
-    assert timed(graph.check_acyclic) < 1.0
+    assert_well_under_a_second(fastest(chain(LARGE).check_acyclic), "checking the chain")
 
 
 def test_a_cycle_through_100k_tasks_is_found_in_well_under_a_second() -> None:
@@ -194,19 +209,23 @@ def test_a_cycle_through_100k_tasks_is_found_in_well_under_a_second() -> None:
         assert len(named) == LARGE + 1
         assert named[0] == named[-1]
 
-    assert timed(check) < 1.0
+    assert_well_under_a_second(fastest(check), "finding the cycle")
 
 
 def test_a_fan_in_of_30k_dependencies_is_recorded_in_well_under_a_second() -> None:
     # g.depend(app, on=vms) with many vms: recording edges must stay linear.
     size = 30_000
-    graph = GraphSpec("big")
-    graph.add(spec("app"))
     keys = [f"vm{i}" for i in range(size)]
-    for key in keys:
-        graph.add(spec(key))
-    assert timed(lambda: graph.depend("app", keys)) < 1.0
-    assert len(graph.edges()) == size
+
+    def record() -> None:
+        graph = GraphSpec("big")
+        graph.add(spec("app"))
+        for key in keys:
+            graph.add(spec(key))
+        graph.depend("app", keys)
+        assert len(graph.edges()) == size
+
+    assert_well_under_a_second(fastest(record), "recording the fan-in")
 
 
 # --- properties -----------------------------------------------------------------------------

@@ -96,6 +96,7 @@ tasks = Table(
     Index("ix_tasks_execution_id", "execution_id"),
     Index("ix_tasks_agent_status", "agent", "status"),
     Index("ix_tasks_attempt_id", "attempt_id"),
+    Index("ix_tasks_holder", "holder"),
 )
 
 dependencies = Table(

@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("claimed_at", sa.Float()))
         batch.create_index("ix_tasks_agent_status", ["agent", "status"])
         batch.create_index("ix_tasks_attempt_id", ["attempt_id"])
+        batch.create_index("ix_tasks_holder", ["holder"])
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("attempt_id", sa.String(64)))
         batch.add_column(sa.Column("report_outcome", sa.String(20)))
@@ -67,6 +68,7 @@ def downgrade() -> None:
         ):
             batch.drop_column(column)
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_index("ix_tasks_holder")
         batch.drop_index("ix_tasks_attempt_id")
         batch.drop_index("ix_tasks_agent_status")
         for column in ("claimed_at", "attempt_id", "holder"):

@@ -351,6 +351,27 @@ def test_apply_commits_a_whole_batch_and_renews_the_lease(store: Store) -> None:
     assert store.count_tasks_by_status(running.id) == {"succeeded": 1, "pending": 2}
 
 
+def test_a_batch_naming_a_task_twice_applies_its_changes_in_order(store: Store) -> None:
+    """PostgreSQL writes a batch's task changes as one statement; one naming a task twice
+    must still move it step by step, as row-by-row updates do."""
+    running = create_running(store)
+    graph = store_main_graph(store, running)
+    now = time.time()
+    work = batch(
+        running,
+        tasks=[
+            move(graph["vm1"], T.PENDING, T.STARTED, attempts=1, started_at=now),
+            move(graph["vm1"], T.STARTED, T.SUCCEEDED, attempts=1, ended_at=now + 1),
+            move(graph["vm2"], T.PENDING, T.STARTED, attempts=1, started_at=now),
+        ],
+        events=[NewEvent("log", f"line {n}", created_at=now + n) for n in range(5)],
+    )
+    assert store.apply(work) is E.STARTED
+    assert statuses(store, running) == {"vm1": T.SUCCEEDED, "vm2": T.STARTED, "app": T.PENDING}
+    logged = [e.message for e in store.list_events(running.id) if e.type == "log"]
+    assert logged == [f"line {n}" for n in range(5)]  # in the order given
+
+
 def test_a_batch_with_an_old_token_raises_lease_lost_and_writes_nothing(store: Store) -> None:
     running = create_running(store)
     graph = store_main_graph(store, running)

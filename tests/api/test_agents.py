@@ -347,3 +347,29 @@ def test_a_new_token_lists_no_agent_until_it_beats(app_client: httpx.Client) -> 
         [],
     )
     assert abs(agent["last_heartbeat_at"] - time.time()) < 5
+
+
+def test_waiting_claims_hold_no_thread_of_the_server(app_client: httpx.Client) -> None:
+    """60 agents long-poll an empty queue (more than the server's 40 worker threads): the
+    other routes still answer at once."""
+    token = new_token(app_client, "web")
+    answers: list[int] = []
+
+    def poll(index: int) -> None:
+        with httpx.Client(base_url=str(app_client.base_url), timeout=30) as own:
+            body = {"queue": "web", "agent": f"a{index}", "wait": 4}
+            answers.append(
+                own.post("/agents/claim", json=body, headers=as_token(token)).status_code
+            )
+
+    pollers = [threading.Thread(target=poll, args=(i,)) for i in range(60)]
+    for poller in pollers:
+        poller.start()
+    time.sleep(1.0)  # every claim is waiting
+    began = time.monotonic()
+    listed = app_client.get("/executions")
+    assert listed.status_code == 200
+    assert time.monotonic() - began < 1.0
+    for poller in pollers:
+        poller.join(30)
+    assert answers == [200] * 60

@@ -2,20 +2,23 @@
 
 An agent's token is scoped `queue:NAME`: it may claim from, beat for and report on that
 queue only (403 otherwise); the admin token may do everything. docs/agents.md tells the
-protocol. The handlers are plain functions FastAPI runs in its thread pool: a claim's
-long-poll blocks one of its threads while it waits (at most 30 s).
+protocol. The handlers are plain functions FastAPI runs in its thread pool, but for the
+claim: its long-poll waits as a coroutine, so waiting agents hold none of the pool's threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
+from starlette.concurrency import run_in_threadpool
 
 from dalsegno.api.auth import ADMIN, bearer, queue_scope, require
 from dalsegno.api.errors import ApiError, JsonResponse, responses
-from dalsegno.service.agents import MAX_LIMIT, MAX_WAIT, AgentService, agent_json
+from dalsegno.service.agents import MAX_LIMIT, MAX_WAIT, RECHECK, AgentService, agent_json
 from dalsegno.store.agent_records import AgentBeat, AgentLog, AgentReport
 
 Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -145,6 +148,30 @@ async def _token(_: object = Security(bearer)) -> None:
     """Declares the bearer token; the middleware checked it, each route checks its scope."""
 
 
+async def _long_poll(service: AgentService, body: ClaimRequest, wait: float) -> list[Any]:
+    """Claim, and while there is nothing, wait for a notification (or the 2 s re-check)
+    as a coroutine: a waiting claim holds no thread of the server's pool."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(woken.set)
+
+    stop = service.on_tasks(wake)
+    try:
+        deadline = loop.time() + wait
+        while True:
+            woken.clear()  # before looking: a notification from here on wakes the wait
+            found = await run_in_threadpool(service.claim_now, body.queue, body.agent, body.limit)
+            left = deadline - loop.time()
+            if found or left <= 0:
+                return found
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(RECHECK, left))
+    finally:
+        stop()
+
+
 def agents_router(service: AgentService) -> APIRouter:
     router = APIRouter(
         prefix="/agents",
@@ -157,11 +184,12 @@ def agents_router(service: AgentService) -> APIRouter:
     @router.post(
         "/claim", response_model=Claimed, response_class=JsonResponse, summary="Claim tasks"
     )
-    def claim(request: Request, body: ClaimRequest) -> dict[str, Any]:
+    async def claim(request: Request, body: ClaimRequest) -> dict[str, Any]:
         """Long-poll: tasks of the queue, held by the agent, as soon as there are any, or
         none after `wait` seconds. Claimed tasks stay `sent` until the agent starts them."""
         _check_queue(request, body.queue)
-        return {"tasks": service.claim(body.queue, body.agent, body.limit, body.wait)}
+        wait = service.check_claim(body.queue, body.agent, body.limit, body.wait)
+        return {"tasks": await _long_poll(service, body, wait)}
 
     @router.post(
         "/attempts/{attempt_id}/started",

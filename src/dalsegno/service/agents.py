@@ -11,11 +11,13 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.agents import agent_timeout
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
+from dalsegno.service.agent_signals import TaskSignals
 from dalsegno.store.agent_records import (
     OUTCOMES,
     RESULTS_CHANNEL,
@@ -56,6 +58,7 @@ class AgentService:
     def __init__(self, service: ExecutionService, max_wait: float = MAX_WAIT) -> None:
         self.service = service
         self.max_wait = max_wait  # a claim never waits longer, whatever it asks
+        self._signals = TaskSignals(lambda: self.service.store)
 
     @property
     def store(self) -> Store:
@@ -77,8 +80,8 @@ class AgentService:
 
     # the protocol ------------------------------------------------------------------
 
-    def claim(self, queue: str, agent: str, limit: int = 1, wait: float = MAX_WAIT) -> list[Any]:
-        """Tasks of `queue` now held by `agent`; waits up to `wait` s while there are none."""
+    def check_claim(self, queue: str, agent: str, limit: int, wait: float) -> float:
+        """Refuse a malformed claim; returns how long it may wait (`max_wait` at most)."""
         check_name("a queue name", queue)
         check_name("an agent name", agent)
         if not 1 <= limit <= MAX_LIMIT:
@@ -87,14 +90,29 @@ class AgentService:
         if not 0 <= wait <= MAX_WAIT:
             msg = f"wait must be 0 to {MAX_WAIT:g} seconds, not {wait}"
             raise RefusedError(msg)
-        deadline = time.monotonic() + min(wait, self.max_wait)
+        return min(wait, self.max_wait)
+
+    def claim_now(self, queue: str, agent: str, limit: int) -> list[Any]:
+        """Tasks of `queue` now held by `agent`, without waiting (maybe none)."""
+        return [
+            assignment_json(found) for found in self.store.claim_agent_tasks(queue, agent, limit)
+        ]
+
+    def on_tasks(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` whenever tasks are sent to a queue; returns the undo."""
+        return self._signals.subscribe(callback)
+
+    def claim(self, queue: str, agent: str, limit: int = 1, wait: float = MAX_WAIT) -> list[Any]:
+        """Tasks of `queue` now held by `agent`; waits up to `wait` s while there are none
+        (in the calling thread: the REST API waits without one, see `dalsegno.api.agents`)."""
+        deadline = time.monotonic() + self.check_claim(queue, agent, limit, wait)
         if wait > 0:
             self.store.wait_for_notification([TASKS_CHANNEL], 0)  # subscribe before looking
         while True:
-            found = self.store.claim_agent_tasks(queue, agent, limit)
+            found = self.claim_now(queue, agent, limit)
             left = deadline - time.monotonic()
             if found or left <= 0:
-                return [assignment_json(assignment) for assignment in found]
+                return found
             self.store.wait_for_notification([TASKS_CHANNEL], min(RECHECK, left))
 
     def queue_of(self, attempt_id: str) -> str:

@@ -97,6 +97,7 @@ def retrying(
     deadline: float,
     what: str,
     recover: Callable[[], T] | None = None,
+    closed: Callable[[], bool] = lambda: False,
 ) -> T:
     """`call()`, tried again with backoff while the database is unreachable, up to `deadline`.
 
@@ -127,7 +128,7 @@ def retrying(
                 if done is None:
                     msg = f"{what}: the database did not answer whether the write committed"
                     raise StoreUnavailableError(msg) from error
-            if time.time() + delay > deadline:
+            if time.time() + delay > deadline or closed():
                 msg = f"{what}: the database is unreachable ({_first_line(error)})"
                 raise StoreUnavailableError(msg) from error
             if tries == 1:

@@ -145,6 +145,7 @@ class PostgresStore(SQLStore):
         self._listener = Listener(self._listen_connection)
         self._outcome = Outcome()
         self._pipelined = threading.local()  # a batch is being written in pipeline mode
+        self._closed = threading.Event()
         # A batch's rows of one kind in one statement each (`dalsegno.store.pgbulk`).
         dialect, bulk = write_engine.dialect, typing.cast(Any, Bulk)  # Bulk stands in for _Compiled
         self._task_update = bulk(_TASK_UPDATE, dialect, self._task_update, ["b_id"], True)
@@ -160,6 +161,7 @@ class PostgresStore(SQLStore):
         self._fence_read = fenced(_FENCE_READ.add_columns(xid), dialect, self._outcome)
 
     def close(self) -> None:
+        self._closed.set()  # a thread still retrying gives up: no connection outlives this
         self._listener.close()
         super().close()
 
@@ -224,7 +226,9 @@ class PostgresStore(SQLStore):
         deadline: float | None = None,
     ) -> T:
         deadline = time.time() + WINDOW if deadline is None else deadline
-        return retrying(self._write_engine, self._outcome, call, deadline, what, recover)
+        return retrying(
+            self._write_engine, self._outcome, call, deadline, what, recover, self._closed.is_set
+        )
 
     def apply(self, batch: Batch) -> ExecutionState:
         """`SQLStore.apply`, retried through an outage until the batch's lease would end."""
@@ -318,6 +322,10 @@ class PostgresStore(SQLStore):
 
         call = partial(super().claim_pending, owner, lease_expires_at, limit)
         return self._retry(call, "claiming pending executions", recover)
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        call = partial(super().get_execution, execution_id)
+        return self._retry(call, f"execution {execution_id}: reading it")
 
     def read_status(self, execution_id: str) -> tuple[ExecutionState, int] | None:
         call = partial(super().read_status, execution_id)

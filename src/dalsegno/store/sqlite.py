@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from dalsegno.store.sql import SQLStore
 
 BUSY_TIMEOUT_MS = 30_000
+
+# SQLite has one writer per file. Threads of one process that find its lock taken would wait
+# in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries; queueing them on a
+# lock of the process instead hands the file over the moment a commit ends. Other processes
+# still meet in the busy handler.
+_writers_lock = threading.Lock()
+_writers: dict[str, threading.RLock] = {}
+
+
+def _writer_of(database: str) -> threading.RLock:
+    with _writers_lock:
+        return _writers.setdefault(database, threading.RLock())
 
 
 def _configure(engine: Engine, begin: str) -> None:
@@ -46,4 +61,13 @@ class SQLiteStore(SQLStore):
         read_engine = create_engine(url, connect_args=connect_args, pool_size=8)
         _configure(write_engine, "BEGIN IMMEDIATE")
         _configure(read_engine, "BEGIN")
-        return cls(url, write_engine, read_engine)
+        store = cls(url, write_engine, read_engine)
+        store._writer = _writer_of(str(Path(database or ":memory:").expanduser().resolve()))
+        return store
+
+    _writer: threading.RLock
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer, super()._write() as conn:
+            yield conn

@@ -26,6 +26,7 @@ from dalsegno.model.errors import (
     NotFoundError,
     RefusedError,
     RefusedTransitionError,
+    StoreUnavailableError,
 )
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -104,12 +105,17 @@ def install_error_handlers(app: FastAPI) -> None:
             reason = f"{request.method} is not allowed here: use {' or '.join(allowed)}"
         return error_response(exc.status_code, reason, headers)
 
+    async def unavailable(_: Request, exc: Exception) -> Response:
+        # The database is out (a restart, a failover): the request may be tried again.
+        return error_response(503, f"the store is unavailable: {exc}", {"Retry-After": "2"})
+
     async def internal(_: Request, exc: Exception) -> Response:
         return error_response(500, f"internal error ({type(exc).__name__}): see the manager's log")
 
     app.add_exception_handler(ApiError, refused)
     app.add_exception_handler(RefusedError, refused)
     app.add_exception_handler(RefusedTransitionError, refused)
+    app.add_exception_handler(StoreUnavailableError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal)

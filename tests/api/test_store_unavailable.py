@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from dalsegno.api.errors import install_error_handlers
 from dalsegno.model.errors import StoreUnavailableError
@@ -17,7 +19,12 @@ def test_an_unavailable_store_answers_503_with_retry_after() -> None:
     def probe() -> None:
         raise StoreUnavailableError("PostgreSQL unreachable for 3s: connection refused")
 
-    answer = TestClient(app).get("/probe")
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/probe")
+
+    answer = asyncio.run(ask())
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "2"
     assert answer.json() == {

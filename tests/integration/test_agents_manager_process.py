@@ -203,3 +203,25 @@ def test_a_result_delivered_after_the_manager_was_killed_completes_the_execution
         ("t", "succeeded"),
         ("after", "succeeded"),
     ]
+
+
+def test_sigterm_answers_waiting_claims_at_once_and_the_manager_exits(
+    home: Path, manager: Manager
+) -> None:
+    # Agents long-poll for up to 30 s; a manager told to stop must not wait for them
+    # before it hands its executions over.
+    from concurrent.futures import ThreadPoolExecutor
+
+    agent = TestAgent(manager.url, agent_token(home))
+    body = {"queue": "web", "agent": agent.name, "wait": 30}
+    with ThreadPoolExecutor(3) as pool:
+        claims = [pool.submit(agent.post, "/agents/claim", body) for _ in range(3)]
+        time.sleep(1.0)  # the claims are waiting now
+        assert not any(claim.done() for claim in claims)
+        assert manager.process is not None
+        began = time.monotonic()
+        manager.process.send_signal(signal.SIGTERM)
+        answers = [claim.result(timeout=10) for claim in claims]
+        assert [answer.json() for answer in answers] == [{"tasks": []}] * 3
+        assert manager.process.wait(10) == 0
+    assert time.monotonic() - began < 5.0

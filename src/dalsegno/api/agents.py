@@ -164,7 +164,7 @@ async def _long_poll(service: AgentService, body: ClaimRequest, wait: float) -> 
             woken.clear()  # before looking: a notification from here on wakes the wait
             found = await run_in_threadpool(service.claim_now, body.queue, body.agent, body.limit)
             left = deadline - loop.time()
-            if found or left <= 0:
+            if found or left <= 0 or service.closing:
                 return found
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), min(RECHECK, left))

@@ -51,6 +51,7 @@ def create_app(
     )
     install_error_handlers(app)
     agents = AgentService(service, claim_wait_limit)
+    app.state.agents = agents  # `dalsegno manager` ends waiting claims when it stops
     # agent tokens: those `dalsegno agents token QUEUE` stored (by hash), unless given
     tokens = TokenChecker(admin_token, scoped_tokens or agents.scopes_of)
     app.add_middleware(

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -85,7 +86,16 @@ def manager(
     token = ensure_admin_token(default_home())  # written before the manager listens
     workers = Manager(service, ManagerConfig(max_executions=max_executions, grace=grace))
     app = create_app(service, token, on_change=workers.wake)
-    server = uvicorn.Server(
+    agents = app.state.agents
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Agents' claims wait up to 30 s, and uvicorn waits for open requests before
+            # it returns: answer them now, so the hand-over below starts at once.
+            agents.stop_waiting()
+            super().handle_exit(sig, frame)
+
+    server = Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     )
     workers.start()

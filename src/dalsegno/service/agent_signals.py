@@ -49,6 +49,14 @@ class TaskSignals:
 
         return unsubscribe
 
+    def wake_all(self) -> None:
+        """Call every subscribed callback now (the manager is stopping)."""
+        with self._lock:
+            callbacks = list(self._callbacks.values())
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()
+
     def _pump(self) -> None:
         store = self._store_of()
         while True:

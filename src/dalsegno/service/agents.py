@@ -59,6 +59,13 @@ class AgentService:
         self.service = service
         self.max_wait = max_wait  # a claim never waits longer, whatever it asks
         self._signals = TaskSignals(lambda: self.service.store)
+        self.closing = False
+
+    def stop_waiting(self) -> None:
+        """The manager is stopping: every waiting claim answers now, and none waits again
+        (a stop must not wait up to 30 s for agents' long-polls before its hand-over)."""
+        self.closing = True
+        self._signals.wake_all()
 
     @property
     def store(self) -> Store:
@@ -90,7 +97,7 @@ class AgentService:
         if not 0 <= wait <= MAX_WAIT:
             msg = f"wait must be 0 to {MAX_WAIT:g} seconds, not {wait}"
             raise RefusedError(msg)
-        return min(wait, self.max_wait)
+        return 0.0 if self.closing else min(wait, self.max_wait)
 
     def claim_now(self, queue: str, agent: str, limit: int) -> list[Any]:
         """Tasks of `queue` now held by `agent`, without waiting (maybe none)."""
@@ -111,7 +118,7 @@ class AgentService:
         while True:
             found = self.claim_now(queue, agent, limit)
             left = deadline - time.monotonic()
-            if found or left <= 0:
+            if found or left <= 0 or self.closing:
                 return found
             self.store.wait_for_notification([TASKS_CHANNEL], min(RECHECK, left))
 
@@ -158,7 +165,9 @@ class AgentService:
         check_name("a queue name", beat.queue)
         check_name("an agent name", beat.agent)
         kill, unknown = self.store.agent_heartbeat(beat)
-        return {"kill": kill, "unknown": unknown, "interval": HEARTBEAT_INTERVAL}
+        # Three beats fit in the timeout, so one late beat never makes an agent look lost.
+        interval = min(HEARTBEAT_INTERVAL, agent_timeout_of(self.service) / 3)
+        return {"kill": kill, "unknown": unknown, "interval": interval}
 
     def list_agents(self) -> list[AgentRecord]:
         return self.store.list_agents()

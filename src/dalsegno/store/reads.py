@@ -10,13 +10,26 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Row, case, func, select
 
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.base import AttemptRecord, EventRecord, ExecutionRecord, TaskRecord
 
 DONE = TaskState.SUCCEEDED.value
+
+
+def attempt_of(row: Row[Any]) -> AttemptRecord:
+    """An attempt record from a row of `attempts`."""
+    return AttemptRecord(
+        task_id=row.task_id,
+        number=row.number,
+        outcome=row.outcome,
+        worker=row.worker,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        error=row.error,
+    )
 
 
 class StoreReads:
@@ -82,18 +95,7 @@ class StoreReads:
             select(t.attempts).where(t.attempts.c.task_id == task_id).order_by(t.attempts.c.number)
         )
         with self._read() as conn:
-            return [
-                AttemptRecord(
-                    task_id=row.task_id,
-                    number=row.number,
-                    outcome=row.outcome,
-                    worker=row.worker,
-                    started_at=row.started_at,
-                    ended_at=row.ended_at,
-                    error=row.error,
-                )
-                for row in conn.execute(query)
-            ]
+            return [attempt_of(row) for row in conn.execute(query)]
 
     def list_task_events(
         self, execution_id: str, graph: str, task_key: str, limit: int = 500

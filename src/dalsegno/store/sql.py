@@ -45,7 +45,7 @@ from dalsegno.store.base import (
     TaskRecord,
 )
 from dalsegno.store.notify import check_channel, local_channels
-from dalsegno.store.reads import StoreReads
+from dalsegno.store.reads import StoreReads, attempt_of
 
 _TASK_UPDATE = (
     update(t.tasks)
@@ -847,18 +847,7 @@ class SQLStore(StoreReads, AgentQueue):
             .order_by(t.attempts.c.task_id, t.attempts.c.number)
         )
         with self._read() as conn:
-            return [
-                AttemptRecord(
-                    task_id=row.task_id,
-                    number=row.number,
-                    outcome=row.outcome,
-                    worker=row.worker,
-                    started_at=row.started_at,
-                    ended_at=row.ended_at,
-                    error=row.error,
-                )
-                for row in conn.execute(query)
-            ]
+            return [attempt_of(row) for row in conn.execute(query)]
 
     # writes of a running execution ---------------------------------------------
 

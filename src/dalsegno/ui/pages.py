@@ -86,6 +86,15 @@ def pages_router(ui: Ui) -> APIRouter:
             "live": execution.status not in EXECUTION_END_STATES,
         }
 
+    def render_execution(
+        template: str, request: Request, session: Session, execution_id: str, *view: str
+    ) -> Response:
+        try:
+            context = execution_context(execution_id, *view)
+        except DalsegnoError as exc:
+            return ui.refusal(request, session, exc)
+        return ui.pages.render(template, session=session, request=request, **context)
+
     @router.get("/executions/{execution_id}")
     def execution(
         request: Request,
@@ -95,11 +104,9 @@ def pages_router(ui: Ui) -> APIRouter:
         state: str = "",
         page: str = "1",
     ) -> Response:
-        try:
-            context = execution_context(execution_id, graph, state, page)
-        except DalsegnoError as exc:
-            return ui.refusal(request, session, exc)
-        return ui.pages.render("execution.html", session=session, request=request, **context)
+        return render_execution(
+            "execution.html", request, session, execution_id, graph, state, page
+        )
 
     @router.get("/fragments/executions/{execution_id}")
     def execution_body(
@@ -110,11 +117,10 @@ def pages_router(ui: Ui) -> APIRouter:
         state: str = "",
         page: str = "1",
     ) -> Response:
-        try:
-            context = execution_context(execution_id, graph, state, page)
-        except DalsegnoError as exc:
-            return ui.refusal(request, session, exc)
-        return ui.pages.render("_execution_body.html", session=session, request=request, **context)
+        """The live part of the execution page, for htmx to swap in."""
+        return render_execution(
+            "_execution_body.html", request, session, execution_id, graph, state, page
+        )
 
     @router.get("/executions/{execution_id}/tasks/{task_id}")
     def task(request: Request, session: SignedIn, execution_id: str, task_id: str) -> Response:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dalsegno.model.errors import ConflictError
+from dalsegno.model.records import TaskRecord
 from dalsegno.service.executions import ExecutionService, RunResult
-from dalsegno.store.base import TaskRecord
 
 BEHAVIOUR = Path(__file__).resolve().parents[1] / "workflows" / "behaviour.py"
 

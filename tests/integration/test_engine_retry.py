@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from dalsegno.model.records import AttemptRecord, TaskRecord
 from dalsegno.service.executions import ExecutionService
-from dalsegno.store.base import AttemptRecord, TaskRecord
 
 BEHAVIOUR = Path(__file__).resolve().parents[1] / "workflows" / "behaviour.py"
 

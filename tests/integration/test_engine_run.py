@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dalsegno.model.records import EventRecord, TaskRecord
 from dalsegno.service.executions import ExecutionService
-from dalsegno.store.base import EventRecord, TaskRecord
 
 BEHAVIOUR = Path(__file__).resolve().parents[1] / "workflows" / "behaviour.py"
 

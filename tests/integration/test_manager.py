@@ -143,7 +143,7 @@ def test_a_cancelling_execution_whose_owner_died_ends_cancelled(
 def test_an_expired_lease_of_another_host_is_taken_over(
     service: ExecutionService, store: Store, managers: Callable[..., Manager], tmp_path: Path
 ) -> None:
-    from dalsegno.store.base import Claim, LeaseOwner
+    from dalsegno.model.records import Claim, LeaseOwner
 
     log = tmp_path / "runs.log"
     execution = service.create("crashy:chain", {"log": str(log)})
@@ -202,7 +202,7 @@ def test_a_graceful_stop_hands_over_without_waiting_for_the_lease(
 def test_a_manager_that_lost_its_lease_writes_nothing(
     service: ExecutionService, store: Store, managers: Callable[..., Manager], tmp_path: Path
 ) -> None:
-    from dalsegno.store.base import Claim, LeaseOwner
+    from dalsegno.model.records import Claim, LeaseOwner
 
     log, marker, hold = tmp_path / "runs.log", tmp_path / "began", tmp_path / "hold"
     hold.touch()

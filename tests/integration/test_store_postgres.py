@@ -23,9 +23,9 @@ from test_migrations import CHILD, schema_diff, versions
 
 from conftest import PostgresServer
 from dalsegno.model.errors import RefusedError
+from dalsegno.model.records import LeaseOwner
 from dalsegno.model.states import ExecutionState
 from dalsegno.store import Store, open_store
-from dalsegno.store.base import LeaseOwner
 from dalsegno.store.migrate import HEAD, MIGRATION_LOCK
 from dalsegno.store.postgres import PostgresStore, _pre_ping
 

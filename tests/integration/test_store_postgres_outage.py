@@ -22,10 +22,10 @@ from sqlalchemy import Connection
 from conftest import WORKFLOWS, PostgresServer
 from dalsegno.engine.runner import EngineConfig
 from dalsegno.model.errors import StoreUnavailableError
+from dalsegno.model.records import Batch, LeaseOwner, NewEvent
 from dalsegno.model.states import ExecutionState
 from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store import open_store
-from dalsegno.store.base import Batch, LeaseOwner, NewEvent
 from dalsegno.store.postgres import PostgresStore
 
 sys.path.insert(0, str(WORKFLOWS))

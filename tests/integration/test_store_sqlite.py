@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 
 from dalsegno.model.errors import DalsegnoError, LeaseLostError, RefusedTransitionError
-from dalsegno.model.states import ExecutionState, TaskState
-from dalsegno.store import Store, open_store
-from dalsegno.store.base import (
+from dalsegno.model.records import (
     AttemptEnd,
     AttemptStart,
     Batch,
@@ -27,6 +25,8 @@ from dalsegno.store.base import (
     TaskChange,
     TaskRecord,
 )
+from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.store import Store, open_store
 
 E = ExecutionState
 T = TaskState

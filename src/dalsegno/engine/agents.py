@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from dalsegno.engine import events
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError
+from dalsegno.model.records import AttemptEnd, NewEvent
 from dalsegno.model.states import TaskState
 from dalsegno.store.agent_records import RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
-from dalsegno.store.base import AttemptEnd, NewEvent
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import EngineConfig

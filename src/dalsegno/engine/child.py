@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from dalsegno.engine.context import EventLogger, OperationContext
 from dalsegno.engine.references import resolve_operation
 from dalsegno.engine.scheduler import run_operation
-from dalsegno.store.base import NewEvent
+from dalsegno.model.records import NewEvent
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dalsegno.store.base import NewEvent
+from dalsegno.model.records import NewEvent
 
 if TYPE_CHECKING:
     from dalsegno.engine.graph import Graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from dalsegno.store.base import NewEvent
+from dalsegno.model.records import NewEvent
 
 
 def _now() -> float:

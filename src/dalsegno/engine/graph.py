@@ -22,7 +22,7 @@ from dalsegno.model.definitions import (
 )
 from dalsegno.model.errors import BadReferenceError, GraphError
 from dalsegno.model.graph import GraphSpec, TaskSpec
-from dalsegno.store.base import NewTask, StoredGraph
+from dalsegno.model.records import NewTask, StoredGraph
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import ExecutionRun

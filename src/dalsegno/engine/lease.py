@@ -7,7 +7,7 @@ import socket
 import time
 from functools import cache
 
-from dalsegno.store.base import LeaseOwner
+from dalsegno.model.records import LeaseOwner
 
 DEFAULT_LEASE_TIMEOUT = 15.0
 

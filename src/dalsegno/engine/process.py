@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dalsegno.engine.scheduler import Completion
-from dalsegno.store.base import NewEvent
+from dalsegno.model.records import NewEvent
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from dalsegno.engine.lease import lease_is_free
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, ConflictError
-from dalsegno.model.states import CANCELLING_STATES, ExecutionState, TaskState
-from dalsegno.store.base import ExecutionRecord, TaskChange, TaskRecord
+from dalsegno.model.records import ExecutionRecord, TaskChange, TaskRecord
+from dalsegno.model.states import ExecutionState, TaskState
 
 E = ExecutionState
 S = TaskState
@@ -152,8 +152,3 @@ def _action(task: TaskRecord, reset_operations: bool) -> tuple[str, str]:  # noq
     if definition.resumable:
         return "re-run", "started and interrupted; the operation is resumable: run again"
     return "fail", (f"Cannot resume - operation not resumable: {task.key} ({task.operation})")
-
-
-def finishing_cancel(execution: ExecutionRecord) -> bool:
-    """A `*cancelling` execution whose owner is gone: its cancel is finished first."""
-    return execution.status in CANCELLING_STATES

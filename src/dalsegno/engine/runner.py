@@ -34,29 +34,28 @@ from dalsegno.model.errors import (
     RefusedTransitionError,
     StoreUnavailableError,
 )
-from dalsegno.model.states import CANCELLING_STATES, ExecutionState
-from dalsegno.store.base import (
+from dalsegno.model.records import (
     AttemptEnd,
     Batch,
     ExecutionChange,
     ExecutionRecord,
     NewEvent,
     NewTask,
-    Store,
     StoredGraph,
     TaskRecord,
 )
+from dalsegno.model.states import (
+    CANCELLING_STATES,
+    CancelMode,
+    ExecutionState,
+    owner_end_sources,
+)
+from dalsegno.store.base import Store
 
 if TYPE_CHECKING:
     from dalsegno.engine.scheduler import GraphRun as _GraphRun
 
 E = ExecutionState
-CANCEL_MODES = {
-    E.CANCELLING: "cancel",
-    E.FORCE_CANCELLING: "force",
-    E.KILL_CANCELLING: "kill",
-}
-_MODE_RANK = {"cancel": 1, "force": 2, "kill": 3}
 
 CrashHook = Callable[[str, str, str], bool]
 EventListener = Callable[[Sequence[NewEvent]], None]
@@ -126,7 +125,7 @@ class ExecutionRun:
         self.poll_interval = config.poll_interval
         self.resume = resume
         self.status = execution.status
-        self.cancel_mode: str | None = CANCEL_MODES.get(execution.status)
+        self.cancel_mode: CancelMode | None = CancelMode.of(execution.status)
         owner = this_owner()
         self.worker_name = f"manager {owner.host}:{owner.pid}"
         self.batch = self._new_batch()
@@ -209,11 +208,7 @@ class ExecutionRun:
                 target = E.CANCELLED  # a cancel arrived as the last task ended
             if target is E.FAILED and self.status in (E.FORCE_CANCELLING, E.KILL_CANCELLING):
                 target = E.CANCELLED
-            expected = {
-                E.COMPLETED: frozenset({E.STARTED}),
-                E.FAILED: frozenset({E.STARTED, E.CANCELLING}),
-                E.CANCELLED: CANCELLING_STATES,
-            }[target]
+            expected = owner_end_sources(target)
             if target is E.CANCELLED and self.status not in CANCELLING_STATES:
                 return Outcome(self.status, error)  # cannot be: a cancel always comes first
             self.batch.execution = ExecutionChange(expected, target, error, release_lease=True)
@@ -305,10 +300,8 @@ class ExecutionRun:
 
     def _observe(self, status: ExecutionState) -> None:
         self.status = status
-        mode = CANCEL_MODES.get(status)
-        if mode is not None and (
-            self.cancel_mode is None or _MODE_RANK[mode] > _MODE_RANK[self.cancel_mode]
-        ):
+        mode = CancelMode.of(status)
+        if mode is not None and (self.cancel_mode is None or mode.rank > self.cancel_mode.rank):
             self.cancel_mode = mode
             self._completions.put(None)  # wake the scheduler
 

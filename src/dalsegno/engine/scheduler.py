@@ -22,8 +22,14 @@ from dalsegno.engine.context import OperationContext
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
-from dalsegno.model.states import ExecutionState, TaskState
-from dalsegno.store.base import AttemptEnd, AttemptStart, StoredGraph, TaskChange, TaskRecord
+from dalsegno.model.records import (
+    AttemptEnd,
+    AttemptStart,
+    StoredGraph,
+    TaskChange,
+    TaskRecord,
+)
+from dalsegno.model.states import CancelMode, ExecutionState, TaskState
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import ExecutionRun
@@ -196,12 +202,12 @@ class GraphRun:
             self.run.flush()
             raise ExecutionAbandoned("handed over to another manager")
 
-    def _cancel(self, mode: str) -> None:
+    def _cancel(self, mode: CancelMode) -> None:
         run = self.run
-        if mode == "force":
+        if mode is CancelMode.FORCE:
             run.abandon_running(self, dict(self._running))
             raise ExecutionCancelled
-        if mode == "kill":
+        if mode is CancelMode.KILL:
             now = time.time()
             for task_id, attempt in self._running.items():
                 task = self.tasks[task_id]
@@ -307,9 +313,6 @@ class GraphRun:
                 )
 
     # outcomes ----------------------------------------------------------------------
-
-    def handles(self, task_id: int) -> bool:
-        return task_id in self.tasks
 
     def _complete(self, completion: Completion, outcome: str | None = None) -> None:
         task_id, attempt = completion.task_id, completion.attempt

@@ -19,9 +19,9 @@ from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.references import resolve_workflow
 from dalsegno.engine.runner import ExecutionRun, Outcome
 from dalsegno.model.errors import DalsegnoError
+from dalsegno.model.records import Claim, ExecutionRecord, StoredGraph
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.service.executions import ExecutionService
-from dalsegno.store.base import Claim, ExecutionRecord, StoredGraph
 from dalsegno.store.notify import PENDING
 
 log = logging.getLogger("dalsegno.manager")

@@ -68,6 +68,41 @@ RESUMABLE_END_STATES = frozenset({E.FAILED, E.CANCELLED})
 CANCELLING_STATES = frozenset({E.CANCELLING, E.FORCE_CANCELLING, E.KILL_CANCELLING})
 ACTIVE_STATES = frozenset({E.STARTED}) | CANCELLING_STATES
 TASK_IN_FLIGHT = frozenset({T.SENT, T.STARTED})
+# Executions that hold their lock key: from creation to their end, but for `queued`.
+LOCK_HOLDING_STATES = frozenset(ExecutionState) - EXECUTION_END_STATES - {E.QUEUED}
+# Executions nobody runs yet: a cancel ends them `cancelled` at once, with no owner.
+UNOWNED_CANCEL_SOURCES = frozenset({E.PENDING, E.QUEUED})
+
+
+class CancelMode(StrEnum):
+    """How a cancel stops an execution (DESIGN.md section 4), weakest first."""
+
+    CANCEL = "cancel"  # start nothing new, await the running tasks
+    FORCE = "force"  # stop now; running operations end alone, their results ignored
+    KILL = "kill"  # stop now and kill running operations
+
+    @property
+    def target(self) -> ExecutionState:
+        """The `*cancelling` state this mode asks for."""
+        return _CANCEL_TARGETS[self]
+
+    @property
+    def rank(self) -> int:
+        """Escalation order: a stronger mode may follow a weaker one, never the reverse."""
+        return list(CancelMode).index(self)
+
+    @classmethod
+    def of(cls, state: ExecutionState) -> CancelMode | None:
+        """The mode a `*cancelling` state carries out; None for any other state."""
+        return _CANCEL_MODES.get(state)
+
+
+_CANCEL_TARGETS = {
+    CancelMode.CANCEL: E.CANCELLING,
+    CancelMode.FORCE: E.FORCE_CANCELLING,
+    CancelMode.KILL: E.KILL_CANCELLING,
+}
+_CANCEL_MODES = {target: mode for mode, target in _CANCEL_TARGETS.items()}
 
 
 def execution_sources(target: ExecutionState) -> frozenset[ExecutionState]:
@@ -98,6 +133,12 @@ def task_path_sources(path: tuple[TaskState, ...]) -> frozenset[TaskState]:
     return frozenset(sources)
 
 
+def owner_end_sources(target: ExecutionState) -> frozenset[ExecutionState]:
+    """The states from which the execution's owner may end it in `target`: the listed
+    sources that a running owner can see (`started` or a `*cancelling` state)."""
+    return _EXECUTION_SOURCES[target] & ACTIVE_STATES
+
+
 def can_move_execution(source: ExecutionState, target: ExecutionState) -> bool:
     """Whether the table lists source -> target for an execution."""
     return target in EXECUTION_TRANSITIONS[source]
@@ -118,3 +159,5 @@ def _invert(table: dict[_S, frozenset[_S]]) -> dict[_S, frozenset[_S]]:
 
 _EXECUTION_SOURCES = _invert(EXECUTION_TRANSITIONS)
 _TASK_SOURCES = _invert(TASK_TRANSITIONS)
+# A manager-side task is handed to a free worker: its `sent` and `started` commit together.
+DISPATCH_SOURCES = task_path_sources((T.SENT, T.STARTED))

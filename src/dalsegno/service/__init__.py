@@ -8,9 +8,9 @@ from dalsegno.engine.lease import lease_timeout
 from dalsegno.engine.references import reference_of
 from dalsegno.engine.resume import PlannedTask, ResumePlan
 from dalsegno.engine.runner import EngineConfig, Outcome
+from dalsegno.model.records import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store import default_home
-from dalsegno.store.base import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 
 DEFAULT_CONCURRENCY = 32
 

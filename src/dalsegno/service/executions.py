@@ -20,27 +20,29 @@ from dalsegno.engine.resume import ResumePlan, check_resumable, plan_resume
 from dalsegno.engine.runner import EngineConfig, EventListener, ExecutionRun, Outcome
 from dalsegno.model.definitions import WorkflowDefinition
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
-from dalsegno.model.states import (
-    CANCELLING_STATES,
-    EXECUTION_END_STATES,
-    ExecutionState,
-    TaskState,
-    can_move_execution,
-)
-from dalsegno.service.reads import ExecutionReads
-from dalsegno.store.base import (
+from dalsegno.model.records import (
     AttemptEnd,
     Claim,
     EventRecord,
     ExecutionRecord,
     NewEvent,
-    Store,
     StoredGraph,
     TaskRecord,
 )
+from dalsegno.model.states import (
+    CANCELLING_STATES,
+    EXECUTION_END_STATES,
+    CancelMode,
+    ExecutionState,
+    TaskState,
+    can_move_execution,
+)
+from dalsegno.service.reads import ExecutionReads
+from dalsegno.store.base import Store
 
 E = ExecutionState
-CANCEL_TARGETS = {"cancel": E.CANCELLING, "force": E.FORCE_CANCELLING, "kill": E.KILL_CANCELLING}
+# The state each cancel mode asks for, by the mode's name (`dalsegno.model.states.CancelMode`).
+CANCEL_TARGETS = {mode.value: mode.target for mode in CancelMode}
 CrashHook = Callable[[str, str, str], bool]
 
 

@@ -11,24 +11,25 @@ from dataclasses import dataclass
 
 from dalsegno.engine.resume import check_resumable
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
-from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState, can_move_execution
-from dalsegno.store.base import (
+from dalsegno.model.records import (
     AttemptRecord,
     EventRecord,
     ExecutionRecord,
-    Store,
     StoredGraph,
     TaskRecord,
 )
+from dalsegno.model.states import (
+    EXECUTION_END_STATES,
+    CancelMode,
+    ExecutionState,
+    can_move_execution,
+)
+from dalsegno.store.base import Store
 
 E = ExecutionState
 MAX_PAGE = 1000
 # The cancel modes, in the order a person escalates them, and the state each one asks for.
-CANCEL_MODES = (
-    ("cancel", E.CANCELLING),
-    ("force", E.FORCE_CANCELLING),
-    ("kill", E.KILL_CANCELLING),
-)
+CANCEL_MODES = tuple((mode.value, mode.target) for mode in CancelMode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dalsegno.engine.resume import ResumePlan
-from dalsegno.store.base import EventRecord, ExecutionRecord, TaskRecord
+from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
 
 
 def iso(timestamp: float | None) -> str | None:

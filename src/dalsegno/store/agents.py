@@ -27,6 +27,7 @@ from dalsegno.store.agent_records import (
     AwaitedTask,
     HeldTask,
 )
+from dalsegno.store.retry import retried
 
 STARTED = "started"
 ACCEPTED, DUPLICATE, CONFLICT, UNKNOWN = "accepted", "duplicate", "conflict", "unknown"
@@ -482,6 +483,7 @@ class AgentQueue:
 
     # the owner's view ------------------------------------------------------------------
 
+    @retried("execution {execution_id}: reading its agents' tasks")
     def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
         """The claimed ones of the agent tasks an owner awaits: when their holder last
         showed it holds them, and any result recorded for the attempt it holds."""

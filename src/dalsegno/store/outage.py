@@ -95,7 +95,7 @@ def retrying(
     outcome: Outcome,
     call: Callable[[], T],
     deadline: float,
-    what: str,
+    what: str | Callable[[], str],
     recover: Callable[[], T] | None = None,
     closed: Callable[[], bool] = lambda: False,
 ) -> T:
@@ -105,11 +105,13 @@ def retrying(
     when the connection was cut after that, `recover()` reads back what the write did if
     it committed, and the write is sent again only if it did not. Without `recover`, `call`
     must be safe to repeat (a read, or a write its guards make idempotent).
+    `what` names the call in a log line or an error (a callable is asked only then).
     Raises `StoreUnavailableError` when the deadline passes: the write was not applied, or
     (the server silent about its COMMIT) may have been; either way a lease fences it.
     """
     delay = BACKOFF[0]
     tries = 0
+    name = what if callable(what) else lambda: what
     while True:
         tries += 1
         if recover is not None:
@@ -123,16 +125,16 @@ def retrying(
             if xid is not None and recover is not None:
                 done = committed(engine, xid, deadline)
                 if done:
-                    log.warning("%s: the connection was lost at commit, which went through", what)
+                    log.warning("%s: the connection was lost at commit, which went through", name())
                     return recover()
                 if done is None:
-                    msg = f"{what}: the database did not answer whether the write committed"
+                    msg = f"{name()}: the database did not answer whether the write committed"
                     raise StoreUnavailableError(msg) from error
             if time.time() + delay > deadline or closed():
-                msg = f"{what}: the database is unreachable ({_first_line(error)})"
+                msg = f"{name()}: the database is unreachable ({_first_line(error)})"
                 raise StoreUnavailableError(msg) from error
             if tries == 1:
-                log.warning("%s: %s; retrying", what, _first_line(error))
+                log.warning("%s: %s; retrying", name(), _first_line(error))
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF[1])
         finally:

@@ -1,10 +1,11 @@
 """The scale-out backend: PostgreSQL through psycopg 3, shared by any number of managers.
 
-Every query is in `dalsegno.store.sql`. Claims there select their rows `FOR UPDATE SKIP
-LOCKED`, and work on one lock key is serialised with a transaction-scoped advisory lock
-(both render nothing on SQLite, where a writer holds the whole file). What differs here:
-the engines, wake-ups over LISTEN/NOTIFY (`dalsegno.store.listener`), and writes that ride
-out a server restart (`dalsegno.store.outage`).
+Every query is in `dalsegno.store.sql` and its subject modules. Claims there select their
+rows `FOR UPDATE SKIP LOCKED`, and work on one lock key is serialised with a
+transaction-scoped advisory lock (both render nothing on SQLite, where a writer holds the
+whole file). What differs here: the engines, wake-ups over LISTEN/NOTIFY
+(`dalsegno.store.listener`), and the store methods marked `@retried` ride out a server
+restart (`dalsegno.store.outage`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine, Text, cast, create_engine, event, exc, func, select
 from sqlalchemy.engine import URL, make_url
 
-from dalsegno.model.errors import LeaseLostError, RefusedError
+from dalsegno.model.errors import RefusedError
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.store import POSTGRES_SCHEMES
-from dalsegno.store import tables as t
-from dalsegno.store.agent_records import AwaitedTask
 from dalsegno.store.base import (
     AttemptEnd,
     Batch,
@@ -34,23 +32,22 @@ from dalsegno.store.base import (
     ExecutionRecord,
     LeaseOwner,
     NewEvent,
-    NewTask,
-    StoredGraph,
     TaskChange,
 )
 from dalsegno.store.listener import Listener
 from dalsegno.store.notify import PENDING, check_channel
 from dalsegno.store.outage import WINDOW, Outcome, retrying
 from dalsegno.store.pgbulk import Bulk
-from dalsegno.store.sql import (
-    _ATTEMPT_END,
-    _ATTEMPT_START,
-    _EVENT_INSERT,
-    _FENCE_READ,
-    _FENCE_RENEW,
-    _TASK_UPDATE,
-    SQLStore,
-    _Compiled,
+from dalsegno.store.retry import retried
+from dalsegno.store.sql import SQLStore
+from dalsegno.store.statements import (
+    ATTEMPT_END,
+    ATTEMPT_START,
+    EVENT_INSERT,
+    FENCE_READ,
+    FENCE_RENEW,
+    TASK_UPDATE,
+    Compiled,
 )
 
 T = TypeVar("T")
@@ -106,11 +103,11 @@ def _pre_ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 
 class _Fenced:
-    """A lease check of `dalsegno.store.sql` whose row also holds the transaction's id,
+    """A lease check of `dalsegno.store.statements` whose row also holds the transaction's id,
     kept for `_write` while a write is tracked (the row it returns is the one read)."""
 
     def __init__(self, statement: Any, dialect: Any, outcome: Outcome) -> None:
-        self._compiled = _Compiled(statement, dialect)
+        self._compiled = Compiled(statement, dialect)
         self._outcome = outcome
 
     def run(self, cursor: Any, values: dict[str, Any]) -> _Fenced:
@@ -140,6 +137,8 @@ class PostgresStore(SQLStore):
         # What the store shows (the manager prints it) never holds the password.
         return cls(target.render_as_string(hide_password=True), write_engine, read_engine)
 
+    retries_outages = True  # `@retried` methods ride out a server restart
+
     def __init__(self, url: str, write_engine: Engine, read_engine: Engine) -> None:
         super().__init__(url, write_engine, read_engine)
         self._listener = Listener(self._listen_connection)
@@ -147,18 +146,16 @@ class PostgresStore(SQLStore):
         self._pipelined = threading.local()  # a batch is being written in pipeline mode
         self._closed = threading.Event()
         # A batch's rows of one kind in one statement each (`dalsegno.store.pgbulk`).
-        dialect, bulk = write_engine.dialect, typing.cast(Any, Bulk)  # Bulk stands in for _Compiled
-        self._task_update = bulk(_TASK_UPDATE, dialect, self._task_update, ["b_id"], True)
-        self._attempt_end = bulk(
-            _ATTEMPT_END, dialect, self._attempt_end, ["b_task_id", "b_number"]
-        )
-        self._attempt_start = bulk(_ATTEMPT_START, dialect, self._attempt_start)
-        self._event_insert = bulk(_EVENT_INSERT, dialect, self._event_insert)
+        dialect, bulk = write_engine.dialect, typing.cast(Any, Bulk)  # Bulk stands in for Compiled
+        self._task_update = bulk(TASK_UPDATE, dialect, self._task_update, ["b_id"], True)
+        self._attempt_end = bulk(ATTEMPT_END, dialect, self._attempt_end, ["b_task_id", "b_number"])
+        self._attempt_start = bulk(ATTEMPT_START, dialect, self._attempt_start)
+        self._event_insert = bulk(EVENT_INSERT, dialect, self._event_insert)
         # The lease check of a batch also reads the transaction's id (no extra round trip).
         xid = cast(func.pg_current_xact_id(), Text)
         fenced = typing.cast(Any, _Fenced)
-        self._fence_renew = fenced(_FENCE_RENEW.returning(xid), dialect, self._outcome)
-        self._fence_read = fenced(_FENCE_READ.add_columns(xid), dialect, self._outcome)
+        self._fence_renew = fenced(FENCE_RENEW.returning(xid), dialect, self._outcome)
+        self._fence_read = fenced(FENCE_READ.add_columns(xid), dialect, self._outcome)
 
     def close(self) -> None:
         self._closed.set()  # a thread still retrying gives up: no connection outlives this
@@ -167,12 +164,10 @@ class PostgresStore(SQLStore):
 
     # wake-ups: LISTEN/NOTIFY ------------------------------------------------------
 
+    @retried("notifying {channel}")
     def notify(self, channel: str) -> None:
         """Wake the waiters on `channel` in every process (NOTIFY, sent at commit)."""
         check_channel(channel)
-        self._retry(partial(self._notify, channel), f"notifying {channel}")
-
-    def _notify(self, channel: str) -> None:
         with self._write() as conn:
             conn.execute(select(func.pg_notify(channel, "")))
 
@@ -221,25 +216,18 @@ class PostgresStore(SQLStore):
     def _retry(
         self,
         call: Callable[[], T],
-        what: str,
+        what: Callable[[], str],
         recover: Callable[[], T] | None = None,
         deadline: float | None = None,
     ) -> T:
+        """The policy of `@retried` store methods (`dalsegno.store.retry`): through an
+        outage, until `deadline` (default: the outage window)."""
         deadline = time.time() + WINDOW if deadline is None else deadline
         return retrying(
             self._write_engine, self._outcome, call, deadline, what, recover, self._closed.is_set
         )
 
     def apply(self, batch: Batch) -> ExecutionState:
-        """`SQLStore.apply`, retried through an outage until the batch's lease would end."""
-        return self._retry(
-            partial(self._apply, batch),
-            f"execution {batch.execution_id}: writing a batch",
-            partial(self._applied, batch),
-            max(batch.lease_expires_at, time.time() + 1.0),
-        )
-
-    def _apply(self, batch: Batch) -> ExecutionState:
         """`SQLStore.apply` in pipeline mode, but for a move of the execution (its end, a
         rare write that goes through SQLAlchemy, which reads counts as it goes)."""
         self._pipelined.on = batch.execution is None
@@ -248,46 +236,6 @@ class PostgresStore(SQLStore):
         finally:
             self._pipelined.on = False
 
-    def _applied(self, batch: Batch) -> ExecutionState:
-        """What `apply` returns for a batch that committed though its answer was lost."""
-        seen = self.read_status(batch.execution_id)
-        if seen is None or seen[1] != batch.lease_token:
-            msg = f"lease of execution {batch.execution_id} lost after the batch committed"
-            raise LeaseLostError(msg)
-        if batch.starts and seen[0] is not ExecutionState.STARTED:
-            first = batch.starts[0]  # the starts were written only if the state was `started`
-            with self._read() as conn:
-                now = conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == first.task_id))
-                if now.scalar() == first.status.value:
-                    return ExecutionState.STARTED
-        return seen[0]
-
-    def store_graph(
-        self,
-        execution_id: str,
-        lease_token: int,
-        name: str,
-        tasks: Sequence[NewTask],
-        edges: Sequence[tuple[str, str]],
-        events: Sequence[NewEvent],
-        before_commit: Callable[[], None] | None = None,
-    ) -> StoredGraph:
-        store = partial(
-            super().store_graph,
-            execution_id,
-            lease_token,
-            name,
-            tasks,
-            edges,
-            events,
-            before_commit,
-        )
-        return self._retry(
-            store,
-            f"execution {execution_id}: storing graph {name}",
-            lambda: self.load_graphs(execution_id)[name],
-        )
-
     def claim(
         self,
         claim: Claim,
@@ -295,69 +243,16 @@ class PostgresStore(SQLStore):
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
     ) -> ExecutionRecord | None:
-        def recover() -> ExecutionRecord | None:
-            record = self.get_execution(claim.execution_id)
-            if record is None or record.lease_token != claim.expected_token + 1:
-                return None
-            return record if record.lease_owner == claim.owner else None
-
-        claimed = self._retry(
-            partial(super().claim, claim, resets, events, attempt_ends),
-            f"execution {claim.execution_id}: claiming",
-            recover,
-        )
+        claimed = super().claim(claim, resets, events, attempt_ends)
         if claimed is not None and claim.owner is None:
             self._wake_managers()  # handed over (a resume): whichever manager is free
         return claimed
 
-    def claim_pending(
-        self, owner: LeaseOwner, lease_expires_at: float, limit: int
-    ) -> list[ExecutionRecord]:
-        def recover() -> list[ExecutionRecord]:
-            return [
-                record
-                for record in self.list_executions(ExecutionState.STARTED)
-                if record.lease_owner == owner and record.lease_expires_at == lease_expires_at
-            ]
-
-        call = partial(super().claim_pending, owner, lease_expires_at, limit)
-        return self._retry(call, "claiming pending executions", recover)
-
-    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
-        call = partial(super().get_execution, execution_id)
-        return self._retry(call, f"execution {execution_id}: reading it")
-
-    def read_status(self, execution_id: str) -> tuple[ExecutionState, int] | None:
-        call = partial(super().read_status, execution_id)
-        return self._retry(call, f"execution {execution_id}: reading its state")
-
-    def renew_lease(self, execution_id: str, lease_token: int, lease_expires_at: float) -> bool:
-        call = partial(super().renew_lease, execution_id, lease_token, lease_expires_at)
-        return self._retry(call, f"execution {execution_id}: renewing the lease")
-
-    def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]:
-        call = partial(super().load_graphs, execution_id)
-        return self._retry(call, f"execution {execution_id}: loading its graphs")
-
-    def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
-        call = partial(super().awaited_agent_tasks, execution_id, task_ids)
-        return self._retry(call, f"execution {execution_id}: reading its agents' tasks")
-
     def release(self, execution_id: str, lease_token: int) -> bool:
-        released = self._retry(
-            partial(super().release, execution_id, lease_token),
-            f"execution {execution_id}: releasing the lease",
-        )
+        released = super().release(execution_id, lease_token)
         if released:
             self._wake_managers()  # a manager takes it over at once
         return released
-
-    def record_late_result(self, end: AttemptEnd, events: Sequence[NewEvent]) -> None:
-        self._retry(
-            partial(super().record_late_result, end, events),
-            "recording a late result",
-            lambda: None,
-        )
 
     # wake-ups of the managers on the writes that make work claimable ---------------
 

@@ -45,7 +45,7 @@ class StoreReads:
         limit: int = 100,
     ) -> list[ExecutionRecord]:
         """Executions newest first, at most `limit`, of one state and workflow if given."""
-        from dalsegno.store.sql import _execution
+        from dalsegno.store.statements import execution_of
 
         query = select(t.executions).order_by(
             t.executions.c.created_at.desc(), t.executions.c.id.desc()
@@ -55,7 +55,7 @@ class StoreReads:
         if workflow is not None:
             query = query.where(t.executions.c.workflow == workflow)
         with self._read() as conn:
-            return [_execution(row) for row in conn.execute(query.limit(limit))]
+            return [execution_of(row) for row in conn.execute(query.limit(limit))]
 
     def task_progress(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(succeeded tasks, all tasks) of each execution; one without tasks is absent."""

@@ -1,0 +1,223 @@
+"""The records dalsegno reads and writes: executions, tasks, graphs, attempts, events, and
+the guarded changes an owner commits.
+
+Plain data, no I/O: the engine plans with these, and the store (`dalsegno.store`) turns
+them into rows. Times are UTC seconds since the epoch (floats).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dalsegno.model.states import ExecutionState, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOwner:
+    """Who holds a lease: a process on a host. `proc_start` tells a reused pid apart."""
+
+    host: str
+    pid: int
+    proc_start: str
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    id: str
+    workflow: str
+    status: ExecutionState
+    params: dict[str, Any]
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    lease_owner: LeaseOwner | None
+    lease_expires_at: float | None
+    lease_token: int
+    lock_key: str | None = None
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A stored task. Its arguments and result stay JSON text until someone reads them."""
+
+    id: int
+    execution_id: str
+    graph: str
+    key: str
+    operation: str
+    agent: str | None
+    kwargs_json: str
+    max_retries: int
+    retry_interval: float
+    timeout: float | None
+    status: TaskState
+    retries: int
+    error: str | None
+    result_json: str | None
+    attempts: int
+    next_run_at: float | None
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.kwargs_json)
+        return decoded
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else json.loads(self.result_json)
+
+
+@dataclass(slots=True)
+class StoredGraph:
+    id: int
+    name: str
+    tasks: list[TaskRecord]
+    edges: list[tuple[int, int]]  # (task id, id of the task it depends on)
+
+
+@dataclass(slots=True)
+class EventRecord:
+    id: str
+    execution_id: str
+    graph: str | None
+    task_key: str | None
+    type: str
+    level: str
+    message: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    task_id: int
+    number: int
+    outcome: str
+    worker: str
+    started_at: float
+    ended_at: float | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class NewTask:
+    """A task about to be stored with its graph."""
+
+    key: str
+    operation: str
+    agent: str | None
+    kwargs: dict[str, Any]
+    kwargs_json: str
+    max_retries: int
+    retry_interval: float
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    message: str
+    graph: str | None = None
+    task_key: str | None = None
+    level: str = "info"
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class TaskChange:
+    """One guarded task update: applied only while the task is still in `expected`.
+
+    Every column the engine owns is written from the engine's copy of the task, so one
+    statement shape serves the whole batch.
+    """
+
+    task_id: int
+    expected: TaskState
+    status: TaskState
+    retries: int
+    attempts: int
+    error: str | None
+    result_json: str | None
+    next_run_at: float | None
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class AttemptStart:
+    task_id: int
+    number: int
+    worker: str
+    started_at: float
+
+
+@dataclass(slots=True)
+class AttemptEnd:
+    task_id: int
+    number: int
+    outcome: str
+    ended_at: float
+    error: str | None
+
+
+@dataclass(slots=True)
+class ExecutionChange:
+    """A guarded move of the execution by its owner."""
+
+    expected: frozenset[ExecutionState]
+    status: ExecutionState
+    error: str | None = None
+    release_lease: bool = False
+
+
+@dataclass(slots=True)
+class Batch:
+    """State writes that happen together, committed in one transaction (group commit).
+
+    `starts` (tasks handed to an executor, with their attempts and events) are written only
+    while the execution is `started`: after a cancel committed by another process, no new
+    task starts. The state `apply` returns tells which: `started` means the starts were
+    written, anything else means they were not.
+    """
+
+    execution_id: str
+    lease_token: int
+    lease_expires_at: float
+    tasks: list[TaskChange] = field(default_factory=list)
+    attempt_ends: list[AttemptEnd] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    starts: list[TaskChange] = field(default_factory=list)
+    attempt_starts: list[AttemptStart] = field(default_factory=list)
+    start_events: list[NewEvent] = field(default_factory=list)
+    execution: ExecutionChange | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.tasks
+            or self.attempt_ends
+            or self.events
+            or self.starts
+            or self.attempt_starts
+            or self.start_events
+            or self.execution
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Taking an execution's lease: allowed only from the state (and token) last seen.
+
+    With no owner, the execution is handed to whichever manager claims it next (a resume
+    asked through the REST API moves it to `pending` this way).
+    """
+
+    execution_id: str
+    expected_status: ExecutionState
+    expected_token: int
+    owner: LeaseOwner | None
+    lease_expires_at: float | None
+    status: ExecutionState = ExecutionState.STARTED

@@ -230,7 +230,8 @@ def bad_result(ctx: Any) -> None:
 
 
 @workflow(resumable=True)
-def params(ctx: Any, name: str, count: int = 1, extra: Any = None) -> None:
+def params(ctx: Any, name: Any, count: Any = 1, extra: Any = None) -> None:
+    """Unannotated in effect (Any): the tests of how `-p` reads its values use it."""
     report(ctx, "params", ctx.params)
     report(ctx, "arguments", {"name": name, "count": count, "extra": extra})
     report(ctx, "resume", ctx.resume)

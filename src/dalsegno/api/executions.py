@@ -41,7 +41,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     )
     def start_execution(start: schemas.StartRequest) -> dict[str, Any]:
         """Create a `pending` execution of `workflow`; a manager runs it."""
-        execution = service.create(start.workflow, start.params, start.lock)
+        execution = service.create(start.workflow, start.params, start.lock, start.param_texts)
         on_change()
         return execution_json(execution)
 

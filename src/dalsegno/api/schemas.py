@@ -49,6 +49,12 @@ class StartRequest(Request):
         pattern=r"\S",
         description="a lock key: while another active execution holds it, this one waits queued",
     )
+    param_texts: dict[str, str] | None = Field(
+        default=None,
+        description="command-line texts of params (`-p KEY=VALUE`): where the JSON value in "
+        "`params` does not fit the parameter's annotation, its text is read by the "
+        "annotation instead",
+    )
 
 
 class ResumeRequest(Request):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from dalsegno.cli import output
-from dalsegno.cli.params import parse_params
+from dalsegno.cli.params import param_texts, parse_params
 from dalsegno.model.errors import DalsegnoError, RefusedError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.views import plan_json
@@ -213,9 +213,9 @@ def _run_here(
     if settings.remote:
         _run_remote(settings, ref, pairs, params_json, quiet, lock)
     with refusals():
-        params = parse_params(pairs, params_json)
+        params, texts = parse_params(pairs, params_json), param_texts(pairs)
         service = settings.service()
-        service.prepare(ref, params)  # refuse before anything is written
+        service.prepare(ref, params, texts)  # refuse before anything is written
     display = output.RunDisplay(service.task_counts, quiet=quiet)
     with CancelOnInterrupt(service) as interrupt:
 
@@ -226,7 +226,12 @@ def _run_here(
         try:
             with refusals():
                 result = service.start(
-                    ref, params, listener=display.events, on_created=created, lock=lock
+                    ref,
+                    params,
+                    listener=display.events,
+                    on_created=created,
+                    lock=lock,
+                    texts=texts,
                 )
         finally:
             display.close()
@@ -250,7 +255,7 @@ def _run_remote(
         client = settings.client()
     with client:
         with refusals():
-            execution = client.start(ref, params, lock)
+            execution = client.start(ref, params, lock, param_texts(pairs))
         _follow_remote_run(client, str(execution["id"]), quiet)
 
 
@@ -376,7 +381,7 @@ def executions_start(
         with refusals():
             params = parse_params(pairs, params_json)
             with settings.client() as client:
-                execution = client.start(ref, params, lock)
+                execution = client.start(ref, params, lock, param_texts(pairs))
         click.echo(execution["id"])
         return
     _run_here(settings, ref, pairs, params_json, quiet, lock)

@@ -37,3 +37,14 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
             value = raw
         params[key.strip()] = value
     return params
+
+
+def param_texts(pairs: tuple[str, ...]) -> dict[str, str]:
+    """The command-line text of each `-p KEY=VALUE`: when its JSON reading does not fit the
+    workflow parameter's annotation, the service reads the text by the annotation instead
+    (`-p version=1.10` for a `str` stays "1.10")."""
+    texts: dict[str, str] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        texts[key.strip()] = raw
+    return texts

@@ -114,12 +114,19 @@ class RemoteClient:
     # the API ---------------------------------------------------------------------
 
     def start(
-        self, workflow: str, params: dict[str, Any] | None = None, lock: str | None = None
+        self,
+        workflow: str,
+        params: dict[str, Any] | None = None,
+        lock: str | None = None,
+        texts: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A new `pending` (or `queued`, behind its lock) execution, which the manager runs."""
+        """A new `pending` (or `queued`, behind its lock) execution, which the manager runs;
+        `texts` are the command-line texts of `-p` values (`param_texts` in the body)."""
         body: dict[str, Any] = {"workflow": workflow, "params": params or {}}
         if lock is not None:
             body["lock"] = lock
+        if texts:
+            body["param_texts"] = texts
         return self._object(self._call("POST", "/executions", json=body))
 
     def list(self, status: str | None = None) -> builtins.list[dict[str, Any]]:

@@ -6,10 +6,8 @@ hands the running itself to the engine.
 
 from __future__ import annotations
 
-import inspect
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +35,7 @@ from dalsegno.model.states import (
     TaskState,
     can_move_execution,
 )
+from dalsegno.service.params import check_params as params_fitting
 from dalsegno.service.reads import ExecutionReads
 from dalsegno.store.base import Store
 
@@ -111,15 +110,16 @@ class ExecutionService(ExecutionReads):
     # starting ------------------------------------------------------------------
 
     def prepare(
-        self, workflow: str, params: Any
+        self, workflow: str, params: Any, texts: Mapping[str, str] | None = None
     ) -> tuple[str, Callable[..., Any], WorkflowDefinition, dict[str, Any]]:
-        """Check a start request: the reference imports and the params fit the workflow."""
+        """Check a start request: the reference imports and the params fit the workflow
+        (`texts`: the command-line texts of `-p` values, read by the annotations)."""
         if not isinstance(workflow, str) or not workflow.strip() or not _encodable(workflow):
             msg = "a workflow reference is required (module:function or path/file.py:function)"
             raise RefusedError(msg)
         reference = normalize(workflow.strip())
         func, definition = resolve_workflow(reference)
-        checked = check_params(func, params)
+        checked = check_params(func, params, texts)
         return reference, func, definition, checked
 
     def start(
@@ -131,12 +131,13 @@ class ExecutionService(ExecutionReads):
         crash_hook: CrashHook | None = None,
         on_created: Callable[[str], None] | None = None,
         lock: str | None = None,
+        texts: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Create an execution and run it here to its end, holding its lease.
 
         With a `lock` key another active execution holds, it waits in `queued` first.
         """
-        reference, func, definition, checked = self.prepare(workflow, params or {})
+        reference, func, definition, checked = self.prepare(workflow, params or {}, texts)
         started = events.workflow_started(definition.name)
         execution = self.store.create_execution(
             reference,
@@ -167,12 +168,18 @@ class ExecutionService(ExecutionReads):
         )
         return RunResult(execution.id, run.run(func, checked))
 
-    def create(self, workflow: str, params: Any = None, lock: str | None = None) -> ExecutionRecord:
+    def create(
+        self,
+        workflow: str,
+        params: Any = None,
+        lock: str | None = None,
+        texts: Mapping[str, str] | None = None,
+    ) -> ExecutionRecord:
         """Create a `pending` execution for a manager to run (the REST API's start).
 
         With a `lock` key another active execution holds, it waits in `queued`.
         """
-        reference, _, definition, checked = self.prepare(workflow, params or {})
+        reference, _, definition, checked = self.prepare(workflow, params or {}, texts)
         return self.store.create_execution(
             reference,
             checked,
@@ -419,19 +426,9 @@ def parse_status(status: str) -> ExecutionState:
         raise RefusedError(msg) from None
 
 
-def check_params(func: Callable[..., Any], params: Any) -> dict[str, Any]:
-    """Params are a JSON object whose keys the workflow function accepts."""
-    if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
-        msg = f"malformed params: expected a JSON object, got {type(params).__name__}"
-        raise RefusedError(msg)
-    try:
-        json.dumps(params, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        msg = f"malformed params: not JSON: {exc}"
-        raise RefusedError(msg) from None
-    try:
-        inspect.signature(func).bind(None, **params)
-    except TypeError as exc:
-        msg = f"malformed params for {func.__name__}: {exc}"
-        raise RefusedError(msg) from None
-    return dict(params)
+def check_params(
+    func: Callable[..., Any], params: Any, texts: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Params are a JSON object that fits the workflow function's signature and annotations
+    (`dalsegno.service.params`); `texts` are the command-line texts of `-p` values."""
+    return params_fitting(func, params, texts)

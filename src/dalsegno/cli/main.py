@@ -17,7 +17,7 @@ import click
 
 from dalsegno.cli import output
 from dalsegno.cli.params import param_texts, parse_params
-from dalsegno.model.errors import DalsegnoError, RefusedError
+from dalsegno.model.errors import DalsegnoError, RefusedError, StoreUnavailableError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.views import plan_json
 
@@ -88,7 +88,18 @@ def refusals() -> Iterator[None]:
 pass_settings = click.make_pass_decorator(Settings)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: a store that cannot be reached is one line and exit 2 in every
+    command, wherever the command first touches it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailableError as exc:
+            refuse(str(exc))
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", "store_url", envvar="DALSEGNO_STORE", help="Store URL (sqlite:///PATH).")
 @click.option(
     "--manager",

@@ -7,7 +7,6 @@ its docs page need no token: they describe the API and hold no data.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -16,8 +15,11 @@ from dalsegno.api.agents import agents_router
 from dalsegno.api.auth import ADMIN, BearerTokens, ScopeLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
-from dalsegno.service import ExecutionService
+from dalsegno.api.health import health_router
+from dalsegno.service import ExecutionService, version
 from dalsegno.service.agents import AgentService
+from dalsegno.service.health import ReadinessCheck
+from dalsegno.service.metrics import Metrics
 from dalsegno.ui import mount_ui
 
 PREFIX = "/api/v1"
@@ -32,6 +34,8 @@ def create_app(
     *,
     scoped_tokens: ScopeLookup | None = None,
     claim_wait_limit: float = 30.0,
+    metrics: Metrics | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> FastAPI:
     """The REST API over `service`.
 
@@ -39,10 +43,12 @@ def create_app(
     resume, a cancel) so a manager looks for work at once. `scoped_tokens` maps any other
     token to its scopes (`queue:NAME` for an agent), or None for an unknown token; by
     default, the agent tokens in the store. `claim_wait_limit` caps an agent's long-poll.
+    `metrics` are served at `/metrics` (`service.metrics.instrument` counts the store's
+    writes); `stopping()` makes `/readyz` answer 503 while the manager stops.
     """
     app = FastAPI(
         title="dalsegno",
-        version=_version(),
+        version=version(),
         summary="A workflow engine whose executions resume exactly where they stopped.",
         openapi_url=OPENAPI_PATH,
         docs_url=DOCS_PATH,
@@ -63,15 +69,11 @@ def create_app(
     api.include_router(executions_router(service, on_change))
     api.include_router(agents_router(agents))
     app.include_router(api)
+    app.include_router(
+        health_router(ReadinessCheck(service, stopping), metrics or Metrics(service))
+    )
     # The web UI at `/`: the admin token signs a person in; the same service answers.
     mount_ui(
         app, service, lambda token: ADMIN in (tokens.scopes_of(token) or ()), admin_token, on_change
     )
     return app
-
-
-def _version() -> str:
-    try:
-        return metadata.version("dalsegno")
-    except metadata.PackageNotFoundError:
-        return "0"

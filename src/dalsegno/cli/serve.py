@@ -1,18 +1,28 @@
-"""`dalsegno manager`: the management worker, its REST API (`/api/v1`) and its web UI (`/`)."""
+"""`dalsegno manager`: the management worker, its REST API (`/api/v1`) and its web UI (`/`).
+
+Start-up refuses what it can before anything runs: its options and settings, the store,
+then the port, which it binds before the worker starts, so a port in use is one line and
+exit 2 with no execution touched. Then it says where the UI and the sign-in token are.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import sys
 from types import FrameType
+from typing import NoReturn
 
 import click
 
+from dalsegno.cli.logs import FORMATS, configure
 from dalsegno.model.errors import DalsegnoError
 
 DEFAULT_BIND = "127.0.0.1:8347"
+BACKLOG = 2048
+log = logging.getLogger("dalsegno.manager")
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -21,6 +31,31 @@ def parse_bind(bind: str) -> tuple[str, int]:
         msg = f"--bind must be HOST:PORT, not {bind!r}"
         raise click.BadParameter(msg)
     return host.strip("[]"), int(port)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on HOST:PORT (its first address that binds); `OSError` if none."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.set_inheritable(True)
+        return sock
+    raise error or OSError(f"no address for {host}")
+
+
+def _refuse(message: str) -> NoReturn:
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(2)
 
 
 @click.command("manager")
@@ -50,6 +85,19 @@ def parse_bind(bind: str) -> tuple[str, int]:
     show_default=True,
     help="On SIGTERM/SIGINT: seconds running operations get to end before the hand-over.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or one JSON object a line for log shippers.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every HTTP request (method, path, status, duration, client).",
+)
 @click.pass_obj
 def manager(
     settings: object,
@@ -58,55 +106,86 @@ def manager(
     agent_timeout: float | None,
     max_executions: int,
     grace: float,
+    log_format: str,
+    access_log: bool,
 ) -> None:
     """Run executions from the store, serve the REST API, resume what an outage left."""
     import uvicorn
 
+    from dalsegno.api.access_log import AccessLog
     from dalsegno.api.app import create_app
     from dalsegno.manager.manager import Manager, ManagerConfig
-    from dalsegno.service import default_home, open_service
+    from dalsegno.service import default_home, open_service, redacted, version
     from dalsegno.service.agents import agent_timeout_of
-    from dalsegno.service.tokens import ensure_admin_token
+    from dalsegno.service.metrics import instrument
+    from dalsegno.service.tokens import ensure_admin_token, token_path
 
     host, port = parse_bind(bind)
     if lease_timeout is not None:
         os.environ["DALSEGNO_LEASE_TIMEOUT"] = str(lease_timeout)
     if agent_timeout is not None:
         os.environ["DALSEGNO_AGENT_TIMEOUT"] = str(agent_timeout)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure(log_format)
     try:
         service = open_service(
             getattr(settings, "store_url", None), getattr(settings, "concurrency", None)
         )
         agent_timeout_of(service)  # a malformed DALSEGNO_AGENT_TIMEOUT is refused here
     except (DalsegnoError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    token = ensure_admin_token(default_home())  # written before the manager listens
+        _refuse(str(exc))
+    home = default_home()
+    token = ensure_admin_token(home)  # written before the manager listens
+    try:
+        listening = listen(host, port)  # before the worker starts: a port in use changes nothing
+    except OSError as exc:
+        service.store.close()
+        _refuse(f"cannot listen on {bind}: {exc.strerror or exc}")
+    metrics = instrument(service)  # before the worker and the API take the store
     workers = Manager(service, ManagerConfig(max_executions=max_executions, grace=grace))
-    app = create_app(service, token, on_change=workers.wake)
+    stopping = [False]
+    app = create_app(
+        service, token, on_change=workers.wake, metrics=metrics, stopping=lambda: stopping[0]
+    )
+    if access_log:
+        app.add_middleware(AccessLog)
+    metrics.watch_running(lambda: len(workers.running))
     agents = app.state.agents
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Agents' claims wait up to 30 s, and uvicorn waits for open requests before
             # it returns: answer them now, so the hand-over below starts at once.
+            stopping[0] = True
             agents.stop_waiting()
             super().handle_exit(sig, frame)
 
-    server = Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    )
+    server = Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False))
     workers.start()
-    click.echo(f"dalsegno manager on http://{host}:{port} (store {service.store.url})", err=True)
+    site = _site(host, port)
+    log.info(
+        "dalsegno manager %s on %s: web UI %s/, REST API %s/api/v1 (store %s)",
+        version(),
+        site,
+        site,
+        site,
+        redacted(service.store.url),
+        extra={"pid": os.getpid(), "max_executions": max_executions},
+    )
+    log.info("sign in to the web UI with the admin token in %s", token_path(home))
     # uvicorn re-raises the signal that stopped it through the handler it found installed:
     # make that one harmless, so the graceful hand-over below runs.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     try:
-        server.run()  # returns on SIGTERM or SIGINT
+        server.run(sockets=[listening])  # returns on SIGTERM or SIGINT
     finally:
-        click.echo("stopping: handing executions over", err=True)
+        log.info("stopping: handing executions over", extra={"running": len(workers.running)})
         workers.stop(grace)
         service.store.close()
+        log.info("stopped")
+
+
+def _site(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a name, not a bind
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}"

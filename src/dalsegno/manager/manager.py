@@ -20,7 +20,7 @@ from dalsegno.engine.references import resolve_workflow
 from dalsegno.engine.runner import ExecutionRun, Outcome
 from dalsegno.model.errors import DalsegnoError
 from dalsegno.model.records import Claim, ExecutionRecord, StoredGraph
-from dalsegno.model.states import CANCELLING_STATES, ExecutionState
+from dalsegno.model.states import CANCELLING_STATES, EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store.notify import PENDING
 
@@ -127,6 +127,12 @@ class Manager:
             return
         expires = time.time() + self.engine.lease_timeout
         for record in self.store.claim_pending(self.owner, expires, free):
+            log.info(
+                "claimed execution %s (%s)",
+                record.id,
+                record.workflow,
+                extra={"execution_id": record.id, "workflow": record.workflow},
+            )
             self._spawn(record, takeover=False)
 
     def _take_over_stale(self) -> None:
@@ -158,7 +164,12 @@ class Manager:
                 [],
             )
             if claimed is not None:
-                log.info("took over execution %s (%s)", claimed.id, claimed.status)
+                log.info(
+                    "took over execution %s (%s)",
+                    claimed.id,
+                    claimed.status,
+                    extra={"execution_id": claimed.id, "workflow": claimed.workflow},
+                )
                 self._spawn(claimed, takeover=True)
                 free -= 1
 
@@ -178,8 +189,18 @@ class Manager:
     def _run(self, record: ExecutionRecord, takeover: bool) -> None:
         try:
             outcome = self._execute(record, takeover)
+            where = {"execution_id": record.id, "workflow": record.workflow}
             if outcome.abandoned:
-                log.info("execution %s left here: %s", record.id, outcome.error)
+                log.info("execution %s left here: %s", record.id, outcome.error, extra=where)
+            elif outcome.status in EXECUTION_END_STATES:
+                log.info(
+                    "execution %s ended %s",
+                    record.id,
+                    outcome.status,
+                    extra={**where, "status": outcome.status, "error": outcome.error},
+                )
+            else:
+                log.info("execution %s handed over (%s)", record.id, outcome.status, extra=where)
         except Exception:
             log.exception("execution %s stopped on an unexpected error", record.id)
         finally:

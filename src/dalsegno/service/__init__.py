@@ -10,7 +10,7 @@ from dalsegno.engine.resume import PlannedTask, ResumePlan
 from dalsegno.engine.runner import EngineConfig, Outcome
 from dalsegno.model.records import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 from dalsegno.service.executions import ExecutionService, RunResult
-from dalsegno.store import default_home
+from dalsegno.store import default_home, redacted
 
 DEFAULT_CONCURRENCY = 32
 
@@ -37,6 +37,16 @@ def open_service(store_url: str | None = None, concurrency: int | None = None) -
     return ExecutionService(open_store(store_url), config)
 
 
+def version() -> str:
+    """This installation's version of dalsegno."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dalsegno")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
 def open_service_with(store_url: str, config: EngineConfig) -> ExecutionService:
     """The service on the store at `store_url`, running executions with `config`."""
     from dalsegno.store import open_store
@@ -58,5 +68,7 @@ __all__ = [
     "default_home",
     "open_service",
     "open_service_with",
+    "redacted",
     "reference_of",
+    "version",
 ]

@@ -46,7 +46,7 @@ def open_store(url: str | None = None) -> Store:
     except (exc.SQLAlchemyError, OSError) as error:
         # Unreachable, refused, not a database, no permission: one line for the person who
         # typed the URL (without its password), never a traceback.
-        msg = f"cannot open the store {_shown(url)}: {_reason(error)}"
+        msg = f"cannot open the store {redacted(url)}: {_reason(error)}"
         raise StoreUnavailableError(msg) from None
 
 
@@ -70,7 +70,7 @@ def _open(url: str, scheme: str) -> Store:
     return store
 
 
-def _shown(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL with its password masked."""
     from sqlalchemy.engine import make_url
 
@@ -94,4 +94,4 @@ def _reason(error: BaseException) -> str:
     return first.removeprefix("connection failed: ")
 
 
-__all__ = ["Store", "default_home", "default_url", "open_store"]
+__all__ = ["Store", "default_home", "default_url", "open_store", "redacted"]

@@ -72,6 +72,21 @@ class StoreReads:
                 row.execution_id: (int(row.done), int(row.total)) for row in conn.execute(query)
             }
 
+    def count_executions_by_status(self) -> dict[str, int]:
+        """How many executions the store holds in each state (absent: none)."""
+        query = select(t.executions.c.status, func.count().label("n")).group_by(
+            t.executions.c.status
+        )
+        with self._read() as conn:
+            return {row.status: int(row.n) for row in conn.execute(query)}
+
+    def schema_revision(self) -> str | None:
+        """The migration the schema is at (None: no schema); one read."""
+        from dalsegno.store.migrate import current_revision
+
+        with self._read() as conn:
+            return current_revision(conn)
+
     def list_workflows(self) -> list[str]:
         """Every workflow reference some execution ran, sorted."""
         query = select(t.executions.c.workflow).distinct().order_by(t.executions.c.workflow)

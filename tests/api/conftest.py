@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ import uvicorn
 from conftest import WORKFLOWS
 from dalsegno.api.app import create_app
 from dalsegno.engine.runner import EngineConfig
+from dalsegno.model.access import Caller, Role
+from dalsegno.service.access import AccessService
 from dalsegno.service.executions import ExecutionService
 from dalsegno.service.tokens import same_token
 from dalsegno.service.views import event_json, execution_json
@@ -40,9 +42,17 @@ def ref(name: str) -> str:
     return f"{BEHAVIOUR}:{name}"
 
 
-def agent_scopes(token: str) -> Iterable[str] | None:
-    """An agent token scoped to one queue: it may not use the execution endpoints."""
-    return ["queue:builds"] if same_token(token, AGENT_TOKEN) else None
+def agent_callers(service: ExecutionService) -> Callable[[str], Caller | None]:
+    """An agent token scoped to one queue (it may not use the execution endpoints), and
+    the tokens of the test's store."""
+    stored = AccessService.on(service.store)
+
+    def caller_of(token: str) -> Caller | None:
+        if same_token(token, AGENT_TOKEN):
+            return Caller("agent-builds", Role.AGENT, "builds")
+        return stored.caller_of(token)
+
+    return caller_of
 
 
 @dataclass
@@ -119,7 +129,7 @@ def live(server: tuple[ServerThread, Mount], service: ExecutionService) -> Itera
         service,
         ADMIN_TOKEN,
         on_change=lambda: api.changes.append(time.monotonic()),
-        scoped_tokens=agent_scopes,
+        callers=agent_callers(service),
         claim_wait_limit=0.2,  # an agent's claim that finds nothing answers at once
     )
     try:

@@ -242,7 +242,7 @@ def test_only_a_hash_of_an_agent_token_is_stored(app_client: httpx.Client, store
     token = new_token(app_client, "web")
     path = store.url.removeprefix("sqlite:///")
     with closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT token_hash, queue FROM agent_tokens").fetchall()
+        rows = db.execute("SELECT token_hash, queue FROM tokens").fetchall()
     assert len(rows) == 1 and rows[0][1] == "web"
     assert token not in rows[0][0] and len(rows[0][0]) == 64
 

@@ -10,7 +10,8 @@ import pytest
 
 from api.conftest import ADMIN_TOKEN, AGENT_TOKEN, LiveApi, ref, snapshot
 from dalsegno.api import auth
-from dalsegno.api.auth import ADMIN, TokenChecker, queue_scope
+from dalsegno.api.auth import ADMIN, TokenChecker
+from dalsegno.model.access import Caller, Role
 
 ROUTES = [
     ("GET", "/executions", None),
@@ -133,14 +134,18 @@ def test_tokens_are_compared_in_constant_time(
 
 
 def test_token_checker_scopes() -> None:
-    agents = {"agent-a": [queue_scope("builds")], "agent-b": []}
-    checker = TokenChecker("admin", scoped=agents.get)
+    agents = {
+        "agent-a": Caller("agent-a", Role.AGENT, "builds"),
+        "viewer-b": Caller("viewer-b", Role.VIEWER),
+    }
+    checker = TokenChecker("admin", agents.get)
 
-    assert checker.scopes_of("admin") == {ADMIN}
+    assert checker.scopes_of("admin") == {ADMIN, "read", "operate", "manage"}
     assert checker.scopes_of("agent-a") == {"queue:builds"}
-    assert checker.scopes_of("agent-b") == frozenset()
+    assert checker.scopes_of("viewer-b") == {"read"}
     assert checker.scopes_of("nobody") is None
     assert TokenChecker("admin").scopes_of("agent-a") is None
+    assert checker.caller_of("admin") == Caller("admin", Role.ADMIN)
     with pytest.raises(ValueError, match="empty"):
         TokenChecker("")
 
@@ -176,6 +181,9 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("POST", "/api/v1/agents/heartbeat"),
         ("GET", "/api/v1/agents"),
         ("POST", "/api/v1/agents/tokens"),
+        ("POST", "/api/v1/tokens"),
+        ("GET", "/api/v1/tokens"),
+        ("DELETE", "/api/v1/tokens/{name}"),
     }
     error = {"$ref": "#/components/schemas/Error"}
     for key, operation in operations.items():

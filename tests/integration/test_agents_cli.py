@@ -19,7 +19,8 @@ def test_a_token_is_printed_once_and_only_its_hash_is_kept(home: Path, store: St
     assert (plain.returncode, as_json.returncode) == (0, 0), plain.stderr + as_json.stderr
     token = plain.stdout.strip()
     document = json.loads(as_json.stdout)
-    assert set(document) == {"queue", "token"} and document["queue"] == "builds"
+    assert set(document) == {"queue", "token", "name"} and document["queue"] == "builds"
+    assert document["name"].startswith("agent-")
     assert token != document["token"]
     assert store.agent_token_queue(token_hash(token)) == "web"
     assert store.agent_token_queue(token_hash(document["token"])) == "builds"

@@ -16,12 +16,15 @@ from fastapi import APIRouter, Depends, Path, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 from starlette.concurrency import run_in_threadpool
 
-from dalsegno.api.auth import ADMIN, bearer, queue_scope, require
+from dalsegno.api.auth import MANAGE, READ, bearer, caller_of, queue_scope, require
 from dalsegno.api.errors import ApiError, JsonResponse, responses
+from dalsegno.model.access import TOKEN_NAME_PATTERN
+from dalsegno.model.names import NAME_LIMIT, NAME_PATTERN
 from dalsegno.service.agents import MAX_LIMIT, MAX_WAIT, RECHECK, AgentService, agent_json
 from dalsegno.store.agent_records import AgentBeat, AgentLog, AgentReport
 
-Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# the rule the service checks (dalsegno.model.names), so the schema admits what it takes
+Name = Annotated[str, Field(min_length=1, max_length=NAME_LIMIT, pattern=NAME_PATTERN)]
 AttemptId = Annotated[str, Path(max_length=64, description="an attempt id from a claim")]
 
 
@@ -123,11 +126,15 @@ class Agent(BaseModel):
 
 class TokenRequest(_Body):
     queue: Name
+    name: Annotated[str, Field(pattern=TOKEN_NAME_PATTERN)] | None = Field(
+        default=None, description="the token's name (default: `agent-` and 8 hex digits)"
+    )
 
 
 class AgentToken(BaseModel):
     queue: str
     token: str
+    name: str = Field(description="what `dalsegno tokens revoke NAME` takes")
 
 
 def _attempt_answers() -> dict[int | str, dict[str, Any]]:
@@ -138,8 +145,7 @@ def _attempt_answers() -> dict[int | str, dict[str, Any]]:
 
 
 def _check_queue(request: Request, queue: str) -> None:
-    granted = set(getattr(request.auth, "scopes", ()) or ())
-    if ADMIN not in granted and queue_scope(queue) not in granted:
+    if not caller_of(request).serves(queue):
         msg = f"this token may not serve queue {queue!r}: it needs the {queue_scope(queue)} scope"
         raise ApiError(403, msg)
 
@@ -179,7 +185,7 @@ def agents_router(service: AgentService) -> APIRouter:
         dependencies=[Depends(_token)],
         responses=responses(400, 401, 403, 422),
     )
-    admin = [Depends(require(ADMIN))]
+    admin, reads = [Depends(require(MANAGE))], [Depends(require(READ))]
 
     @router.post(
         "/claim", response_model=Claimed, response_class=JsonResponse, summary="Claim tasks"
@@ -243,7 +249,7 @@ def agents_router(service: AgentService) -> APIRouter:
         "",
         response_model=list[Agent],
         response_class=JsonResponse,
-        dependencies=admin,
+        dependencies=reads,
         summary="List agents",
     )
     def list_agents() -> list[dict[str, Any]]:
@@ -256,11 +262,14 @@ def agents_router(service: AgentService) -> APIRouter:
         response_model=AgentToken,
         response_class=JsonResponse,
         dependencies=admin,
+        responses={409: {**responses(409)[409], "description": "A token has this name."}},
         summary="Create an agent token",
     )
-    def create_token(body: TokenRequest) -> dict[str, Any]:
-        """A new token scoped to one queue; the manager keeps only its hash."""
-        return {"queue": body.queue, "token": service.create_token(body.queue)}
+    def create_token(request: Request, body: TokenRequest) -> dict[str, Any]:
+        """A new token scoped to one queue; the manager keeps only its hash. It is listed
+        and revoked with the other tokens (`/tokens`)."""
+        issued = service.create_token(body.queue, caller_of(request).name, body.name)
+        return {"queue": body.queue, "token": issued.secret, "name": issued.record.name}
 
     return router
 

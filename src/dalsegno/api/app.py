@@ -12,11 +12,13 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 from dalsegno.api.agents import agents_router
-from dalsegno.api.auth import ADMIN, BearerTokens, ScopeLookup, TokenChecker
+from dalsegno.api.auth import ADMIN, BearerTokens, CallerLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.api.health import health_router
+from dalsegno.api.tokens import tokens_router
 from dalsegno.service import ExecutionService, version
+from dalsegno.service.access import AccessService
 from dalsegno.service.agents import AgentService
 from dalsegno.service.health import ReadinessCheck
 from dalsegno.service.metrics import Metrics
@@ -32,7 +34,7 @@ def create_app(
     admin_token: str,
     on_change: Callable[[], None] = lambda: None,
     *,
-    scoped_tokens: ScopeLookup | None = None,
+    callers: CallerLookup | None = None,
     claim_wait_limit: float = 30.0,
     metrics: Metrics | None = None,
     stopping: Callable[[], bool] = lambda: False,
@@ -40,9 +42,9 @@ def create_app(
     """The REST API over `service`.
 
     `admin_token` may do everything. `on_change` is called after each write (a start, a
-    resume, a cancel) so a manager looks for work at once. `scoped_tokens` maps any other
-    token to its scopes (`queue:NAME` for an agent), or None for an unknown token; by
-    default, the agent tokens in the store. `claim_wait_limit` caps an agent's long-poll.
+    resume, a cancel) so a manager looks for work at once. `callers` maps any other token
+    to its caller (a person with a role, an agent with its queue), or None for an unknown
+    token; by default, the tokens in the store. `claim_wait_limit` caps an agent's long-poll.
     `metrics` are served at `/metrics` (`service.metrics.instrument` counts the store's
     writes); `stopping()` makes `/readyz` answer 503 while the manager stops.
     """
@@ -58,8 +60,10 @@ def create_app(
     install_error_handlers(app)
     agents = AgentService(service, claim_wait_limit)
     app.state.agents = agents  # `dalsegno manager` ends waiting claims when it stops
-    # agent tokens: those `dalsegno agents token QUEUE` stored (by hash), unless given
-    tokens = TokenChecker(admin_token, scoped_tokens or agents.scopes_of)
+    # people's and agents' tokens: those `dalsegno tokens create` and `dalsegno agents
+    # token` stored (by hash), unless given
+    access = AccessService(lambda: service.store)
+    tokens = TokenChecker(admin_token, callers or access.caller_of)
     app.add_middleware(
         AuthenticationMiddleware,
         backend=BearerTokens(tokens, PREFIX, public={OPENAPI_PATH, DOCS_PATH}),
@@ -68,6 +72,7 @@ def create_app(
     api = APIRouter(prefix=PREFIX)
     api.include_router(executions_router(service, on_change))
     api.include_router(agents_router(agents))
+    api.include_router(tokens_router(access))
     app.include_router(api)
     app.include_router(
         health_router(ReadinessCheck(service, stopping), metrics or Metrics(service))

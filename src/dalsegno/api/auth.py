@@ -1,11 +1,10 @@
-"""Bearer tokens: who is calling (authentication) and what it may do (scopes).
+"""Bearer tokens: who is calling (authentication) and what it may do (its role).
 
 Authentication runs as middleware, before FastAPI reads a body, so a caller without a
-valid token learns nothing else (401). Each route then asks for the scope it needs (403).
-
-Scopes are strings: `admin` may do everything; an agent's token will carry `queue:NAME`
-for each queue it serves. The admin token is the only one the manager knows today; the
-`scoped` lookup of `TokenChecker` is where agent tokens plug in.
+valid token learns nothing else (401). Each route then asks for the permission it needs
+(403): `read` (viewer, operator, admin), `operate` (operator, admin), `manage` (admin);
+the agent protocol's routes ask for the queue instead (an agent's token, or an admin).
+`dalsegno.model.access` says which role grants what; docs/security.md tells it whole.
 """
 
 from __future__ import annotations
@@ -24,52 +23,64 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from dalsegno.api.errors import ApiError
+from dalsegno.model.access import (
+    ADMIN_ACTOR,
+    ADMIN_CALLER,
+    LEAST_ROLE,
+    Caller,
+    Permission,
+    queue_scope,
+)
 from dalsegno.service.tokens import same_token
 
-ADMIN = "admin"
+ADMIN = ADMIN_ACTOR  # the scope only an admin holds (kept for the routes that name it)
+READ, OPERATE, MANAGE = Permission.READ, Permission.OPERATE, Permission.MANAGE
 
-ScopeLookup = Callable[[str], Iterable[str] | None]
+CallerLookup = Callable[[str], Caller | None]
 
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="bearerAuth",
-    description="The manager's admin token (in `$DALSEGNO_HOME/token`) or an agent's token.",
+    description=(
+        "A person's token (viewer, operator or admin: `dalsegno tokens create`), an agent's"
+        " token (`dalsegno agents token QUEUE`), or the manager's admin token"
+        " (`$DALSEGNO_HOME/token`)."
+    ),
 )
 
-
-def queue_scope(queue: str) -> str:
-    """The scope that lets a token serve the agent queue `queue`."""
-    return f"queue:{queue}"
+__all__ = ["ADMIN", "MANAGE", "OPERATE", "READ", "TokenChecker", "caller_of", "queue_scope"]
 
 
 class TokenChecker:
-    """The scopes of a bearer token: `{admin}` for the admin token, else `scoped(token)`."""
+    """Who presents a token: the admin for the admin token, else `lookup(token)`."""
 
-    def __init__(self, admin_token: str, scoped: ScopeLookup | None = None) -> None:
+    def __init__(self, admin_token: str, lookup: CallerLookup | None = None) -> None:
         if not admin_token:
             msg = "the admin token must not be empty"
             raise ValueError(msg)
         self.admin_token = admin_token
-        self._scoped = scoped
+        self._lookup = lookup
 
-    def scopes_of(self, token: str) -> frozenset[str] | None:
-        """The scopes `token` grants, or None for a token this manager does not know.
+    def caller_of(self, token: str) -> Caller | None:
+        """The caller `token` names, or None for a token this manager does not know.
 
-        The admin token is compared in constant time; a `scoped` lookup must do the same.
+        The admin token is compared in constant time; a lookup compares hashes in the store.
         """
         if same_token(token, self.admin_token):
-            return frozenset({ADMIN})
-        if self._scoped is None:
-            return None
-        found = self._scoped(token)
-        return None if found is None else frozenset(found)
+            return ADMIN_CALLER
+        return None if self._lookup is None else self._lookup(token)
+
+    def scopes_of(self, token: str) -> frozenset[str] | None:
+        """The scopes `token` grants, or None for an unknown token."""
+        found = self.caller_of(token)
+        return None if found is None else found.scopes
 
 
-class Caller(BaseUser):
-    """Whoever presented a known token."""
+class _User(BaseUser):
+    """Starlette's view of a caller."""
 
-    def __init__(self, scopes: frozenset[str]) -> None:
-        self.scopes = scopes
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
 
     @property
     def is_authenticated(self) -> bool:
@@ -77,7 +88,7 @@ class Caller(BaseUser):
 
     @property
     def display_name(self) -> str:
-        return ADMIN if ADMIN in self.scopes else "agent"
+        return self.caller.name
 
 
 class BearerTokens(AuthenticationBackend):
@@ -97,21 +108,40 @@ class BearerTokens(AuthenticationBackend):
         if scheme.lower() != "bearer" or not token:
             msg = "a bearer token is required: Authorization: Bearer TOKEN"
             raise AuthenticationError(msg)
-        # A scoped lookup may read the store: keep it off the event loop.
-        scopes = await run_in_threadpool(self.tokens.scopes_of, token)
-        if scopes is None:
-            msg = "wrong token: not one this manager knows"
+        # A lookup reads the store: keep it off the event loop.
+        found = await run_in_threadpool(self.tokens.caller_of, token)
+        if found is None:
+            msg = "wrong token: not one this manager knows (or it was revoked)"
             raise AuthenticationError(msg)
-        return AuthCredentials(sorted(scopes)), Caller(scopes)
+        return AuthCredentials(sorted(found.scopes)), _User(found)
 
 
-def require(scope: str) -> Callable[..., Awaitable[None]]:
-    """A route dependency: the caller's token must grant `scope` (the admin token does)."""
+def caller_of(request: Request) -> Caller:
+    """The caller the middleware authenticated (a route dependency)."""
+    user = request.scope.get("user")
+    if not isinstance(user, _User):
+        raise ApiError(401, "a bearer token is required: Authorization: Bearer TOKEN")
+    return user.caller
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[None]]:
+    """A route dependency: the caller's role must grant `permission`."""
 
     async def check(request: Request, _: object = Security(bearer)) -> None:
-        granted = set(getattr(request.auth, "scopes", ()) or ())
-        if ADMIN not in granted and scope not in granted:
-            needs = "the admin token" if scope == ADMIN else f"a token with the {scope} scope"
-            raise ApiError(403, f"this token may not do this: it needs {needs}")
+        if not caller_of(request).may(permission):
+            raise ApiError(403, refusal(permission))
 
     return check
+
+
+def refusal(permission: Permission) -> str:
+    """Why a caller without `permission` is refused (403)."""
+    role = LEAST_ROLE[permission]
+    if role.value == ADMIN:
+        return (
+            "this token may not do this: it needs a token with the admin role, or the admin token"
+        )
+    return (
+        f"this token may not do this: it needs a token with the {role} role or above,"
+        " or the admin token"
+    )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from dalsegno.api import schemas
-from dalsegno.api.auth import ADMIN, require
+from dalsegno.api.auth import OPERATE, READ, caller_of, require
 from dalsegno.api.errors import JsonResponse, responses
 from dalsegno.model.states import ExecutionState
 from dalsegno.service import ExecutionService
@@ -27,9 +27,9 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     router = APIRouter(
         prefix="/executions",
         tags=["executions"],
-        dependencies=[Depends(require(ADMIN))],
         responses=responses(401, 403, 422),
     )
+    reads, writes = [Depends(require(READ))], [Depends(require(OPERATE))]
 
     @router.post(
         "",
@@ -37,11 +37,15 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         response_model=schemas.Execution,
         response_class=JsonResponse,
         responses=responses(400),
+        dependencies=writes,
         summary="Start an execution",
     )
-    def start_execution(start: schemas.StartRequest) -> dict[str, Any]:
+    def start_execution(request: Request, start: schemas.StartRequest) -> dict[str, Any]:
         """Create a `pending` execution of `workflow`; a manager runs it."""
-        execution = service.create(start.workflow, start.params, start.lock, start.param_texts)
+        actor = caller_of(request).name
+        execution = service.create(
+            start.workflow, start.params, start.lock, start.param_texts, actor=actor
+        )
         on_change()
         return execution_json(execution)
 
@@ -49,6 +53,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         "",
         response_model=list[schemas.Execution],
         response_class=JsonResponse,
+        dependencies=reads,
         summary="List executions",
     )
     def list_executions(
@@ -63,12 +68,13 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         response_model=schemas.ExecutionWithTasks,
         response_class=JsonResponse,
         responses=responses(404),
+        dependencies=reads,
         summary="Read an execution",
     )
     def get_execution(execution_id: ExecutionId) -> dict[str, Any]:
         """One execution with its tasks."""
         execution, tasks = service.get(execution_id)
-        return execution_json(execution, tasks)
+        return execution_json(execution, tasks, service.actions(execution.id))
 
     @router.post(
         "/{execution_id}/resume",
@@ -76,9 +82,11 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         response_model=schemas.Execution | schemas.ResumePlan,
         response_class=JsonResponse,
         responses=responses(400, 404, 409),
+        dependencies=writes,
         summary="Resume an execution",
     )
     def resume_execution(
+        request: Request,
         execution_id: ExecutionId,
         resume: Annotated[schemas.ResumeRequest | None, Body()] = None,
     ) -> dict[str, Any]:
@@ -89,7 +97,9 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         resume = resume or schemas.ResumeRequest()
         if resume.dry_run:
             return plan_json(service.plan(execution_id, resume.reset_operations))
-        execution = service.hand_over_resume(execution_id, resume.reset_operations)
+        execution = service.hand_over_resume(
+            execution_id, resume.reset_operations, actor=caller_of(request).name
+        )
         on_change()
         return execution_json(execution)
 
@@ -99,15 +109,17 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         response_model=schemas.Execution,
         response_class=JsonResponse,
         responses=responses(400, 404, 409),
+        dependencies=writes,
         summary="Cancel an execution",
     )
     def cancel_execution(
+        request: Request,
         execution_id: ExecutionId,
         cancel: Annotated[schemas.CancelRequest | None, Body()] = None,
     ) -> dict[str, Any]:
         """Ask to cancel; the execution's owner carries it out."""
         mode = (cancel or schemas.CancelRequest()).mode
-        execution = service.cancel(execution_id, mode)
+        execution = service.cancel(execution_id, mode, actor=caller_of(request).name)
         on_change()
         return execution_json(execution)
 
@@ -116,6 +128,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         response_model=list[schemas.Event],
         response_class=JsonResponse,
         responses=responses(404),
+        dependencies=reads,
         summary="Read an execution's events",
     )
     def list_events(

@@ -111,8 +111,20 @@ class Execution(Answer):
     lock: str | None = Field(description="its lock key, or null")
 
 
+class Action(Answer):
+    """Who asked for what: a start, a resume, a cancel, with the actor that asked."""
+
+    type: str
+    actor: str = Field(description="a token's name, `admin`, or `local:USER` (the CLI)")
+    message: str
+    created_at: Timestamp
+
+
 class ExecutionWithTasks(Execution):
     tasks: list[Task]
+    actions: list[Action] = Field(
+        default_factory=list, description="who started, resumed and cancelled it, oldest first"
+    )
 
 
 class Event(Answer):
@@ -124,6 +136,9 @@ class Event(Answer):
     level: str
     message: str
     created_at: Timestamp
+    actor: str | None = Field(
+        default=None, description="who asked for it (start, resume, cancel); null otherwise"
+    )
 
 
 class PlannedTask(Answer):

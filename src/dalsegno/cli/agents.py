@@ -24,8 +24,9 @@ class AgentsClient(RemoteClient):
     def list_agents(self) -> list[dict[str, Any]]:
         return self._objects(self._call("GET", "/agents"))
 
-    def create_token(self, queue: str) -> dict[str, Any]:
-        return self._object(self._call("POST", "/agents/tokens", json={"queue": queue}))
+    def create_token(self, queue: str, name: str | None = None) -> dict[str, Any]:
+        body = {"queue": queue} if name is None else {"queue": queue, "name": name}
+        return self._object(self._call("POST", "/agents/tokens", json=body))
 
 
 def _client(settings: Settings) -> AgentsClient:
@@ -80,16 +81,21 @@ def agents_list(settings: Settings, as_json: bool) -> None:
 
 @agents.command("token")
 @click.argument("queue")
-@click.option("--json", "as_json", is_flag=True, help='{"queue": ..., "token": ...}')
+@click.option("--name", help="The token's name (default: agent- and 8 hex digits).")
+@click.option("--json", "as_json", is_flag=True, help='{"queue": ..., "token": ..., "name": ...}')
 @pass_settings
-def agents_token(settings: Settings, queue: str, as_json: bool) -> None:
-    """Create a token that may serve QUEUE only; it is printed once, the store keeps a hash."""
+def agents_token(settings: Settings, queue: str, name: str | None, as_json: bool) -> None:
+    """Create a token that may serve QUEUE only; it is printed once, the store keeps a hash.
+    `dalsegno tokens list` shows it and `dalsegno tokens revoke NAME` revokes it."""
     with refusals():
         if settings.remote:
             with _client(settings) as client:
-                document = client.create_token(queue)
+                document = client.create_token(queue, name)
         else:
-            document = {"queue": queue, "token": _local(settings).create_token(queue)}
+            from dalsegno.service.access import local_actor
+
+            issued = _local(settings).create_token(queue, local_actor(), name)
+            document = {"queue": queue, "token": issued.secret, "name": issued.record.name}
     if as_json:
         output.print_json(document)
     else:

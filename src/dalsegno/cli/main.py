@@ -19,6 +19,7 @@ from dalsegno.cli import output
 from dalsegno.cli.params import param_texts, parse_params
 from dalsegno.model.errors import DalsegnoError, RefusedError, StoreUnavailableError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
+from dalsegno.service.access import local_actor
 from dalsegno.service.views import plan_json
 
 if TYPE_CHECKING:
@@ -168,8 +169,10 @@ class CancelOnInterrupt:
     write lock, which the interrupted thread may hold.
     """
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Any, actor: str | None = None) -> None:
         self._service = service
+        # the remote client's cancel records the token's name on the manager instead
+        self._actor = {} if actor is None else {"actor": actor}
         self.execution_id: str | None = None
         self._presses = 0
         self._previous: Any = None
@@ -194,7 +197,7 @@ class CancelOnInterrupt:
 
     def _request(self, mode: str) -> None:
         try:
-            self._service.cancel(self.execution_id, mode)
+            self._service.cancel(self.execution_id, mode, **self._actor)
         except DalsegnoError as exc:
             sys.stderr.write(f"cancel not taken: {exc}\n")
 
@@ -228,7 +231,7 @@ def _run_here(
         service = settings.service()
         service.prepare(ref, params, texts)  # refuse before anything is written
     display = output.RunDisplay(service.task_counts, quiet=quiet)
-    with CancelOnInterrupt(service) as interrupt:
+    with CancelOnInterrupt(service, local_actor()) as interrupt:
 
         def created(execution_id: str) -> None:
             interrupt.execution_id = execution_id
@@ -243,6 +246,7 @@ def _run_here(
                     on_created=created,
                     lock=lock,
                     texts=texts,
+                    actor=local_actor(),
                 )
         finally:
             display.close()
@@ -435,11 +439,13 @@ def executions_get(settings: Settings, execution_id: str, as_json: bool) -> None
                 output.show_execution_json(document)
         return
     with refusals():
-        execution, tasks = settings.service().get(execution_id)
+        service = settings.service()
+        execution, tasks = service.get(execution_id)
+        actions = service.actions(execution.id)
     if as_json:
-        output.print_json(output.execution_document(execution, tasks))
+        output.print_json(output.execution_document(execution, tasks, actions))
     else:
-        output.show_execution(execution, tasks)
+        output.show_execution(execution, tasks, actions)
 
 
 @executions.command("resume")
@@ -484,12 +490,14 @@ def executions_resume(
             return
         execution = service.check_resume(execution_id)
     display = output.RunDisplay(service.task_counts, quiet=quiet)
-    with CancelOnInterrupt(service) as interrupt:
+    with CancelOnInterrupt(service, local_actor()) as interrupt:
         interrupt.execution_id = execution.id
         display.created(execution.id)
         try:
             with refusals():
-                result = service.resume(execution.id, reset_operations, listener=display.events)
+                result = service.resume(
+                    execution.id, reset_operations, listener=display.events, actor=local_actor()
+                )
         finally:
             display.close()
     _finish(result, service, quiet)
@@ -511,7 +519,7 @@ def executions_cancel(settings: Settings, execution_id: str, force: bool, kill: 
         click.echo(f"Execution {answer['id']} {answer['status']}")
         return
     with refusals():
-        execution = settings.service().cancel(execution_id, mode)
+        execution = settings.service().cancel(execution_id, mode, actor=local_actor())
     click.echo(f"Execution {execution.id} {execution.status.value}")
 
 
@@ -576,10 +584,12 @@ def _add_service_commands() -> None:
     from dalsegno.cli.agent import agent
     from dalsegno.cli.agents import agents
     from dalsegno.cli.serve import manager
+    from dalsegno.cli.tokens import tokens
 
     main.add_command(manager)
     main.add_command(agent)
     main.add_command(agents)
+    main.add_command(tokens)
 
 
 _add_service_commands()

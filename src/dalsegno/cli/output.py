@@ -86,7 +86,11 @@ def show_executions(executions: list[ExecutionRecord]) -> None:
     console().print(table)
 
 
-def show_execution(execution: ExecutionRecord, tasks: list[TaskRecord]) -> None:
+def show_execution(
+    execution: ExecutionRecord,
+    tasks: list[TaskRecord],
+    actions: Sequence[EventRecord] = (),
+) -> None:
     out = console()
     out.print(f"[bold]Execution[/] {execution.id}")
     out.print(f"  workflow: {escape(execution.workflow)}")
@@ -96,6 +100,9 @@ def show_execution(execution: ExecutionRecord, tasks: list[TaskRecord]) -> None:
     out.print(f"  duration: {_duration(execution.started_at, execution.ended_at)}")
     if execution.error:
         out.print(f"  error:    [red]{escape(execution.error)}[/]")
+    for action in actions:
+        by = escape(action.actor or "?")
+        out.print(f"  {_time(action.created_at)}  {escape(action.message)} (by {by})")
     table = Table("graph", "key", "operation", "agent", "status", "retries", "error")
     for task in tasks:
         table.add_row(
@@ -137,6 +144,7 @@ def show_plan(plan: ResumePlan) -> None:
 def event_line(
     created_at: float, level: str, graph: str | None, key: str | None, message: str
 ) -> str:
+    """One event as a line (who asked for it is in `--json` and `executions get`)."""
     stamp = datetime.fromtimestamp(created_at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
     where = f" [{graph}/{key}]" if key else ""
     return f"{stamp} {level.upper():<7}{where} {message}"
@@ -157,8 +165,12 @@ def print_events(records: Sequence[EventRecord], as_json: bool) -> None:
     out.flush()
 
 
-def execution_document(execution: ExecutionRecord, tasks: list[TaskRecord] | None) -> Any:
-    return execution_json(execution, tasks)
+def execution_document(
+    execution: ExecutionRecord,
+    tasks: list[TaskRecord] | None,
+    actions: list[EventRecord] | None = None,
+) -> Any:
+    return execution_json(execution, tasks, actions)
 
 
 # remote mode: the REST API's JSON documents (the same as `--json`) shown as in local mode
@@ -224,7 +236,21 @@ def show_execution_json(document: dict[str, Any]) -> None:
     """`executions get` of a manager's answer: the local view."""
     execution = execution_from_json(document)
     tasks = [task_from_json(task, execution.id) for task in document.get("tasks") or []]
-    show_execution(execution, tasks)
+    actions = [
+        EventRecord(
+            id="",
+            execution_id=execution.id,
+            graph=None,
+            task_key=None,
+            type=str(action.get("type", "")),
+            level="info",
+            message=str(action.get("message", "")),
+            created_at=_timestamp(action.get("created_at")) or 0.0,
+            actor=action.get("actor"),
+        )
+        for action in document.get("actions") or []
+    ]
+    show_execution(execution, tasks, actions)
 
 
 def event_from_json(document: dict[str, Any]) -> EventRecord:
@@ -237,6 +263,7 @@ def event_from_json(document: dict[str, Any]) -> EventRecord:
         level=str(document.get("level", "info")),
         message=str(document.get("message", "")),
         created_at=_timestamp(document.get("created_at")) or 0.0,
+        actor=document.get("actor"),
     )
 
 
@@ -253,6 +280,7 @@ def new_events_from_json(documents: Sequence[dict[str, Any]]) -> list[NewEvent]:
                 task_key=event.task_key,
                 level=event.level,
                 created_at=event.created_at,
+                actor=event.actor,
             )
         )
     return found

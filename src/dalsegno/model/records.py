@@ -90,6 +90,7 @@ class EventRecord:
     level: str
     message: str
     created_at: float
+    actor: str | None = None  # who asked for it (REST, web UI, CLI); None: the engine
 
 
 @dataclass(slots=True)
@@ -125,6 +126,7 @@ class NewEvent:
     task_key: str | None = None
     level: str = "info"
     created_at: float = 0.0
+    actor: str | None = None  # who asked for it (REST, web UI, CLI); None: the engine
 
 
 @dataclass(slots=True)

@@ -7,9 +7,7 @@ again at least every `RECHECK` seconds, until `wait` seconds have passed.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 from dalsegno.engine.agents import agent_timeout
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
+from dalsegno.model.names import NAME_LIMIT, check_name
+from dalsegno.service.access import AccessService, IssuedToken
 from dalsegno.service.agent_signals import TaskSignals
+from dalsegno.service.tokens import token_hash
 from dalsegno.store.agent_records import (
     OUTCOMES,
     RESULTS_CHANNEL,
@@ -37,19 +38,7 @@ RECHECK = 2.0  # seconds: the slow look that covers a lost notification
 MAX_WAIT = 30.0
 MAX_LIMIT = 100
 HEARTBEAT_INTERVAL = 2.0  # seconds the manager suggests between two heartbeats
-NAME_LIMIT = 255
-
-
-def token_hash(token: str) -> str:
-    """What the store keeps of an agent token: its SHA-256, in hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def check_name(what: str, value: str) -> str:
-    if not value or len(value) > NAME_LIMIT or not value.isprintable():
-        msg = f"{what} must be 1 to {NAME_LIMIT} printable characters, not {value!r}"
-        raise RefusedError(msg)
-    return value
+__all__ = ["NAME_LIMIT", "AgentService", "check_name", "token_hash"]
 
 
 class AgentService:
@@ -73,15 +62,13 @@ class AgentService:
 
     # tokens ------------------------------------------------------------------------
 
-    def create_token(self, queue: str) -> str:
-        """A new token scoped to `queue`; only its hash is stored."""
-        check_name("a queue name", queue)
-        token = secrets.token_urlsafe(32)
-        self.store.add_agent_token(token_hash(token), queue)
-        return token
+    def create_token(self, queue: str, created_by: str, name: str | None = None) -> IssuedToken:
+        """A new token scoped to `queue` (listed and revoked with the other tokens);
+        only its hash is stored."""
+        return AccessService.on(self.store).issue_agent_token(queue, created_by, name)
 
     def scopes_of(self, token: str) -> list[str] | None:
-        """`queue:NAME` for a token the store knows (looked up by its hash), else None."""
+        """`queue:NAME` for an agent token the store knows (looked up by its hash), else None."""
         queue = self.store.agent_token_queue(token_hash(token))
         return None if queue is None else [f"queue:{queue}"]
 

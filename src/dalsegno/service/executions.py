@@ -132,13 +132,15 @@ class ExecutionService(ExecutionReads):
         on_created: Callable[[str], None] | None = None,
         lock: str | None = None,
         texts: Mapping[str, str] | None = None,
+        actor: str | None = None,
     ) -> RunResult:
         """Create an execution and run it here to its end, holding its lease.
 
         With a `lock` key another active execution holds, it waits in `queued` first.
+        `actor` (who asked: `dalsegno.model.access`) is recorded on its first event.
         """
         reference, func, definition, checked = self.prepare(workflow, params or {}, texts)
-        started = events.workflow_started(definition.name)
+        started = by(actor, events.workflow_started(definition.name))
         execution = self.store.create_execution(
             reference,
             checked,
@@ -174,6 +176,8 @@ class ExecutionService(ExecutionReads):
         params: Any = None,
         lock: str | None = None,
         texts: Mapping[str, str] | None = None,
+        *,
+        actor: str | None = None,
     ) -> ExecutionRecord:
         """Create a `pending` execution for a manager to run (the REST API's start).
 
@@ -186,7 +190,7 @@ class ExecutionService(ExecutionReads):
             E.PENDING,
             None,
             None,
-            [events.workflow_started(definition.name)],
+            [by(actor, events.workflow_started(definition.name))],
             lock_key=check_lock(lock),
         )
 
@@ -238,6 +242,7 @@ class ExecutionService(ExecutionReads):
         *,
         listener: EventListener | None = None,
         crash_hook: CrashHook | None = None,
+        actor: str | None = None,
     ) -> RunResult:
         """Resume a failed, cancelled or stuck execution here (DESIGN.md section 3)."""
         execution = self.find(execution_id)
@@ -248,7 +253,7 @@ class ExecutionService(ExecutionReads):
         graphs = self.store.load_graphs(execution.id)
         claim = self._claim(execution)
         claimed, written = self._claim_with_resets(
-            execution, claim, graphs, reset_operations, definition
+            execution, claim, graphs, reset_operations, definition, actor
         )
         if listener is not None:
             listener(written)
@@ -268,7 +273,7 @@ class ExecutionService(ExecutionReads):
         return RunResult(claimed.id, run.run(func, claimed.params))
 
     def hand_over_resume(
-        self, execution_id: str, reset_operations: bool = False
+        self, execution_id: str, reset_operations: bool = False, *, actor: str | None = None
     ) -> ExecutionRecord:
         """Resume through a manager: write the resets and leave the execution `pending`.
 
@@ -289,7 +294,9 @@ class ExecutionService(ExecutionReads):
             lease_expires_at=None,
             status=E.PENDING,
         )
-        claimed, _ = self._claim_with_resets(execution, claim, graphs, reset_operations, definition)
+        claimed, _ = self._claim_with_resets(
+            execution, claim, graphs, reset_operations, definition, actor
+        )
         return claimed
 
     def _claim_with_resets(
@@ -299,6 +306,7 @@ class ExecutionService(ExecutionReads):
         graphs: dict[str, StoredGraph],
         reset_operations: bool,
         definition: WorkflowDefinition,
+        actor: str | None = None,
     ) -> tuple[ExecutionRecord, list[NewEvent]]:
         """Claim the execution and write a manual resume's resets in the same transaction.
 
@@ -306,12 +314,17 @@ class ExecutionService(ExecutionReads):
         """
         tasks = [task for graph in graphs.values() for task in graph.tasks]
         plan = plan_resume(execution, tasks, reset_operations, definition.resumable, detail=False)
-        resumed = events.workflow_resumed(definition.name, plan.reset_keys)
+        resumed = by(actor, events.workflow_resumed(definition.name, plan.reset_keys))
         now = time.time()
         wanted = {change.task_id for change in plan.resets}
         touched = {task.id: task for task in tasks if task.id in wanted}
         reset_events = [
-            events.task_reset(touched[c.task_id].graph, touched[c.task_id].key, c.expected, now)
+            by(
+                actor,
+                events.task_reset(
+                    touched[c.task_id].graph, touched[c.task_id].key, c.expected, now
+                ),
+            )
             for c in plan.resets
         ]
         interrupted = [
@@ -354,7 +367,9 @@ class ExecutionService(ExecutionReads):
 
     # cancelling ----------------------------------------------------------------
 
-    def cancel(self, execution_id: str, mode: str = "cancel") -> ExecutionRecord:
+    def cancel(
+        self, execution_id: str, mode: str = "cancel", *, actor: str | None = None
+    ) -> ExecutionRecord:
         """Ask to cancel; the owner carries it out. An execution nobody runs ends at once."""
         target = CANCEL_TARGETS.get(mode)
         if target is None:
@@ -366,7 +381,7 @@ class ExecutionService(ExecutionReads):
             msg = f"Cannot cancel - execution {execution.id} is {status}"
             raise ConflictError(msg)
         name = execution.workflow.rpartition(":")[2]
-        requested = events.cancel_requested(name, mode)
+        requested = by(actor, events.cancel_requested(name, mode))
         if status in (E.PENDING, E.QUEUED):
             done = self.store.request_cancel(
                 execution.id, E.CANCELLED, [requested, events.workflow_cancelled(name)]
@@ -398,6 +413,12 @@ class ExecutionService(ExecutionReads):
             msg = f"execution {before.id} changed while cancelling; try again"
             raise ConflictError(msg)
         return done
+
+
+def by(actor: str | None, event: NewEvent) -> NewEvent:
+    """`event`, recorded as asked for by `actor`."""
+    event.actor = actor
+    return event
 
 
 def check_lock(lock: str | None) -> str | None:

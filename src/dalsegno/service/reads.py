@@ -74,6 +74,10 @@ class ExecutionReads:
             ExecutionSummary(execution, *progress.get(execution.id, (0, 0))) for execution in found
         ]
 
+    def actions(self, execution_id: str) -> list[EventRecord]:
+        """Who asked for what on the execution (start, resume, cancel), oldest first."""
+        return self.store.list_actions(self.find(execution_id).id)
+
     def workflows(self) -> list[str]:
         """Every workflow reference some execution ran."""
         return self.store.list_workflows()

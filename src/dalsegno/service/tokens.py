@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -48,3 +49,8 @@ def read_token_file(path: Path) -> str | None:
 def same_token(given: str, expected: str) -> bool:
     """Compare in constant time."""
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a token (or a session id): its SHA-256, in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -17,8 +17,11 @@ def iso(timestamp: float | None) -> str | None:
 
 
 def execution_json(
-    execution: ExecutionRecord, tasks: list[TaskRecord] | None = None
+    execution: ExecutionRecord,
+    tasks: list[TaskRecord] | None = None,
+    actions: list[EventRecord] | None = None,
 ) -> dict[str, Any]:
+    """An execution; with its tasks and the actions people asked for when given."""
     found: dict[str, Any] = {
         "id": execution.id,
         "workflow": execution.workflow,
@@ -32,7 +35,19 @@ def execution_json(
     }
     if tasks is not None:
         found["tasks"] = [task_json(task) for task in tasks]
+    if actions is not None:
+        found["actions"] = [action_json(event) for event in actions]
     return found
+
+
+def action_json(event: EventRecord) -> dict[str, Any]:
+    """Who asked for what: an event that records its actor."""
+    return {
+        "type": event.type,
+        "actor": event.actor,
+        "message": event.message,
+        "created_at": iso(event.created_at),
+    }
 
 
 def task_json(task: TaskRecord) -> dict[str, Any]:
@@ -59,6 +74,7 @@ def event_json(event: EventRecord) -> dict[str, Any]:
         "level": event.level,
         "message": event.message,
         "created_at": iso(event.created_at),
+        "actor": event.actor,
     }
 
 

@@ -100,7 +100,8 @@ class AwaitedTask:
 
 
 class AgentQueueStore(Protocol):
-    """The agent queue: claims, starts, results, heartbeats, agents and their tokens."""
+    """The agent queue: claims, starts, results, heartbeats and agents (their tokens are in
+    `AccessStore`)."""
 
     def claim_agent_tasks(self, queue: str, agent: str, limit: int) -> list[Assignment]: ...
 
@@ -113,10 +114,6 @@ class AgentQueueStore(Protocol):
     def agent_heartbeat(self, beat: AgentBeat) -> tuple[list[str], list[str]]: ...
 
     def list_agents(self) -> list[AgentRecord]: ...
-
-    def add_agent_token(self, token_hash: str, queue: str) -> None: ...
-
-    def agent_token_queue(self, token_hash: str) -> str | None: ...
 
     def awaited_agent_tasks(
         self, execution_id: str, task_ids: Sequence[int]

@@ -468,19 +468,6 @@ class AgentQueue:
                 )
             ]
 
-    def add_agent_token(self, token_hash: str, queue: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                insert(t.agent_tokens).values(token_hash=token_hash, queue=queue, created_at=_now())
-            )
-
-    def agent_token_queue(self, token_hash: str) -> str | None:
-        with self._read() as conn:
-            found = conn.execute(
-                select(t.agent_tokens.c.queue).where(t.agent_tokens.c.token_hash == token_hash)
-            ).scalar()
-            return None if found is None else str(found)
-
     # the owner's view ------------------------------------------------------------------
 
     @retried("execution {execution_id}: reading its agents' tasks")

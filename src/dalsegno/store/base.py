@@ -27,6 +27,7 @@ from dalsegno.model.records import (
     TaskRecord,
 )
 from dalsegno.model.states import ExecutionState
+from dalsegno.store.access_records import AccessStore
 from dalsegno.store.agent_records import AgentQueueStore
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class Store(AgentQueueStore, Protocol):
+class Store(AgentQueueStore, AccessStore, Protocol):
     """Everything dalsegno keeps, behind one interface per backend."""
 
     url: str

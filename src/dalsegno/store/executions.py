@@ -170,6 +170,7 @@ class Executions(LockKeys):
                     level=row.level,
                     message=row.message,
                     created_at=row.created_at,
+                    actor=row.actor,
                 )
                 for row in conn.execute(query)
             ]

@@ -128,7 +128,7 @@ class StoreReads:
         )
         with self._read() as conn:
             rows = list(conn.execute(query))
-        return [_event(row) for row in reversed(rows)]
+        return [event_of(row) for row in reversed(rows)]
 
     def list_last_events(self, execution_id: str, limit: int) -> list[EventRecord]:
         """The last `limit` events of the execution, oldest first."""
@@ -140,10 +140,11 @@ class StoreReads:
         )
         with self._read() as conn:
             rows = list(conn.execute(query))
-        return [_event(row) for row in reversed(rows)]
+        return [event_of(row) for row in reversed(rows)]
 
 
-def _event(row: Any) -> EventRecord:
+def event_of(row: Any) -> EventRecord:
+    """An event record from a row of `events`."""
     return EventRecord(
         id=str(row.id),
         execution_id=row.execution_id,
@@ -153,6 +154,7 @@ def _event(row: Any) -> EventRecord:
         level=row.level,
         message=row.message,
         created_at=row.created_at,
+        actor=row.actor,
     )
 
 

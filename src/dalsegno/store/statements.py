@@ -175,6 +175,7 @@ def event_rows(execution_id: str, events: Sequence[NewEvent]) -> list[dict[str, 
             "level": event.level,
             "message": event.message,
             "created_at": event.created_at or written_at,
+            "actor": event.actor,
         }
         for event in events
     ]

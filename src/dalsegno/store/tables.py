@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -146,6 +147,8 @@ events = Table(
     Column("level", String(10), nullable=False),
     Column("message", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # who asked for it (a token's name, `admin`, `local:USER`); null for the engine's own
+    Column("actor", String(255)),
     Index("ix_events_execution_id_id", "execution_id", "id"),
 )
 
@@ -161,10 +164,42 @@ agents = Table(
     Column("last_heartbeat_at", Float, nullable=False),
 )
 
-agent_tokens = Table(
-    "agent_tokens",
+# Every token but the manager's admin token (a file, `$DALSEGNO_HOME/token`): people's
+# tokens with a role, and agents' tokens scoped to one queue. Only a hash of the secret is
+# kept. A revoked token stays, for the record, and its name may be used again.
+tokens = Table(
+    "tokens",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("queue", String(255), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("queue", String(255)),
     Column("created_at", Float, nullable=False),
+    Column("created_by", String(255)),
+    Column("revoked_at", Float),
+    Column("revoked_by", String(255)),
+    # one token of a name at a time: unique among those not revoked
+    Index(
+        "ix_tokens_name_active",
+        "name",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
+# The web UI's signed-in sessions: the cookie holds a random id, the store its hash, so
+# signing out, revoking the token or idling past the timeout ends the session everywhere.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_ui_sessions_token_hash", "token_hash"),
 )

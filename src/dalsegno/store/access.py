@@ -15,8 +15,8 @@ from sqlalchemy import Connection, delete, exc, insert, or_, select, update
 
 from dalsegno.model.access import Role, SessionRecord, TokenRecord
 from dalsegno.model.errors import ConflictError
-from dalsegno.store import tables as t
 from dalsegno.model.records import EventRecord
+from dalsegno.store import tables as t
 from dalsegno.store.reads import event_of
 from dalsegno.store.retry import retried
 

@@ -33,6 +33,7 @@ MATRIX = (
     "acceptance/test_crash_resume.py",
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",
+    "faults/",
 )
 # Tests of those suites that look at the SQLite file itself; a new one is marked instead.
 SQLITE_ONLY = {

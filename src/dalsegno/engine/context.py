@@ -7,6 +7,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dalsegno.model.limits import clip
 from dalsegno.model.records import NewEvent
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class EventLogger:
         self._task_key = task_key
 
     def log(self, level: int | str, message: object, *args: object) -> None:
-        text = str(message) % args if args else str(message)
+        text = clip(str(message) % args if args else str(message))
         name = level if isinstance(level, str) else _LEVELS.get(level, "info")
         self._sink(
             NewEvent("log", text, self._graph, self._task_key, level=name, created_at=time.time())

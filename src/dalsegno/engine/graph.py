@@ -22,6 +22,7 @@ from dalsegno.model.definitions import (
 )
 from dalsegno.model.errors import BadReferenceError, GraphError
 from dalsegno.model.graph import GraphSpec, TaskSpec
+from dalsegno.model.limits import MAX_KWARGS, too_large
 from dalsegno.model.records import NewTask, StoredGraph
 
 if TYPE_CHECKING:
@@ -331,10 +332,14 @@ class Graph:
         if not task.kwargs:
             return "{}"
         try:
-            return json.dumps(task.kwargs, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            encoded = json.dumps(task.kwargs, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             msg = f"graph '{self.name}': arguments of task '{task.key}' are not JSON: {exc}"
             raise GraphError(msg) from None
+        refused = too_large(f"the arguments of task '{task.key}'", encoded, MAX_KWARGS)
+        if refused is not None:
+            raise GraphError(f"graph '{self.name}': {refused}")
+        return encoded
 
 
 def _first(*values: Any) -> Any:

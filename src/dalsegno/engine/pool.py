@@ -2,16 +2,20 @@
 
 An operation that timed out or was killed by a cancel cannot be stopped inside a thread:
 it is abandoned (its result is ignored) and a fresh thread takes its place, so the pool
-keeps its size. Daemon threads never hold the process open once the execution ended.
+keeps its size. Daemon threads never hold the process open once the execution ended. A
+job is expected to catch what it runs (`run_operation` does); whatever still escapes it is
+logged, and the worker serves the next job (docs/design.md, "Misbehaving operations").
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 
 Job = Callable[[], None]
+log = logging.getLogger("dalsegno.engine")
 
 
 class WorkerPool:
@@ -55,7 +59,10 @@ class WorkerPool:
             job = self._jobs.get()
             if job is None:
                 return
-            job()
+            try:
+                job()
+            except BaseException:
+                log.exception("a job of %s ended on an unexpected error", self._name)
             with self._lock:
                 if self._surplus > 0:
                     self._surplus -= 1

@@ -20,9 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from dalsegno.engine.scheduler import Completion
+from dalsegno.model.limits import MAX_RESULT, MAX_TEXT, clip, too_large
 from dalsegno.model.records import NewEvent
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+# The longest protocol line read: an outcome with the largest result, escaped, or a log
+# line. Longer ones (the operation writing to the pipe itself) are cut and left out.
+MAX_LINE = 8 * MAX_RESULT + 8 * MAX_TEXT
 
 
 class ChildOperation:
@@ -58,13 +62,17 @@ class ChildOperation:
         with self._lock:
             if self._stopped:
                 return self._killed()
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "dalsegno.engine.child"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # a signal to the manager's group does not reach it
-            )
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "dalsegno.engine.child"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,  # a signal to the manager's group does not reach it
+                )
+            except OSError as exc:  # no memory, too many open files: a failed attempt
+                error = f"the operation's process could not be started: {exc}"
+                return Completion(self.task_id, self.attempt, False, None, error, None, True)
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         try:
@@ -73,15 +81,16 @@ class ChildOperation:
         except BrokenPipeError:
             pass
         outcome: dict[str, Any] | None = None
-        for line in process.stdout:
-            message = _parse(line)
+        stdout = process.stdout
+        for line in iter(lambda: stdout.readline(MAX_LINE), ""):
+            message = _parse(line)  # a line cut by the limit is no JSON: left out
             if message is None:
                 continue
             if "log" in message:
                 self._on_log(
                     NewEvent(
                         "log",
-                        str(message["log"]),
+                        clip(str(message["log"])),
                         self._context["graph"],
                         self._context["task_key"],
                         level=str(message.get("level", "info")),
@@ -90,7 +99,7 @@ class ChildOperation:
                 )
             else:
                 outcome = message
-        process.stdout.close()
+        stdout.close()
         code = process.wait()
         if self._stopped:
             return self._killed()
@@ -126,14 +135,23 @@ class ChildOperation:
             error = f"the operation's process ended without an outcome ({why})"
             return Completion(self.task_id, self.attempt, False, None, error, None, True)
         if "result" in outcome:
-            return Completion(self.task_id, self.attempt, True, json.dumps(outcome["result"]))
+            try:
+                encoded = json.dumps(outcome["result"], allow_nan=False)
+            except (ValueError, RecursionError) as exc:
+                error = f"result is not JSON: {exc}"
+                return Completion(self.task_id, self.attempt, False, None, error, None, False)
+            refused = too_large("the result", encoded, MAX_RESULT)
+            if refused is not None:
+                return Completion(self.task_id, self.attempt, False, None, refused, None, False)
+            return Completion(self.task_id, self.attempt, True, encoded)
+        detail = outcome.get("detail")
         return Completion(
             self.task_id,
             self.attempt,
             False,
             None,
-            str(outcome.get("error", "failed")),
-            outcome.get("detail"),
+            clip(str(outcome.get("error", "failed"))),
+            clip(str(detail)) if detail is not None else None,
             bool(outcome.get("recoverable", True)),
             outcome.get("retry_after"),
         )
@@ -142,6 +160,6 @@ class ChildOperation:
 def _parse(line: str) -> dict[str, Any] | None:
     try:
         found = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return found if isinstance(found, dict) else None

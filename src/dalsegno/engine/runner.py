@@ -30,10 +30,12 @@ from dalsegno.engine.references import resolve_operation
 from dalsegno.engine.scheduler import Completion, GraphRun, describe, run_operation
 from dalsegno.model.errors import (
     DalsegnoError,
+    GraphError,
     LeaseLostError,
     RefusedTransitionError,
     StoreUnavailableError,
 )
+from dalsegno.model.limits import clip, too_long
 from dalsegno.model.records import (
     AttemptEnd,
     Batch,
@@ -186,17 +188,16 @@ class ExecutionRun:
             func(ctx, **params)
         except ExecutionCancelled:
             return E.CANCELLED, None
+        except ExecutionAbandoned:
+            raise
         except StoreUnavailableError as exc:  # an outage, not the workflow's failure
             self._lost = str(exc)
             raise ExecutionAbandoned(str(exc)) from None
         except (GraphFailed, DalsegnoError) as exc:
-            return E.FAILED, str(exc)
-        except Exception as exc:  # noqa: BLE001 - the workflow's own error fails the execution
-            self._logs.append(
-                NewEvent(
-                    "log", traceback.format_exc().rstrip(), level="error", created_at=time.time()
-                )
-            )
+            return E.FAILED, clip(str(exc))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: the workflow's own error
+            trace = clip(traceback.format_exc().rstrip())
+            self._logs.append(NewEvent("log", trace, level="error", created_at=time.time()))
             return E.FAILED, describe(exc)
         return E.COMPLETED, None
 
@@ -240,6 +241,9 @@ class ExecutionRun:
         if not isinstance(name, str) or not name:
             msg = f"a graph name must be a non-empty string, not {name!r}"
             raise ValueError(msg)
+        refused = too_long("a graph name", name)
+        if refused is not None:
+            raise GraphError(refused)
         self.check_alive()
         if self.cancel_mode is not None:
             raise ExecutionCancelled
@@ -381,9 +385,13 @@ class ExecutionRun:
 
         def job() -> None:
             try:
-                completions.put(child.run())
+                completion = child.run()
+            except BaseException as exc:  # noqa: BLE001 - the attempt must end all the same
+                error = f"running the operation's process failed: {describe(exc)}"
+                completion = Completion(child.task_id, child.attempt, False, None, error)
             finally:
                 children.pop((child.task_id, child.attempt), None)
+            completions.put(completion)
 
         assert self._pool is not None
         self._pool.submit(job)

@@ -22,6 +22,7 @@ from dalsegno.engine.context import OperationContext
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
+from dalsegno.model.limits import MAX_RESULT, clip, too_large
 from dalsegno.model.records import (
     AttemptEnd,
     AttemptStart,
@@ -54,15 +55,20 @@ class Completion:
 
 
 def describe(exc: BaseException) -> str:
-    """One line for an error: its type and message."""
+    """One line for an error: its type and message (cut at `MAX_TEXT` characters)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def run_operation(
     func: Callable[..., Any], ctx: OperationContext, kwargs: dict[str, Any], task_id: int
 ) -> Completion:
-    """Run one attempt in the calling (worker) thread; never raises."""
+    """Run one attempt in the calling (worker) thread; never raises.
+
+    Whatever the operation does ends as an outcome (docs/design.md, "Misbehaving
+    operations"): `SystemExit` and `KeyboardInterrupt` are failures like any other
+    exception, and so is a result that cannot be encoded or exceeds `MAX_RESULT`.
+    """
     attempt = ctx.attempt
     try:
         result = func(ctx, **kwargs)
@@ -72,17 +78,21 @@ def run_operation(
         return Completion(
             task_id, attempt, False, None, describe(exc), _trace(), True, exc.retry_after
         )
-    except Exception as exc:  # noqa: BLE001 - any other exception counts as recoverable
+    except BaseException as exc:  # noqa: BLE001 - any other exception counts as recoverable
         return Completion(task_id, attempt, False, None, describe(exc), _trace(), True)
     try:
         encoded = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return Completion(task_id, attempt, False, None, f"result is not JSON: {exc}", None, False)
+    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError...
+        error = clip(f"result is not JSON: {exc}")
+        return Completion(task_id, attempt, False, None, error, None, False)
+    refused = too_large("the result", encoded, MAX_RESULT)
+    if refused is not None:
+        return Completion(task_id, attempt, False, None, refused, None, False)
     return Completion(task_id, attempt, True, encoded)
 
 
 def _trace() -> str:
-    return traceback.format_exc().rstrip()
+    return clip(traceback.format_exc().rstrip())
 
 
 def _change(task: TaskRecord, expected: TaskState) -> TaskChange:
@@ -366,7 +376,7 @@ class GraphRun:
         failed = [self.tasks[task_id] for task_id in self._failed]
         parts = [f"'{task.key}' ({task.operation}): {task.error}" for task in failed]
         noun = "task" if len(failed) == 1 else "tasks"
-        return f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts)
+        return clip(f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts))
 
     def result_of(self, task_id: int) -> Any:
         return self.tasks[task_id].result

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dalsegno.model.errors import GraphError
+from dalsegno.model.limits import too_long
 
 
 @dataclass(slots=True)
@@ -42,6 +43,9 @@ class GraphSpec:
         if not spec.key:
             msg = f"graph '{self.name}': a task key cannot be empty"
             raise GraphError(msg)
+        refused = too_long("a task key", spec.key)
+        if refused is not None:
+            raise GraphError(f"graph '{self.name}': {refused}")
         if spec.key in self.tasks:
             msg = f"graph '{self.name}': duplicate task key '{spec.key}'"
             raise GraphError(msg)

@@ -1,118 +1,228 @@
-"""Web UI benchmark: how long the execution page of a 10,000-task execution takes.
+"""Web UI benchmark: the execution page of large executions, in Chromium.
 
-    .venv/bin/python benchmarks/ui_render.py [--tasks 10000] [--repeat 10]
+    .venv/bin/python benchmarks/ui_render.py [--repeat 10] [--baseline-src PATH]
 
-Against a real `dalsegno manager` process (SQLite store): it runs `workloads.py:wide`
-with `--tasks` tasks (and a 300-task one, drawn in full) to completion, signs in, then:
+Against a real `dalsegno manager` process (SQLite store), for a 5,000-task layered graph
+with one failed task (50 layers of 100), a 50,000-task wide graph and a 300-task chain:
 
-- server: `GET /executions/ID` answered in full (httpx, one connection), median of `--repeat`;
-- browser: Chromium (Debian's, via Playwright) navigates to the page until its `load` event
-  (HTML parsed, CSS applied, htmx loaded, the SVG laid out), median of `--repeat`.
+- server: `GET /executions/ID` answered in full (httpx, one connection);
+- refresh: `GET /fragments/executions/ID`, what a live page asks for every 1.5 s;
+- interactive: Chromium (Debian's, via Playwright) from the navigation's start until the
+  page's script has drawn the graphs, bound pan and zoom and applied the states
+  (`<html data-graphs="ready">`);
+- open a group: a click on a group box until its tasks are drawn in place;
+- go to failed: a click on "Go to failed task" until the failed task is selected and
+  centred (the group that holds it opened on the way).
 
-The target (issue 6): the 10,000-task page renders in under 2 s.
+Medians of `--repeat` (after one warm-up each). With `--baseline-src`, the same pages of
+the same executions are measured on a manager run from another source tree (an earlier
+commit: `git worktree add /tmp/base COMMIT`), in the same run, where it has no script
+marker: its figure is the `load` event. The target (issue 14): interactive under 1 s for
+the 5,000 tasks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manager import WORKLOADS, start_manager
+from manager import WORKLOADS, free_port
+
+SIZES = {
+    "layered 5,000": ("layered", {"layers": 50, "width": 100, "fail": "L20-t050"}),
+    "wide 50,000": ("wide", {"n": 50_000}),
+    "chain 300": ("chain", {"n": 300}),
+}
 
 
-def run(client: httpx.Client, url: str, n: int) -> str:
-    created = client.post(
-        f"{url}/executions", json={"workflow": f"{WORKLOADS}:wide", "params": {"n": n}}
-    ).json()
-    deadline = time.monotonic() + 600
-    while client.get(f"{url}/executions/{created['id']}").json()["status"] != "completed":
-        assert time.monotonic() < deadline, "the execution did not complete"
-        time.sleep(0.2)
-    return str(created["id"])
+def start_manager(home: Path, source: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALSEGNO_")}
+    env["DALSEGNO_HOME"] = str(home)
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    site = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{site}/login").status_code == 200 and (home / "token").exists():
+                return proc, site
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the manager did not start")
 
 
-def sign_in(site: str, token: str) -> httpx.Client:
-    client = httpx.Client(base_url=site, follow_redirects=False, timeout=60)
-    form = client.get("/login").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+def run(api: httpx.Client, workflow: str, params: dict[str, object]) -> str:
+    created = api.post(
+        "/executions", json={"workflow": f"{WORKLOADS}:{workflow}", "params": params}
+    )
+    assert created.status_code == 201, created.text
+    execution_id = str(created.json()["id"])
+    deadline = time.monotonic() + 900
+    while api.get("/executions", params={"q": execution_id, "limit": 1}).json()[0][
+        "status"
+    ] not in (
+        "completed",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.5)
+    return execution_id
+
+
+def timed(action: Callable[[], float | None], repeat: int) -> list[float]:
+    """Seconds of each run of `action`: what it returns, or else how long it took."""
+    times = []
+    for _ in range(repeat + 1):
+        began = time.perf_counter()
+        inner = action()
+        times.append(inner if inner is not None else time.perf_counter() - began)
+    return times[1:]  # the first warms the caches
+
+
+def sign_in_client(site: str, token: str) -> httpx.Client:
+    client = httpx.Client(base_url=site, follow_redirects=False, timeout=120)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
     assert csrf is not None
     assert client.post("/login", data={"token": token, "csrf": csrf.group(1)}).status_code == 303
     return client
 
 
 def measure(
-    site: str, token: str, execution_id: str, repeat: int
-) -> tuple[list[float], list[float]]:
-    server = []
-    client = sign_in(site, token)
-    try:
-        for _ in range(repeat + 1):
-            began = time.perf_counter()
-            page = client.get(f"/executions/{execution_id}")
-            server.append(time.perf_counter() - began)
-            assert page.status_code == 200, page.status_code
-    finally:
-        client.close()
-    browser_times = []
+    site: str, token: str, executions: dict[str, str], repeat: int, new: bool
+) -> dict[str, dict[str, list[float]]]:
+    found: dict[str, dict[str, list[float]]] = {}
+    client = sign_in_client(site, token)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox"]
         )
-        context = browser.new_context(base_url=site)
-        page = context.new_page()
+        page = browser.new_context(
+            base_url=site, viewport={"width": 1280, "height": 900}
+        ).new_page()
         page.goto("/login")
         page.fill("input[name=token]", token)
         page.click("button[type=submit]")
         page.wait_for_url(re.compile(r".*/$"))
-        for _ in range(repeat + 1):
-            began = time.perf_counter()
-            page.goto(f"/executions/{execution_id}", wait_until="load")
-            browser_times.append(time.perf_counter() - began)
-        rows = page.locator("#task-table tbody tr").count()
-        nodes = page.locator("svg.graph g.node").count()
-        print(f"  page shows {rows} table rows, {nodes} drawn tasks", flush=True)
+        for name, execution_id in executions.items():
+            path = f"/executions/{execution_id}"
+
+            def fetch(url: str) -> None:
+                client.get(url).raise_for_status()
+
+            figures = {
+                "server": timed(lambda path=path: fetch(path), repeat),
+                "refresh": timed(lambda path=path: fetch(f"/fragments{path}"), repeat),
+                "interactive": timed(lambda path=path: open_page(page, path, new), repeat),
+            }
+            if new and name.startswith("layered"):
+                figures["open a group"] = timed(lambda path=path: open_group(page, path), repeat)
+                figures["go to failed"] = timed(lambda path=path: go_to_failed(page, path), repeat)
+            found[name] = figures
+            drawn = page.locator("svg.graph g.node").count()
+            groups = page.locator("svg.graph g.group").count()
+            print(f"  {name}: page draws {drawn} tasks and {groups} groups", flush=True)
         browser.close()
-    return server[1:], browser_times[1:]  # the first of each warms the caches
+    client.close()
+    return found
+
+
+def open_page(page: Page, path: str, new: bool) -> None:
+    """The page opened until its graphs are interactive (the baseline: its load event)."""
+    page.evaluate("sessionStorage.clear()")
+    if new:
+        page.goto(path, wait_until="commit")
+        page.wait_for_selector("html[data-graphs=ready]", timeout=60_000)
+    else:
+        page.goto(path, wait_until="load")
+
+
+def open_group(page: Page, path: str) -> float:
+    """Seconds from a click on a group to its tasks drawn in place."""
+    page.evaluate("sessionStorage.clear()")
+    page.goto(path)
+    page.wait_for_selector("html[data-graphs=ready]")
+    began = time.perf_counter()
+    page.locator('svg.graph g.group[data-group="L30-31"] rect.frame').click()
+    page.wait_for_selector('svg.graph g.node[data-group="L30-31"]')
+    return time.perf_counter() - began
+
+
+def go_to_failed(page: Page, path: str) -> float:
+    """Seconds from a click on "Go to failed task" to the failed task selected."""
+    page.evaluate("sessionStorage.clear()")
+    page.goto(path)
+    page.wait_for_selector("html[data-graphs=ready]")
+    began = time.perf_counter()
+    page.click("#goto-failed")
+    page.wait_for_selector("svg.graph g.node.s-failed.selected")
+    return time.perf_counter() - began
+
+
+def report(label: str, results: dict[str, dict[str, list[float]]]) -> None:
+    print(label, flush=True)
+    for name, figures in results.items():
+        for what, times in figures.items():
+            print(
+                f"  {name:14} {what:12} median {statistics.median(times) * 1000:6.0f} ms "
+                f"({min(times) * 1000:.0f}-{max(times) * 1000:.0f}, n={len(times)})",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--baseline-src", type=Path, help="a source tree to compare with")
     args = parser.parse_args()
+    print(f"load before: {os.getloadavg()}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="dalsegno-bench-ui-"))
-    proc, url = start_manager(home)
+    proc, site = start_manager(home, None)
     try:
         token = (home / "token").read_text().strip()
-        site = url.removesuffix("/api/v1")
-        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
-            sizes = {"large": args.tasks, "drawn": 300}
+        with httpx.Client(
+            base_url=f"{site}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as api:
             executions = {}
-            for name, n in sizes.items():
+            for name, (workflow, params) in SIZES.items():
                 began = time.perf_counter()
-                executions[name] = run(api, url, n)
-                print(f"{name}: {n} tasks ran in {time.perf_counter() - began:.1f} s", flush=True)
-        for name, execution_id in executions.items():
-            print(f"{name} ({sizes[name]} tasks):", flush=True)
-            server, browser = measure(site, token, execution_id, args.repeat)
-            for what, times in (("server", server), ("browser", browser)):
-                print(
-                    f"  {what}: median {statistics.median(times) * 1000:.0f} ms, "
-                    f"{min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms, n={len(times)}",
-                    flush=True,
-                )
+                executions[name] = run(api, workflow, params)
+                print(f"{name}: ran in {time.perf_counter() - began:.1f} s", flush=True)
+        report("this tree:", measure(site, token, executions, args.repeat, new=True))
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(60)
+    if args.baseline_src is not None:
+        proc, site = start_manager(home, args.baseline_src)  # the same store, the same pages
+        try:
+            report(
+                f"baseline {args.baseline_src}:",
+                measure(site, token, executions, args.repeat, new=False),
+            )
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    print(f"load after: {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The web UI in Chromium: sign-in, the live list, the graph's colours, resume, cancel,
-starting an execution, markup shown as text, large graphs collapsed."""
+starting an execution, markup shown as text, large graphs drawn as groups (the graph's
+pan, zoom, groups and live refresh: test_graph.py)."""
 
 from __future__ import annotations
 
@@ -220,15 +221,19 @@ def test_the_start_form_validates_params_and_starts_an_execution(
     assert page.url.endswith(started["id"])
 
 
-def test_a_large_graph_is_collapsed_to_counts_and_a_paged_table(
+def test_a_large_graph_is_drawn_as_groups_beside_a_paged_table(
     page: Page, manager: LiveManager
 ) -> None:
     execution_id = manager.start("wide", n=420)
     manager.wait_status(execution_id, "completed", timeout=60)
     sign_in(page, manager)
     page.goto(f"/executions/{execution_id}")
-    expect(page.locator("svg.graph")).to_have_count(0)
-    expect(page.locator(".graph-view")).to_contain_text("420 tasks: too many to draw")
+    # 420 independent tasks are one layer, cut into groups of 200: boxes with their counts.
+    expect(page.locator("svg.graph g.group")).to_have_count(3)
+    expect(page.locator("svg.graph g.node")).to_have_count(0)
+    expect(page.locator('g.group[data-group="L0.1"] .group-counts')).to_have_text("200 tasks")
+    expect(page.locator('g.group[data-group="L0.3"] .group-counts')).to_have_text("20 tasks")
+    expect(page.locator(".graph-view")).to_contain_text("drawn as 3 groups")
     expect(page.locator("#task-table tbody tr")).to_have_count(50)
     expect(page.locator(".pager")).to_contain_text("page 1 of 9")
     page.click("text=next →")

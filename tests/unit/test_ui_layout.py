@@ -124,3 +124,92 @@ def test_a_tall_column_wraps_and_its_followers_stay_to_the_right() -> None:
     assert max(node.y for node in drawing.nodes) < 40 * 42 + 12
     assert all(xs[101] > xs[i] for i in range(101))
     assert all(xs[i] > xs[0] for i in range(1, 102))
+
+
+# folding and groups --------------------------------------------------------------------
+
+
+def test_a_long_chain_folds_into_bands_a_screen_can_show() -> None:
+    from dalsegno.ui.layout import lay_out
+
+    tasks = [task(i) for i in range(1, 291)]
+    edges = [(i + 1, i) for i in range(1, 290)]
+    drawing = lay_out(tasks, edges)
+    assert drawing.width < 4000, "a 290-task chain is a block, not a 65,000 px strip"
+    assert drawing.width / drawing.height < 4
+    rows = sorted({node.y for node in drawing.nodes})
+    assert len(rows) > 1
+    # every arrow leaves its dependency's right side and enters its follower's left side
+    place = {node.task_id: (node.x, node.y) for node in drawing.nodes}
+    for arrow in drawing.arrows:
+        assert arrow.source is not None
+        x1, y1 = place[arrow.source]
+        assert arrow.path.startswith(f"M{x1 + NODE_WIDTH},{y1 + 15} ")
+    assert len({(node.x, node.y) for node in drawing.nodes}) == 290
+
+
+def test_a_small_graph_is_never_folded() -> None:
+    tasks = [task(i) for i in range(1, 6)]
+    drawing = lay_out(tasks, [(i + 1, i) for i in range(1, 5)])
+    assert len({node.y for node in drawing.nodes}) == 1
+
+
+def test_groups_are_runs_of_layers_of_at_most_200_tasks_and_a_wide_layer_is_cut() -> None:
+    from dalsegno.ui.groups import group_tasks
+
+    # 50 layers of 100, each task depending on one of the layer before
+    tasks = [
+        task(layer * 100 + j + 1, f"L{layer:02d}-{j:03d}")
+        for layer in range(50)
+        for j in range(100)
+    ]
+    edges = [
+        (layer * 100 + j + 1, (layer - 1) * 100 + j + 1)
+        for layer in range(1, 50)
+        for j in range(100)
+    ]
+    groups = group_tasks(tasks, edges)
+    assert [g.key for g in groups][:3] == ["L0-1", "L2-3", "L4-5"]
+    assert all(len(g.task_ids) == 200 for g in groups)
+    assert groups[0].label == "layers 1-2"
+    assert sorted(i for g in groups for i in g.task_ids) == [t.id for t in tasks]
+    # one layer of 450: parts of 200, 200 and 50
+    wide = [task(i) for i in range(1, 451)]
+    parts = group_tasks(wide, [])
+    assert [(g.key, len(g.task_ids)) for g in parts] == [("L0.1", 200), ("L0.2", 200), ("L0.3", 50)]
+    assert parts[2].label == "layer 1 · part 3 of 3"
+    assert group_tasks(wide, []) == parts  # the same graph, the same groups: keys are stable
+
+
+def test_a_subgraph_key_becomes_the_group() -> None:
+    from dalsegno.ui.groups import group_tasks
+
+    tasks = [task(i) for i in range(1, 7)]
+    groups = group_tasks(tasks, [], subgraph_of=lambda t: "install" if t.id <= 3 else None)
+    assert [(g.key, g.task_ids) for g in groups] == [("S:install", [1, 2, 3]), ("L0", [4, 5, 6])]
+
+
+def test_a_graph_of_groups_counts_states_and_opens_one_group_in_place() -> None:
+    from dalsegno.ui.groups import group_tasks, lay_out_groups
+
+    tasks = [task(i, status="failed" if i == 250 else "succeeded") for i in range(1, 401)]
+    tasks += [task(401, "end")]
+    edges = [(401, i) for i in range(1, 401)]
+    groups = group_tasks(tasks, edges)
+    assert [g.key for g in groups] == ["L0.1", "L0.2", "L1"]
+    closed = lay_out_groups(groups, tasks, edges, set())
+    assert closed.nodes == []
+    assert [(f.key, f.worst, f.counts["failed"]) for f in closed.frames] == [
+        ("L0.1", "succeeded", 0),
+        ("L0.2", "failed", 1),
+        ("L1", "pending", 0),
+    ]
+    assert len(closed.arrows) == 2  # each part of the wide layer to the end: once
+    opened = lay_out_groups(groups, tasks, edges, {"L0.2"})
+    assert {node.group for node in opened.nodes} == {"L0.2"}
+    assert len(opened.nodes) == 200
+    frame = next(f for f in opened.frames if f.key == "L0.2")
+    assert frame.expanded
+    for node in opened.nodes:  # drawn inside their frame
+        assert frame.x <= node.x and node.x + NODE_WIDTH <= frame.x + frame.width
+        assert frame.y <= node.y and node.y <= frame.y + frame.height

@@ -8,6 +8,8 @@
   show them as text.
 - `wide`: `n` independent tasks (the paged, collapsed view).
 - `fan`: `start` -> `n` tasks -> `end` (a graph drawn whole, its tall column wrapped).
+- `layered`, `deep`: large graphs with one failed task (drawn as groups, folded in bands).
+- `ticking`: a slow chain whose colours change while the page is open.
 """
 
 from __future__ import annotations
@@ -90,4 +92,48 @@ def fan(ctx: Any, n: int = 298) -> None:
     for task in middle:
         g.depend(task, on=start)
     g.depend(end, on=middle)
+    g.execute()
+
+
+@operation(resumable=True)
+def step(ctx: Any, fail: bool = False, seconds: float = 0.0) -> dict[str, bool]:
+    if seconds:
+        time.sleep(seconds)
+    if fail:
+        msg = f"{ctx.task_key} failed on purpose"
+        raise NonRecoverableError(msg)
+    return {"ok": True}
+
+
+@workflow(resumable=True)
+def layered(ctx: Any, layers: int = 50, width: int = 100, fail: str = "") -> None:
+    """`layers` layers of `width` tasks; each depends on two of the layer before. The task
+    keyed `fail` fails, so its followers never run."""
+    g = ctx.graph("main")
+    previous: list[Any] = []
+    for i in range(layers):
+        here = []
+        for j in range(width):
+            key = f"L{i:02d}-t{j:03d}"
+            task = g.add(step, key=key, fail=key == fail)
+            if previous:
+                g.depend(task, on=[previous[j], previous[(j + 1) % width]])
+            here.append(task)
+        previous = here
+    g.execute()
+
+
+@workflow(resumable=True)
+def deep(ctx: Any, n: int = 290, fail_at: int = -1) -> None:
+    """A chain of `n` tasks; the one at `fail_at` fails."""
+    g = ctx.graph("main")
+    g.sequence(*[g.add(step, key=f"c{i:04d}", fail=i == fail_at) for i in range(n)])
+    g.execute()
+
+
+@workflow(resumable=True)
+def ticking(ctx: Any, n: int = 40, seconds: float = 0.5) -> None:
+    """A chain of `n` tasks of `seconds` each: an execution whose colours change live."""
+    g = ctx.graph("main")
+    g.sequence(*[g.add(step, key=f"tick{i:03d}", seconds=seconds) for i in range(n)])
     g.execute()

@@ -8,15 +8,16 @@ so the handlers are plain functions that FastAPI runs in its thread pool.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from dalsegno.api import schemas
 from dalsegno.api.auth import OPERATE, READ, caller_of, require
 from dalsegno.api.errors import JsonResponse, responses
-from dalsegno.model.states import ExecutionState
+from dalsegno.api.paging import known_query_only, paged
 from dalsegno.service import ExecutionService
+from dalsegno.service.pages import MAX_EVENTS, MAX_EXECUTIONS, MAX_TASKS
 from dalsegno.service.views import event_json, execution_json, plan_json
 
 ExecutionId = Annotated[str, Path(description="an execution id, or a unique prefix of one")]
@@ -27,6 +28,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     router = APIRouter(
         prefix="/executions",
         tags=["executions"],
+        dependencies=[Depends(known_query_only)],
         responses=responses(401, 403, 422),
     )
     reads, writes = [Depends(require(READ))], [Depends(require(OPERATE))]
@@ -57,11 +59,27 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         summary="List executions",
     )
     def list_executions(
-        status: Annotated[ExecutionState | None, Query(description="only this state")] = None,
+        request: Request,
+        response: Response,
+        status: Annotated[
+            list[str], Query(description="only these states (repeated, or comma-separated)")
+        ] = [],  # noqa: B006 - FastAPI copies it
+        workflow: Annotated[str | None, Query(description="only this workflow")] = None,
+        since: Annotated[
+            str | None, Query(description="created at or after: 30d, 12h, or an ISO 8601 time")
+        ] = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="an id prefix or part of a workflow")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_EXECUTIONS)] = 100,
+        cursor: Annotated[str | None, Query(description="X-Next-Cursor of a page")] = None,
     ) -> list[dict[str, Any]]:
-        """Executions, newest first."""
-        found = service.list_executions(status.value if status else None)
-        return [execution_json(execution) for execution in found]
+        """Executions, newest first, a page at a time (`X-Next-Cursor`, `Link`)."""
+        page = service.executions_page(
+            statuses=status, workflow=workflow, since=since, search=q, cursor=cursor, limit=limit
+        )
+        paged(response, request, page)
+        return [execution_json(execution) for execution in page.items]
 
     @router.get(
         "/{execution_id}",
@@ -71,9 +89,19 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         dependencies=reads,
         summary="Read an execution",
     )
-    def get_execution(execution_id: ExecutionId) -> dict[str, Any]:
-        """One execution with its tasks."""
-        execution, tasks = service.get(execution_id)
+    def get_execution(
+        execution_id: ExecutionId,
+        graph: Annotated[str | None, Query(description="only this graph's tasks")] = None,
+        status: Annotated[
+            list[str],
+            Query(description="only tasks in these states (repeated, or comma-separated)"),
+        ] = [],  # noqa: B006 - FastAPI copies it
+        limit: Annotated[
+            int | None, Query(ge=1, le=MAX_TASKS, description="at most this many tasks")
+        ] = None,
+    ) -> dict[str, Any]:
+        """One execution with its tasks (all of them, or those the filters select)."""
+        execution, tasks = service.get(execution_id, graph=graph, statuses=status, limit=limit)
         return execution_json(execution, tasks, service.actions(execution.id))
 
     @router.post(
@@ -132,10 +160,33 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         summary="Read an execution's events",
     )
     def list_events(
+        request: Request,
+        response: Response,
         execution_id: ExecutionId,
         after: Annotated[schemas.EventId | None, Query(description="only events after it")] = None,
+        cursor: Annotated[str | None, Query(description="X-Next-Cursor of a page")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 1000,
+        task: Annotated[str | None, Query(description="only this task's (its key)")] = None,
+        graph: Annotated[str | None, Query(description="only this graph's")] = None,
+        level: Annotated[
+            Literal["debug", "info", "warning", "error"] | None,
+            Query(description="only this level and the more severe ones"),
+        ] = None,
+        type: Annotated[list[str], Query(description="only these types")] = [],  # noqa: B006
     ) -> list[dict[str, Any]]:
-        """The execution's events and logs, oldest first."""
-        return [event_json(event) for event in service.events(execution_id, after)]
+        """The execution's events and logs, oldest first, a page at a time: `X-Next-Cursor`
+        is where the next page starts, on the last page too (for what comes later)."""
+        page = service.events_page(
+            execution_id,
+            after=after,
+            cursor=cursor,
+            limit=limit,
+            graph=graph,
+            task=task,
+            level=level,
+            types=type,
+        )
+        paged(response, request, page)
+        return [event_json(event) for event in page.items]
 
     return router

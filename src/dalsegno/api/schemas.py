@@ -99,6 +99,33 @@ class Task(Answer):
     result: Any
 
 
+class TaskSummary(Answer):
+    """A task in a list: no result (read the task for it)."""
+
+    id: str
+    graph: str
+    key: str
+    operation: str
+    agent: str | None
+    status: TaskState
+    retries: int
+    error: str | None
+    attempt_count: int
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
+    retry_at: Timestamp | None = Field(description="when a rescheduled task runs again")
+
+
+class Attempt(Answer):
+    number: int = Field(description="1 for the first attempt")
+    worker: str = Field(description="where it ran: a thread of a manager, or an agent")
+    started_at: Timestamp
+    ended_at: Timestamp | None
+    outcome: str
+    error: str | None = Field(description="the error, with its traceback when there was one")
+    result: Any = Field(description="the result, on the attempt that succeeded")
+
+
 class Execution(Answer):
     id: str
     workflow: str
@@ -139,6 +166,16 @@ class Event(Answer):
     actor: str | None = Field(
         default=None, description="who asked for it (start, resume, cancel); null otherwise"
     )
+
+
+class TaskDetail(TaskSummary):
+    execution_id: str
+    max_retries: int
+    timeout: float | None
+    kwargs: dict[str, Any]
+    result: Any
+    attempts: list[Attempt]
+    events: list[Event]
 
 
 class PlannedTask(Answer):

@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from dalsegno.cli import output
+from dalsegno.cli.filters import event_filters
 from dalsegno.cli.params import param_texts, parse_params
 from dalsegno.model.errors import DalsegnoError, RefusedError, StoreUnavailableError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
@@ -308,6 +310,7 @@ def _follow_remote(
     execution_id: str,
     after: str | None,
     emit: Callable[[list[dict[str, Any]]], None],
+    filters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Hand each new batch of events to `emit` until the execution ends; the ended execution.
 
@@ -316,14 +319,14 @@ def _follow_remote(
     """
     last = after
     while True:
-        batch = _patiently(client.events, execution_id, last)
+        batch = _patiently(partial(client.events, **(filters or {})), execution_id, last)
         if batch:
             emit(batch)
             last = str(batch[-1]["id"])
             continue
         current: dict[str, Any] = _patiently(client.get, execution_id)
         if current.get("status") in EXECUTION_END_STATES:
-            batch = _patiently(client.events, execution_id, last)
+            batch = _patiently(partial(client.events, **(filters or {})), execution_id, last)
             if batch:
                 emit(batch)
             return current
@@ -400,52 +403,6 @@ def executions_start(
         click.echo(execution["id"])
         return
     _run_here(settings, ref, pairs, params_json, quiet, lock)
-
-
-@executions.command("list")
-@click.option("--status", help="Only executions in this state.")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
-@pass_settings
-def executions_list(settings: Settings, status: str | None, as_json: bool) -> None:
-    """Executions, newest first."""
-    if settings.remote:
-        with refusals(), settings.client() as client:
-            documents = client.list(status)
-            if as_json:
-                output.print_json(documents)
-            else:
-                output.show_executions_json(documents)
-        return
-    with refusals():
-        found = settings.service().list_executions(status)
-    if as_json:
-        output.print_json([output.execution_document(execution, None) for execution in found])
-    else:
-        output.show_executions(found)
-
-
-@executions.command("get")
-@click.argument("execution_id")
-@click.option("--json", "as_json", is_flag=True, help="A JSON object with the tasks.")
-@pass_settings
-def executions_get(settings: Settings, execution_id: str, as_json: bool) -> None:
-    """One execution with its tasks."""
-    if settings.remote:
-        with refusals(), settings.client() as client:
-            document = client.get(execution_id)
-            if as_json:
-                output.print_json(document)
-            else:
-                output.show_execution_json(document)
-        return
-    with refusals():
-        service = settings.service()
-        execution, tasks = service.get(execution_id)
-        actions = service.actions(execution.id)
-    if as_json:
-        output.print_json(output.execution_document(execution, tasks, actions))
-    else:
-        output.show_execution(execution, tasks, actions)
 
 
 @executions.command("resume")
@@ -528,18 +485,25 @@ def executions_cancel(settings: Settings, execution_id: str, force: bool, kill: 
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the execution ends.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--after", help="Only events after this event id.")
+@event_filters
 @pass_settings
 def events(
-    settings: Settings, execution_id: str, follow: bool, as_json: bool, after: str | None
+    settings: Settings,
+    execution_id: str,
+    follow: bool,
+    as_json: bool,
+    after: str | None,
+    filters: dict[str, Any],
 ) -> None:
-    """The execution's events and logs, oldest first."""
+    """The execution's events and logs, oldest first (of one task, a graph, a level and
+    up, some types, with the filters)."""
     if settings.remote:
-        _remote_events(settings, execution_id, follow, as_json, after)
+        _remote_events(settings, execution_id, follow, as_json, after, filters)
         return
     with refusals():
         service = settings.service()
         execution = service.find(execution_id)
-        batch = service.events(execution.id, after)
+        batch = service.events(execution.id, after, **filters)
     output.print_events(batch, as_json)
     if not follow:
         return
@@ -547,7 +511,7 @@ def events(
     try:
         while True:
             ended = service.find(execution.id).status in EXECUTION_END_STATES
-            batch = service.events(execution.id, last)
+            batch = service.events(execution.id, last, **filters)
             output.print_events(batch, as_json)
             if batch:
                 last = batch[-1].id
@@ -560,11 +524,16 @@ def events(
 
 
 def _remote_events(
-    settings: Settings, execution_id: str, follow: bool, as_json: bool, after: str | None
+    settings: Settings,
+    execution_id: str,
+    follow: bool,
+    as_json: bool,
+    after: str | None,
+    filters: dict[str, Any],
 ) -> None:
     with refusals(), settings.client() as client:
         execution = client.get(execution_id)  # refuses an unknown id, resolves a prefix
-        batch = client.events(str(execution["id"]), after)
+        batch = client.events(str(execution["id"]), after, **filters)
         output.print_event_documents(batch, as_json)
         if not follow:
             return
@@ -575,6 +544,7 @@ def _remote_events(
                 str(execution["id"]),
                 last,
                 lambda found: output.print_event_documents(found, as_json),
+                filters,
             )
         except KeyboardInterrupt:
             return
@@ -583,6 +553,7 @@ def _remote_events(
 def _add_service_commands() -> None:
     from dalsegno.cli.agent import agent
     from dalsegno.cli.agents import agents
+    from dalsegno.cli.listing import tasks
     from dalsegno.cli.serve import manager
     from dalsegno.cli.tokens import tokens
 
@@ -590,6 +561,7 @@ def _add_service_commands() -> None:
     main.add_command(agent)
     main.add_command(agents)
     main.add_command(tokens)
+    main.add_command(tasks)
 
 
 _add_service_commands()

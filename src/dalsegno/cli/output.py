@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -12,9 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.service import (
     EventRecord,
     ExecutionRecord,
@@ -42,9 +41,33 @@ STATUS_STYLE = {
 
 
 def console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr): a terminal's width, else `COLUMNS`, else 200."""
     stream = sys.stderr if stderr else sys.stdout
-    wide = None if stream.isatty() else 200
+    wide = None if stream.isatty() else _columns()
     return Console(file=stream, width=wide, highlight=False, soft_wrap=not stream.isatty())
+
+
+def _columns() -> int:
+    raw = os.environ.get("COLUMNS", "")
+    return int(raw) if raw.isdigit() and int(raw) >= 40 else 200
+
+
+def status_markup(status: str) -> str:
+    """A state in its colour."""
+    return _status(status)
+
+
+def when(moment: str | float | None, short: bool = False) -> str:
+    """A time of a JSON document (ISO 8601) or a record (seconds), in UTC:
+    `2026-11-27 03:40:12`, or `11-27 03:40` when `short`."""
+    seconds = _timestamp(moment) if isinstance(moment, str) else moment
+    text = _time(seconds)
+    return text[5:16] if short and seconds is not None else text
+
+
+def how_long(document: dict[str, Any]) -> str:
+    """How long a document's run lasted: `started_at` to `ended_at` (now while it runs)."""
+    return _duration(_timestamp(document.get("started_at")), _timestamp(document.get("ended_at")))
 
 
 def _status(status: str) -> str:
@@ -70,51 +93,6 @@ def _duration(start: float | None, end: float | None) -> str:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
-
-
-def show_executions(executions: list[ExecutionRecord]) -> None:
-    table = Table("id", "workflow", "status", "created", "duration", "error")
-    for execution in executions:
-        table.add_row(
-            execution.id,
-            escape(execution.workflow),
-            _status(execution.status.value),
-            _time(execution.created_at),
-            _duration(execution.started_at, execution.ended_at),
-            escape((execution.error or "")[:80]),
-        )
-    console().print(table)
-
-
-def show_execution(
-    execution: ExecutionRecord,
-    tasks: list[TaskRecord],
-    actions: Sequence[EventRecord] = (),
-) -> None:
-    out = console()
-    out.print(f"[bold]Execution[/] {execution.id}")
-    out.print(f"  workflow: {escape(execution.workflow)}")
-    out.print(f"  status:   {_status(execution.status.value)}")
-    out.print(f"  params:   {escape(json.dumps(execution.params))}")
-    out.print(f"  created:  {_time(execution.created_at)}")
-    out.print(f"  duration: {_duration(execution.started_at, execution.ended_at)}")
-    if execution.error:
-        out.print(f"  error:    [red]{escape(execution.error)}[/]")
-    for action in actions:
-        by = escape(action.actor or "?")
-        out.print(f"  {_time(action.created_at)}  {escape(action.message)} (by {by})")
-    table = Table("graph", "key", "operation", "agent", "status", "retries", "error")
-    for task in tasks:
-        table.add_row(
-            escape(task.graph),
-            escape(task.key),
-            escape(task.operation),
-            escape(task.agent or "-"),
-            _status(task.status.value),
-            str(task.retries),
-            escape(task.error or ""),
-        )
-    out.print(table)
 
 
 def show_plan(plan: ResumePlan) -> None:
@@ -181,76 +159,6 @@ def _timestamp(text: Any) -> float | None:
     if not isinstance(text, str) or not text:
         return None
     return datetime.fromisoformat(text).timestamp()
-
-
-def execution_from_json(document: dict[str, Any]) -> ExecutionRecord:
-    """An execution answered by a manager, as the record the tables show."""
-    return ExecutionRecord(
-        id=str(document["id"]),
-        workflow=str(document["workflow"]),
-        status=ExecutionState(document["status"]),
-        params=document.get("params") or {},
-        error=document.get("error"),
-        created_at=_timestamp(document.get("created_at")) or 0.0,
-        started_at=_timestamp(document.get("started_at")),
-        ended_at=_timestamp(document.get("ended_at")),
-        lease_owner=None,
-        lease_expires_at=None,
-        lease_token=0,
-        lock_key=document.get("lock"),
-    )
-
-
-def task_from_json(document: dict[str, Any], execution_id: str) -> TaskRecord:
-    """A task answered by a manager, as the record the tables show (ids are opaque: the
-    record's number is only kept when the id is one)."""
-    raw_id = str(document.get("id", ""))
-    return TaskRecord(
-        id=int(raw_id) if raw_id.isdigit() else 0,
-        execution_id=execution_id,
-        graph=str(document["graph"]),
-        key=str(document["key"]),
-        operation=str(document["operation"]),
-        agent=document.get("agent"),
-        kwargs_json="{}",
-        max_retries=0,
-        retry_interval=0.0,
-        timeout=None,
-        status=TaskState(document["status"]),
-        retries=int(document.get("retries") or 0),
-        error=document.get("error"),
-        result_json=json.dumps(document.get("result")),
-        attempts=0,
-        next_run_at=None,
-        started_at=None,
-        ended_at=None,
-    )
-
-
-def show_executions_json(documents: list[dict[str, Any]]) -> None:
-    """`executions list` of a manager's answer: the local table."""
-    show_executions([execution_from_json(document) for document in documents])
-
-
-def show_execution_json(document: dict[str, Any]) -> None:
-    """`executions get` of a manager's answer: the local view."""
-    execution = execution_from_json(document)
-    tasks = [task_from_json(task, execution.id) for task in document.get("tasks") or []]
-    actions = [
-        EventRecord(
-            id="",
-            execution_id=execution.id,
-            graph=None,
-            task_key=None,
-            type=str(action.get("type", "")),
-            level="info",
-            message=str(action.get("message", "")),
-            created_at=_timestamp(action.get("created_at")) or 0.0,
-            actor=action.get("actor"),
-        )
-        for action in document.get("actions") or []
-    ]
-    show_execution(execution, tasks, actions)
 
 
 def event_from_json(document: dict[str, Any]) -> EventRecord:

@@ -20,6 +20,7 @@ from dalsegno.service import default_home
 from dalsegno.service.tokens import read_token_file
 
 API_PREFIX = "/api/v1"
+NEXT_CURSOR = "x-next-cursor"
 TOKEN_ENV = "DALSEGNO_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 # Connecting to a manager is quick or never happens; an answer may take a while when a
 # long events list is read from a busy store.
@@ -130,13 +131,46 @@ class RemoteClient:
         return self._object(self._call("POST", "/executions", json=body))
 
     def list(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
-        """Executions, newest first."""
+        """Executions, newest first (the first page)."""
         query = {"status": status} if status is not None else None
         return self._objects(self._call("GET", "/executions", params=query))
 
-    def get(self, execution_id: str) -> dict[str, Any]:
-        """One execution with its tasks (the id may be a unique prefix)."""
-        return self._object(self._call("GET", _path(execution_id)))
+    def page(
+        self, path: str, query: dict[str, Any]
+    ) -> tuple[builtins.list[dict[str, Any]], str | None, bool]:
+        """A page of a list: its rows, the cursor after them, and whether it was full."""
+        body, headers = self._call("GET", path, params=query, with_headers=True)
+        cursor = headers.get(NEXT_CURSOR)
+        return self._objects(body), cursor, "link" in headers
+
+    def executions_page(
+        self, query: dict[str, Any]
+    ) -> tuple[builtins.list[dict[str, Any]], str | None, bool]:
+        """A page of executions, newest first (`GET /executions` with `query`)."""
+        return self.page("/executions", query)
+
+    def tasks_page(
+        self, execution_id: str, query: dict[str, Any]
+    ) -> tuple[builtins.list[dict[str, Any]], str | None, bool]:
+        """A page of the execution's tasks, without their results."""
+        return self.page(_path(execution_id, "tasks"), query)
+
+    def events_page(
+        self, execution_id: str, query: dict[str, Any]
+    ) -> tuple[builtins.list[dict[str, Any]], str | None, bool]:
+        """A page of the execution's events, oldest first."""
+        return self.page(_path(execution_id, "events"), query)
+
+    def task(self, execution_id: str, task: str, graph: str | None = None) -> dict[str, Any]:
+        """One task by its key, with its attempts and last events."""
+        path = _path(execution_id, "tasks") + "/" + quote(task, safe="").replace(".", "%2E")
+        query = {"graph": graph} if graph is not None else None
+        return self._object(self._call("GET", path, params=query))
+
+    def get(self, execution_id: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One execution with its tasks (the id may be a unique prefix); `query` filters
+        the tasks (`graph`, `status`, `limit`)."""
+        return self._object(self._call("GET", _path(execution_id), params=query or None))
 
     def resume(
         self, execution_id: str, reset_operations: bool = False, dry_run: bool = False
@@ -151,10 +185,25 @@ class RemoteClient:
         body = {"mode": mode}
         return self._object(self._call("POST", _path(execution_id, "cancel"), json=body))
 
-    def events(self, execution_id: str, after: str | None = None) -> builtins.list[dict[str, Any]]:
-        """The execution's events, oldest first, after the event id `after`."""
-        query = {"after": after} if after is not None else None
-        return self._objects(self._call("GET", _path(execution_id, "events"), params=query))
+    def events(
+        self, execution_id: str, after: str | None = None, **filters: Any
+    ) -> builtins.list[dict[str, Any]]:
+        """The execution's events, oldest first, after the event id `after`: every page
+        of them, of a task, a graph, a level and up, some types (`filters`)."""
+        names = {"types": "type"}  # the REST API's name of the filter
+        query: dict[str, Any] = {
+            names.get(key, key): value for key, value in filters.items() if value
+        }
+        if after is not None:
+            query["after"] = after
+        found: builtins.list[dict[str, Any]] = []
+        while True:
+            rows, cursor, more = self.events_page(execution_id, query)
+            found.extend(rows)
+            if not more or cursor is None:
+                return found
+            query.pop("after", None)
+            query["cursor"] = cursor
 
     def task_counts(self, execution_id: str) -> dict[str, int]:
         """How many tasks of the execution are in each state (for a progress bar)."""
@@ -166,7 +215,7 @@ class RemoteClient:
 
     # plumbing --------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, with_headers: bool = False, **kwargs: Any) -> Any:
         try:
             answer = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -185,7 +234,8 @@ class RemoteClient:
         except httpx.HTTPError as exc:
             msg = f"talking to the manager at {self.manager_url} failed: {_reason(exc)}"
             raise RemoteError(msg) from None
-        return self._answer(method, path, answer)
+        body = self._answer(method, path, answer)
+        return (body, answer.headers) if with_headers else body
 
     def _answer(self, method: str, path: str, answer: httpx.Response) -> Any:
         code = answer.status_code

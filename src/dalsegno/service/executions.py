@@ -7,7 +7,7 @@ hands the running itself to the engine.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from dalsegno.model.states import (
     TaskState,
     can_move_execution,
 )
+from dalsegno.service.pages import MAX_EVENTS
 from dalsegno.service.params import check_params as params_fitting
 from dalsegno.service.reads import ExecutionReads
 from dalsegno.store.base import Store
@@ -85,9 +86,20 @@ class ExecutionService(ExecutionReads):
         msg = f"unknown execution: {execution_id}"
         raise NotFoundError(msg)
 
-    def get(self, execution_id: str) -> tuple[ExecutionRecord, list[TaskRecord]]:
+    def get(
+        self,
+        execution_id: str,
+        *,
+        graph: str | None = None,
+        statuses: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> tuple[ExecutionRecord, list[TaskRecord]]:
+        """The execution with its tasks: all of them, or those of `graph`, in `statuses`,
+        the first `limit` (`dalsegno.service.pages`)."""
         execution = self.find(execution_id)
-        return execution, self.store.list_tasks(execution.id)
+        if graph is None and not statuses and limit is None:
+            return execution, self.store.list_tasks(execution.id)
+        return execution, self.matching_tasks(execution.id, graph, statuses, limit)
 
     def task_counts(self, execution_id: str) -> dict[str, int]:
         """How many tasks of the execution are in each state."""
@@ -97,15 +109,24 @@ class ExecutionService(ExecutionReads):
         return self.store.list_executions(parse_status(status) if status else None)
 
     def events(
-        self, execution_id: str, after: str | None = None, limit: int | None = None
+        self,
+        execution_id: str,
+        after: str | None = None,
+        limit: int | None = None,
+        **filters: Any,
     ) -> list[EventRecord]:
-        execution = self.find(execution_id)
-        if after is not None and not (
-            isinstance(after, str) and after.isascii() and after.isdigit() and len(after) <= 18
-        ):
-            msg = f"malformed event id: {after!r}"
-            raise RefusedError(msg)
-        return self.store.list_events(execution.id, after, limit)
+        """The execution's events after the event id `after`: the first `limit` (all:
+        None), of a task, a graph, a level and up, some types (`events_page`'s filters)."""
+        found: list[EventRecord] = []
+        cursor = None
+        while limit is None or len(found) < limit:
+            size = MAX_EVENTS if limit is None else min(MAX_EVENTS, limit - len(found))
+            page = self.events_page(execution_id, after=after, cursor=cursor, limit=size, **filters)
+            found.extend(page.items)
+            if not page.more:
+                break
+            cursor = page.cursor
+        return found
 
     # starting ------------------------------------------------------------------
 

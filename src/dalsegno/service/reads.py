@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dalsegno.engine.resume import check_resumable
+from dalsegno.engine.runner import EngineConfig
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
 from dalsegno.model.records import (
     AttemptRecord,
@@ -24,6 +25,8 @@ from dalsegno.model.states import (
     ExecutionState,
     can_move_execution,
 )
+from dalsegno.service.pages import PagedReads
+from dalsegno.store.agent_records import AgentRecord
 from dalsegno.store.base import Store
 
 E = ExecutionState
@@ -50,25 +53,74 @@ class TaskDetail:
     events: list[EventRecord]
 
 
-class ExecutionReads:
-    """The UI's reads; `store` and `find` are `ExecutionService`'s."""
+@dataclass(frozen=True, slots=True)
+class AgentsView:
+    """The agents page: every agent, the queues with their waiting and held tasks, and
+    how long an agent may stay silent before its attempts are lost."""
+
+    agents: list[AgentRecord]
+    queues: dict[str, dict[str, int]]
+    timeout: float
+
+
+class ExecutionReads(PagedReads):
+    """The UI's and the CLI's reads; `store`, `config` and `find` are
+    `ExecutionService`'s."""
 
     store: Store
+    config: EngineConfig
 
     def find(self, execution_id: str) -> ExecutionRecord:
         raise NotImplementedError
 
+    def task_by_key(
+        self, execution_id: str, task: str, graph: str | None = None, log_limit: int = 500
+    ) -> TaskDetail:
+        """One task of the execution by its key (in `graph` when given; a key that is in
+        several graphs needs it), else by its id; with its attempts and last events."""
+        execution = self.find(execution_id)
+        found = self.store.find_tasks_by_key(execution.id, task, graph)
+        if len(found) > 1:
+            names = ", ".join(sorted(t.graph for t in found))
+            msg = f"task key {task!r} is in several graphs ({names}): name one with its graph"
+            raise RefusedError(msg)
+        if not found and graph is None and task.isascii() and task.isdigit() and len(task) < 19:
+            by_id = self.store.get_task(execution.id, int(task))
+            found = [by_id] if by_id is not None else []
+        if not found:
+            where = f" in graph {graph!r}" if graph is not None else ""
+            msg = f"unknown task {task!r}{where} of execution {execution.id}"
+            raise NotFoundError(msg)
+        return self.task_detail(execution.id, found[0].id, log_limit)
+
+    def agents_overview(self) -> AgentsView:
+        """The agents and their queues, as the agents page shows them."""
+        from dalsegno.engine.agents import agent_timeout
+
+        return AgentsView(
+            self.store.list_agents(), self.store.agent_queues(), agent_timeout(self.config)
+        )
+
     def overview(
-        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
     ) -> list[ExecutionSummary]:
-        """The newest `limit` executions (of one state, of one workflow) with their progress."""
+        """The newest `limit` executions (of one state, of one workflow, whose id starts
+        with `search` or whose workflow contains it) with their progress."""
         from dalsegno.service.executions import parse_status
 
         if not 1 <= limit <= MAX_PAGE:
             msg = f"limit must be between 1 and {MAX_PAGE}, not {limit}"
             raise RefusedError(msg)
-        state = parse_status(status) if status else None
-        found = self.store.list_recent_executions(state, workflow or None, limit)
+        found = self.store.page_executions(
+            statuses=[parse_status(status)] if status else [],
+            workflow=workflow or None,
+            search=(search or "").strip() or None,
+            limit=limit,
+        )
         progress = self.store.task_progress([execution.id for execution in found])
         return [
             ExecutionSummary(execution, *progress.get(execution.id, (0, 0))) for execution in found

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.resume import ResumePlan
 from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
+from dalsegno.model.states import TaskState
+
+if TYPE_CHECKING:
+    from dalsegno.service.reads import TaskDetail
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -61,6 +65,55 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "retries": task.retries,
         "error": task.error,
         "result": task.result,
+    }
+
+
+def task_summary_json(task: TaskRecord) -> dict[str, Any]:
+    """A task in a list: what `task_json` has but its result (list views carry no params
+    or results), with its attempts and times."""
+    return {
+        "id": str(task.id),
+        "graph": task.graph,
+        "key": task.key,
+        "operation": task.operation,
+        "agent": task.agent,
+        "status": task.status.value,
+        "retries": task.retries,
+        "error": task.error,
+        "attempt_count": task.attempts,
+        "started_at": iso(task.started_at),
+        "ended_at": iso(task.ended_at),
+        "retry_at": iso(task.next_run_at) if task.status is TaskState.RESCHEDULED else None,
+    }
+
+
+def task_detail_json(detail: TaskDetail) -> dict[str, Any]:
+    """One task with its arguments, result, every attempt (numbered from 1: where it ran,
+    when, its outcome and error with the traceback) and its last events and log lines."""
+    task = detail.task
+    last = len(detail.attempts) - 1
+    return {
+        **task_summary_json(task),
+        "execution_id": task.execution_id,
+        "max_retries": task.max_retries,
+        "timeout": task.timeout,
+        "kwargs": task.kwargs,
+        "result": task.result,
+        "attempts": [
+            {
+                "number": attempt.number + 1,
+                "worker": attempt.worker,
+                "started_at": iso(attempt.started_at),
+                "ended_at": iso(attempt.ended_at),
+                "outcome": attempt.outcome,
+                "error": attempt.error,
+                "result": task.result
+                if index == last and task.status is TaskState.SUCCEEDED
+                else None,
+            }
+            for index, attempt in enumerate(detail.attempts)
+        ],
+        "events": [event_json(event) for event in detail.events],
     }
 
 

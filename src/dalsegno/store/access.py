@@ -17,7 +17,7 @@ from dalsegno.model.access import Role, SessionRecord, TokenRecord
 from dalsegno.model.errors import ConflictError
 from dalsegno.model.records import EventRecord
 from dalsegno.store import tables as t
-from dalsegno.store.reads import event_of
+from dalsegno.store.pages import event_of
 from dalsegno.store.retry import retried
 
 _TOKEN_COLUMNS = (

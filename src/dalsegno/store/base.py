@@ -26,7 +26,7 @@ from dalsegno.model.records import (
     TaskChange,
     TaskRecord,
 )
-from dalsegno.model.states import ExecutionState
+from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store.access_records import AccessStore
 from dalsegno.store.agent_records import AgentQueueStore
 
@@ -136,18 +136,61 @@ class Store(AgentQueueStore, AccessStore, Protocol):
     ) -> list[EventRecord]: ...
 
     # reads for the web UI (dalsegno.store.reads)
-    def list_recent_executions(
-        self,
-        status: ExecutionState | None = None,
-        workflow: str | None = None,
-        limit: int = 100,
-    ) -> list[ExecutionRecord]: ...
-
     def task_progress(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, int]]: ...
 
     def list_workflows(self) -> list[str]: ...
 
     def count_executions_by_status(self) -> dict[str, int]: ...
+
+    # paged lists (dalsegno.store.pages)
+    def page_executions(
+        self,
+        *,
+        statuses: Sequence[ExecutionState] = (),
+        workflow: str | None = None,
+        since: float | None = None,
+        search: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionRecord]: ...
+
+    def page_tasks(
+        self,
+        execution_id: str,
+        *,
+        graph: str | None = None,
+        statuses: Sequence[TaskState] = (),
+        key_contains: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[TaskRecord]: ...
+
+    def count_matching_tasks(
+        self,
+        execution_id: str,
+        *,
+        graph: str | None = None,
+        statuses: Sequence[TaskState] = (),
+        key_contains: str | None = None,
+    ) -> int: ...
+
+    def find_tasks_by_key(
+        self, execution_id: str, key: str, graph: str | None = None
+    ) -> list[TaskRecord]: ...
+
+    def page_events(
+        self,
+        execution_id: str,
+        *,
+        after: int | None = None,
+        limit: int = 1000,
+        graph: str | None = None,
+        task_key: str | None = None,
+        level: str | None = None,
+        types: Sequence[str] = (),
+    ) -> list[EventRecord]: ...
+
+    def agent_queues(self) -> dict[str, dict[str, int]]: ...
 
     def schema_revision(self) -> str | None: ...
 

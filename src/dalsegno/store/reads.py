@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, case, func, select
 
-from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.model.states import TaskState
 from dalsegno.store import tables as t
-from dalsegno.store.base import AttemptRecord, EventRecord, ExecutionRecord, TaskRecord
+from dalsegno.store.base import AttemptRecord, EventRecord, TaskRecord
+from dalsegno.store.pages import Pages, event_of, task_of
 
 DONE = TaskState.SUCCEEDED.value
 
@@ -32,30 +33,12 @@ def attempt_of(row: Row[Any]) -> AttemptRecord:
     )
 
 
-class StoreReads:
-    """Read-only queries over the tables; `_read` and `_execution` come from `SQLStore`."""
+class StoreReads(Pages):
+    """Read-only queries over the tables; `_read` comes from `SQLStore`. The paged lists
+    are `dalsegno.store.pages`'s."""
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
-
-    def list_recent_executions(
-        self,
-        status: ExecutionState | None = None,
-        workflow: str | None = None,
-        limit: int = 100,
-    ) -> list[ExecutionRecord]:
-        """Executions newest first, at most `limit`, of one state and workflow if given."""
-        from dalsegno.store.statements import execution_of
-
-        query = select(t.executions).order_by(
-            t.executions.c.created_at.desc(), t.executions.c.id.desc()
-        )
-        if status is not None:
-            query = query.where(t.executions.c.status == status.value)
-        if workflow is not None:
-            query = query.where(t.executions.c.workflow == workflow)
-        with self._read() as conn:
-            return [execution_of(row) for row in conn.execute(query.limit(limit))]
 
     def task_progress(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(succeeded tasks, all tasks) of each execution; one without tasks is absent."""
@@ -102,7 +85,7 @@ class StoreReads:
         )
         with self._read() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _task(row)
+        return None if row is None else task_of(row)
 
     def list_task_attempts(self, task_id: int) -> list[AttemptRecord]:
         """The attempts of one task, first first."""
@@ -141,41 +124,3 @@ class StoreReads:
         with self._read() as conn:
             rows = list(conn.execute(query))
         return [event_of(row) for row in reversed(rows)]
-
-
-def event_of(row: Any) -> EventRecord:
-    """An event record from a row of `events`."""
-    return EventRecord(
-        id=str(row.id),
-        execution_id=row.execution_id,
-        graph=row.graph,
-        task_key=row.task_key,
-        type=row.type,
-        level=row.level,
-        message=row.message,
-        created_at=row.created_at,
-        actor=row.actor,
-    )
-
-
-def _task(row: Any) -> TaskRecord:
-    return TaskRecord(
-        id=row.id,
-        execution_id=row.execution_id,
-        graph=row.graph_name,
-        key=row.key,
-        operation=row.operation,
-        agent=row.agent,
-        kwargs_json=row.kwargs,
-        max_retries=row.max_retries,
-        retry_interval=row.retry_interval,
-        timeout=row.timeout,
-        status=TaskState(row.status),
-        retries=row.retries,
-        error=row.error,
-        result_json=row.result,
-        attempts=row.attempts,
-        next_run_at=row.next_run_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-    )

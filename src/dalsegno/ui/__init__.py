@@ -15,6 +15,8 @@ from starlette.staticfiles import StaticFiles
 from dalsegno.service import ExecutionService
 from dalsegno.ui.access import Ui, install_access
 from dalsegno.ui.actions import actions_router
+from dalsegno.ui.agents import agents_router
+from dalsegno.ui.execution import execution_router
 from dalsegno.ui.pages import pages_router
 from dalsegno.ui.rendering import STATIC
 from dalsegno.ui.sessions import SessionCookies
@@ -32,6 +34,8 @@ def mount_ui(
     ui = Ui(service, may_sign_in, SessionCookies(secret), on_change)
     app.include_router(install_access(app, ui))
     app.include_router(pages_router(ui))
+    app.include_router(execution_router(ui))
+    app.include_router(agents_router(ui))
     app.include_router(actions_router(ui))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -32,7 +32,11 @@ CANCEL_MODES = {
     ),
     "kill": (
         "Kill",
-        "Stop now and kill running operations (SIGTERM, then SIGKILL after a grace period).",
+        "Stop now: running tasks fail with \u201ckilled by cancel\u201d. An operation declared "
+        "@operation(process=True) runs in a child process, which is stopped (SIGTERM, then "
+        "SIGKILL after 5 s). Any other operation runs in a thread, which cannot be stopped: "
+        "it is abandoned \u2014 it goes on until it returns by itself, and its result is "
+        "ignored. The same holds on agents. Pending tasks stay pending: a resume runs them.",
     ),
 }
 
@@ -122,6 +126,7 @@ def actions_router(ui: Ui) -> APIRouter:
             meaning=meaning,
             allowed=mode in ui.service.allowed_actions(execution),
             target=CANCEL_TARGETS[mode].value,
+            counts=ui.service.task_counts(execution.id),
         )
 
     @router.post("/executions/{execution_id}/cancel")

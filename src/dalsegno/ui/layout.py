@@ -1,27 +1,37 @@
-"""A task graph laid out on the server for an SVG picture: layered, longest path.
+"""Graphs laid out on the server for an SVG picture: layered, longest path, folded to fit.
 
-Each task sits in the column of its longest chain of dependencies, so every arrow points
-right; within a column, tasks are ordered by the mean row of what they depend on (one
-barycentre sweep), which keeps chains straight and fans tidy. A column taller than
-`MAX_ROWS` wraps into several side by side, so a fan-out of 300 stays on a screen or two.
-Linear in tasks and edges.
+Each box (a task, or a group of tasks) sits in the column of its longest chain of
+dependencies, so every arrow points right; within a column, boxes are ordered by the mean
+row of what they depend on (one barycentre sweep), which keeps chains straight and fans
+tidy. A column taller than `max_rows` wraps into several side by side, and a picture much
+wider than it is tall (a long chain) folds into bands, one under the other, like lines of
+text: an arrow that goes on in the next band runs through the gap between the two. So a
+chain of 300 tasks is a block a screen can show, not a 7,000 px strip. Linear in boxes and
+edges.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dalsegno.service.reads import TaskRecord
+
+K = TypeVar("K", bound=Hashable)
 
 NODE_WIDTH = 170
 NODE_HEIGHT = 30
 COLUMN_GAP = 56
 ROW_GAP = 12
+BAND_GAP = 40
 PAD = 12
 LABEL_CHARS = 22
 MAX_ROWS = 40
+ASPECT = 2.0  # the width:height a folded picture aims at (a screen is wider than tall)
+FOLD_WIDTH = 1400  # a picture narrower than this is never folded; a band is at least this
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,91 +42,186 @@ class Node:
     status: str
     x: int
     y: int
+    group: str = ""  # the group it was drawn in, when its group is expanded
 
 
 @dataclass(frozen=True, slots=True)
 class Arrow:
-    path: str  # an SVG path: from the dependency's right side to the task's left side
-    status: str  # the state of the dependency, which decides whether the arrow is "done"
+    path: str  # an SVG path: from the dependency's right side to the follower's left side
+    status: str  # the dependency's state (a task), which decides whether it is "done"
+    source: int | None = None  # the dependency's task id; None for an arrow between groups
 
 
 @dataclass(frozen=True, slots=True)
+class Frame:
+    """A group of tasks: a box with its counts by state, or, expanded, around its tasks."""
+
+    key: str
+    label: str
+    total: int
+    counts: dict[str, int]
+    worst: str  # the state that colours it: failed before running before the rest
+    x: int
+    y: int
+    width: int
+    height: int
+    expanded: bool
+
+
+@dataclass(slots=True)
 class Drawing:
     width: int
     height: int
-    nodes: list[Node]
-    arrows: list[Arrow]
+    nodes: list[Node] = field(default_factory=list)
+    arrows: list[Arrow] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Placement:
+    """Where each box's top-left corner goes, in which band, and how big it all is."""
+
+    at: dict[Hashable, tuple[int, int]]
+    band: dict[Hashable, int]
+    band_bottoms: list[int]
+    width: int
+    height: int
 
 
 def label(key: str) -> str:
     return key if len(key) <= LABEL_CHARS else key[: LABEL_CHARS - 1] + "…"
 
 
-def columns(tasks: Sequence[TaskRecord], edges: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Task ids by column (longest path from a task without dependencies), ordered."""
-    ids = [task.id for task in tasks]
+def layers(ids: Sequence[K], edges: Iterable[tuple[K, K]]) -> list[list[K]]:
+    """Ids by column (longest path from one without dependencies), each column ordered.
+
+    `edges` are (follower, dependency) pairs; pairs naming an unknown id are ignored.
+    """
     known = set(ids)
-    needs: dict[int, list[int]] = defaultdict(list)
-    feeds: dict[int, list[int]] = defaultdict(list)
-    for task, dependency in edges:
-        if task in known and dependency in known:
-            needs[task].append(dependency)
-            feeds[dependency].append(task)
-    waiting = {task: len(needs[task]) for task in ids}
+    needs: dict[K, list[K]] = defaultdict(list)
+    feeds: dict[K, list[K]] = defaultdict(list)
+    for follower, dependency in edges:
+        if follower in known and dependency in known:
+            needs[follower].append(dependency)
+            feeds[dependency].append(follower)
+    waiting = {item: len(needs[item]) for item in ids}
     column = dict.fromkeys(ids, 0)
-    ready = deque(task for task in ids if waiting[task] == 0)
+    ready = deque(item for item in ids if waiting[item] == 0)
     while ready:
-        task = ready.popleft()
-        for follower in feeds[task]:
-            column[follower] = max(column[follower], column[task] + 1)
+        item = ready.popleft()
+        for follower in feeds[item]:
+            column[follower] = max(column[follower], column[item] + 1)
             waiting[follower] -= 1
             if waiting[follower] == 0:
                 ready.append(follower)
-    # A cycle cannot be stored; should one appear, its tasks stay in column 0, still shown.
-    found: list[list[int]] = [[] for _ in range(max(column.values(), default=-1) + 1)]
-    for task in ids:
-        found[column[task]].append(task)
-    row: dict[int, float] = {}
-    for tasks_here in found:
-        for task in tasks_here:
-            above = [row[dependency] for dependency in needs[task] if dependency in row]
-            row[task] = sum(above) / len(above) if above else -1.0
-        tasks_here.sort(key=lambda task: row[task])
-        for index, task in enumerate(tasks_here):
-            row[task] = float(index)
+    # A cycle cannot be stored; should one appear, its members stay in column 0, still shown.
+    found: list[list[K]] = [[] for _ in range(max(column.values(), default=-1) + 1)]
+    for item in ids:
+        found[column[item]].append(item)
+    row: dict[K, float] = {}
+    for here in found:
+        for item in here:
+            above = [row[dependency] for dependency in needs[item] if dependency in row]
+            row[item] = sum(above) / len(above) if above else -1.0
+        here.sort(key=lambda item: row[item])
+        for index, item in enumerate(here):
+            row[item] = float(index)
     return found
 
 
-def lay_out(tasks: Sequence[TaskRecord], edges: Sequence[tuple[int, int]]) -> Drawing:
-    """Where each task's box and each dependency's arrow go."""
-    by_id = {task.id: task for task in tasks}
-    placed: dict[int, tuple[int, int]] = {}
-    nodes = []
-    # A tall column (a wide fan-out) wraps into side-by-side columns of at most MAX_ROWS.
-    wrapped = [
-        task_ids[start : start + MAX_ROWS]
-        for task_ids in columns(tasks, edges)
-        for start in range(0, len(task_ids), MAX_ROWS)
+def columns(tasks: Sequence[TaskRecord], edges: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Task ids by column (`layers` of the tasks)."""
+    return layers([task.id for task in tasks], edges)
+
+
+def place(
+    layered: Sequence[Sequence[K]],
+    size: Callable[[K], tuple[int, int]],
+    max_rows: int = MAX_ROWS,
+) -> Placement:
+    """Place boxes of `size(id)` column by column, wrapping tall columns and folding a
+    picture much wider than tall into bands."""
+    visual = [
+        list(column[start : start + max_rows])
+        for column in layered
+        for start in range(0, len(column), max_rows)
     ]
-    for index, task_ids in enumerate(wrapped):
-        x = PAD + index * (NODE_WIDTH + COLUMN_GAP)
-        for row, task_id in enumerate(task_ids):
-            y = PAD + row * (NODE_HEIGHT + ROW_GAP)
-            placed[task_id] = (x, y)
-            task = by_id[task_id]
-            nodes.append(Node(task.id, task.key, label(task.key), task.status.value, x, y))
-    arrows = []
-    bend = COLUMN_GAP // 2
-    for task_id, dependency in edges:
-        if task_id not in placed or dependency not in placed:
-            continue
-        x1, y1 = placed[dependency]
-        x2, y2 = placed[task_id]
-        x1, y1, y2 = x1 + NODE_WIDTH, y1 + NODE_HEIGHT // 2, y2 + NODE_HEIGHT // 2
-        x2 -= 4  # leave room for the arrow head
-        path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
-        arrows.append(Arrow(path, by_id[dependency].status.value))
-    tallest = max((len(task_ids) for task_ids in wrapped), default=0)
-    width = 2 * PAD + len(wrapped) * NODE_WIDTH + max(len(wrapped) - 1, 0) * COLUMN_GAP
-    height = 2 * PAD + tallest * NODE_HEIGHT + max(tallest - 1, 0) * ROW_GAP
-    return Drawing(width, height, nodes, arrows)
+    if not visual:
+        return Placement({}, {}, [], 2 * PAD, 2 * PAD)
+    widths = [max(size(item)[0] for item in column) for column in visual]
+    heights = [
+        sum(size(item)[1] for item in column) + ROW_GAP * (len(column) - 1) for column in visual
+    ]
+    strip = sum(widths) + COLUMN_GAP * (len(visual) - 1)
+    band = max(heights) + BAND_GAP
+    bands = max(1, min(round(math.sqrt(strip / (ASPECT * band))), strip // FOLD_WIDTH))
+    per_band = math.ceil(len(visual) / bands)
+    at: dict[Hashable, tuple[int, int]] = {}
+    band_of: dict[Hashable, int] = {}
+    bottoms: list[int] = []
+    top, width = PAD, 0
+    for band in range(0, len(visual), per_band):
+        x, tallest = PAD, 0
+        for index in range(band, min(band + per_band, len(visual))):
+            y = top
+            for item in visual[index]:
+                at[item] = (x, y)
+                band_of[item] = len(bottoms)
+                y += size(item)[1] + ROW_GAP
+            tallest = max(tallest, heights[index])
+            x += widths[index] + COLUMN_GAP
+        width = max(width, x - COLUMN_GAP + PAD)
+        bottoms.append(top + tallest)
+        top += tallest + BAND_GAP
+    return Placement(at, band_of, bottoms, width, bottoms[-1] + PAD)
+
+
+def route(
+    placement: Placement,
+    source: Hashable,
+    source_size: tuple[int, int],
+    target: Hashable,
+    target_size: tuple[int, int],
+) -> str:
+    """The SVG path of an arrow from `source`'s right side to `target`'s left side.
+
+    Within a band it is a curve to the right; into a later band it leaves to the right,
+    runs left along the gap under the source's band, and comes into the target from its
+    left.
+    """
+    (x1, y1), (x2, y2) = placement.at[source], placement.at[target]
+    x1, y1, y2 = x1 + source_size[0], y1 + source_size[1] // 2, y2 + target_size[1] // 2
+    x2 -= 4  # leave room for the arrow head
+    if placement.band[source] == placement.band[target] and x2 > x1:
+        bend = COLUMN_GAP // 2
+        return f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
+    gap = placement.band_bottoms[placement.band[source]] + BAND_GAP // 2
+    right, left = x1 + COLUMN_GAP // 3, max(x2 - COLUMN_GAP // 3, 2)
+    return f"M{x1},{y1} H{right} V{gap} H{left} V{y2} H{x2}"
+
+
+def lay_out(
+    tasks: Sequence[TaskRecord],
+    edges: Sequence[tuple[int, int]],
+    origin: tuple[int, int] = (0, 0),
+    group: str = "",
+) -> Drawing:
+    """Where each task's box and each dependency's arrow go; `origin` moves it all (into a
+    group's frame, for one)."""
+    by_id = {task.id: task for task in tasks}
+    box = (NODE_WIDTH, NODE_HEIGHT)
+    placement = place(columns(tasks, edges), lambda _: box)
+    dx, dy = origin
+    placement.at = {item: (x + dx, y + dy) for item, (x, y) in placement.at.items()}
+    placement.band_bottoms = [bottom + dy for bottom in placement.band_bottoms]
+    nodes = [
+        Node(task.id, task.key, label(task.key), task.status.value, *placement.at[task.id], group)
+        for task in tasks
+    ]
+    arrows = [
+        Arrow(route(placement, dependency, box, follower, box), by_id[dependency].status.value,
+              dependency)
+        for follower, dependency in edges
+        if follower in placement.at and dependency in placement.at
+    ]  # fmt: skip
+    return Drawing(placement.width, placement.height, nodes, arrows)

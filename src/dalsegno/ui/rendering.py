@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse
@@ -59,6 +60,12 @@ def duration(started: float | None, ended: float | None) -> str:
     return span((ended if ended is not None else time.time()) - started)
 
 
+def query(**params: Any) -> str:
+    """A query string of `params`, leaving out empty ones; a list repeats its key."""
+    kept = {key: value for key, value in params.items() if value not in ("", None, [], 1)}
+    return urlencode(kept, doseq=True)
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -69,6 +76,7 @@ def environment() -> Environment:
     )
     env.filters["clock"] = clock
     env.globals["duration"] = duration
+    env.globals["query"] = query
     env.globals["TASK_STATES"] = TASK_STATES
     env.globals["EXECUTION_STATES"] = EXECUTION_STATES
     return env

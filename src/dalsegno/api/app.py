@@ -16,6 +16,7 @@ from dalsegno.api.auth import ADMIN, BearerTokens, CallerLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.api.health import health_router
+from dalsegno.api.housekeeping import housekeeping_router
 from dalsegno.api.tasks import tasks_router
 from dalsegno.api.tokens import tokens_router
 from dalsegno.service import ExecutionService, version
@@ -73,6 +74,7 @@ def create_app(
     api = APIRouter(prefix=PREFIX)
     api.include_router(executions_router(service, on_change))
     api.include_router(tasks_router(service))
+    api.include_router(housekeeping_router(service))
     api.include_router(agents_router(agents))
     api.include_router(tokens_router(access))
     app.include_router(api)

@@ -551,6 +551,7 @@ def _remote_events(
 
 
 def _add_service_commands() -> None:
+    from dalsegno.cli import housekeeping  # noqa: F401 - executions delete and purge
     from dalsegno.cli.agent import agent
     from dalsegno.cli.agents import agents
     from dalsegno.cli.listing import tasks

@@ -35,6 +35,7 @@ from dalsegno.model.states import (
     TaskState,
     can_move_execution,
 )
+from dalsegno.service.housekeeping import ExecutionHousekeeping
 from dalsegno.service.pages import MAX_EVENTS
 from dalsegno.service.params import check_params as params_fitting
 from dalsegno.service.reads import ExecutionReads
@@ -58,7 +59,7 @@ class RunResult:
         return self.outcome.status
 
 
-class ExecutionService(ExecutionReads):
+class ExecutionService(ExecutionReads, ExecutionHousekeeping):
     """Start, resume, cancel and read executions on one store."""
 
     def __init__(self, store: Store, config: EngineConfig | None = None) -> None:

@@ -10,7 +10,9 @@ from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
 from dalsegno.model.states import TaskState
 
 if TYPE_CHECKING:
+    from dalsegno.service.housekeeping import PurgeReport
     from dalsegno.service.reads import TaskDetail
+    from dalsegno.store.housekeeping import Removed
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -150,4 +152,19 @@ def plan_json(plan: ResumePlan) -> dict[str, Any]:
             }
             for task in plan.tasks
         ],
+    }
+
+
+def removed_json(removed: Removed) -> dict[str, int]:
+    """What a delete removed."""
+    return {"executions": removed.executions, "tasks": removed.tasks, "events": removed.events}
+
+
+def purge_json(report: PurgeReport) -> dict[str, Any]:
+    """What a purge removed (or would, in a dry run), and the first ids."""
+    return {
+        "dry_run": report.dry_run,
+        **removed_json(report.removed),
+        "skipped": report.skipped,
+        "ids": report.ids,
     }

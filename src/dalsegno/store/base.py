@@ -29,6 +29,7 @@ from dalsegno.model.records import (
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store.access_records import AccessStore
 from dalsegno.store.agent_records import AgentQueueStore
+from dalsegno.store.housekeeping import Removed
 
 __all__ = [
     "AttemptEnd",
@@ -191,6 +192,19 @@ class Store(AgentQueueStore, AccessStore, Protocol):
     ) -> list[EventRecord]: ...
 
     def agent_queues(self) -> dict[str, dict[str, int]]: ...
+
+    # deleting ended executions (dalsegno.store.housekeeping)
+    def mark_deleting(self, execution_id: str) -> bool: ...
+
+    def remove_marked(self, execution_id: str, batch: int = 500) -> Removed: ...
+
+    def purge_candidates(
+        self,
+        statuses: Sequence[ExecutionState],
+        before: float,
+        keep_last: int,
+        limit: int,
+    ) -> list[str]: ...
 
     def schema_revision(self) -> str | None: ...
 

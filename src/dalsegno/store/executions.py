@@ -85,7 +85,10 @@ class Executions(LockKeys):
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._read() as conn:
             row = conn.execute(
-                select(t.executions).where(t.executions.c.id == execution_id)
+                select(t.executions).where(
+                    t.executions.c.id == execution_id,
+                    t.executions.c.deleting_at.is_(None),  # being deleted: gone
+                )
             ).first()
         return None if row is None else execution_of(row)
 
@@ -94,14 +97,19 @@ class Executions(LockKeys):
         with self._read() as conn:
             rows = conn.execute(
                 select(t.executions.c.id)
-                .where(t.executions.c.id.like(escaped + "%", escape="\\"))
+                .where(
+                    t.executions.c.id.like(escaped + "%", escape="\\"),
+                    t.executions.c.deleting_at.is_(None),
+                )
                 .limit(2)
             ).all()
         return [row.id for row in rows]
 
     def list_executions(self, status: ExecutionState | None = None) -> list[ExecutionRecord]:
-        query = select(t.executions).order_by(
-            t.executions.c.created_at.desc(), t.executions.c.id.desc()
+        query = (
+            select(t.executions)
+            .where(t.executions.c.deleting_at.is_(None))
+            .order_by(t.executions.c.created_at.desc(), t.executions.c.id.desc())
         )
         if status is not None:
             query = query.where(t.executions.c.status == status.value)

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Select, and_, func, or_, select
 from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
+from dalsegno.store.retry import retried
 from dalsegno.store.statements import execution_of
 
 # Event levels, least severe first: `level=warning` reads warnings and errors.
@@ -84,6 +85,7 @@ class Pages:
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
+    @retried("reading a page of executions")
     def page_executions(
         self,
         *,
@@ -98,7 +100,7 @@ class Pages:
         `since`, whose id starts with `search` or whose workflow contains it, after the
         position `before` (the created_at and id of the last one of the previous page)."""
         c = t.executions.c
-        query = select(t.executions)
+        query = select(t.executions).where(c.deleting_at.is_(None))
         if statuses:
             query = query.where(c.status.in_([state.value for state in statuses]))
         if workflow is not None:
@@ -140,6 +142,7 @@ class Pages:
             query = query.where(t.tasks.c.key.like(f"%{like_escaped(key_contains)}%", escape="\\"))
         return query
 
+    @retried("execution {execution_id}: reading a page of tasks")
     def page_tasks(
         self,
         execution_id: str,
@@ -158,6 +161,7 @@ class Pages:
         with self._read() as conn:
             return [task_of(row) for row in conn.execute(query)]
 
+    @retried("execution {execution_id}: counting tasks")
     def count_matching_tasks(
         self,
         execution_id: str,
@@ -171,6 +175,7 @@ class Pages:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(query)).scalar_one())
 
+    @retried("execution {execution_id}: finding task {key}")
     def find_tasks_by_key(
         self, execution_id: str, key: str, graph: str | None = None
     ) -> list[TaskRecord]:
@@ -179,6 +184,7 @@ class Pages:
         with self._read() as conn:
             return [task_of(row) for row in conn.execute(query.order_by(t.tasks.c.id))]
 
+    @retried("execution {execution_id}: reading a page of events")
     def page_events(
         self,
         execution_id: str,
@@ -208,6 +214,7 @@ class Pages:
         with self._read() as conn:
             return [event_of(row) for row in conn.execute(query)]
 
+    @retried("reading the agent queues")
     def agent_queues(self) -> dict[str, dict[str, int]]:
         """Each queue that has agent tasks sent to it: how many wait for an agent
         (`waiting`) and how many an agent holds (`held`)."""

@@ -15,7 +15,9 @@ from sqlalchemy import Connection, Row, case, func, select
 from dalsegno.model.states import TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.base import AttemptRecord, EventRecord, TaskRecord
+from dalsegno.store.housekeeping import Housekeeping
 from dalsegno.store.pages import Pages, event_of, task_of
+from dalsegno.store.retry import retried
 
 DONE = TaskState.SUCCEEDED.value
 
@@ -33,9 +35,10 @@ def attempt_of(row: Row[Any]) -> AttemptRecord:
     )
 
 
-class StoreReads(Pages):
-    """Read-only queries over the tables; `_read` comes from `SQLStore`. The paged lists
-    are `dalsegno.store.pages`'s."""
+class StoreReads(Pages, Housekeeping):
+    """The queries of the faces that show executions to people: read-only ones here, the
+    paged lists (`dalsegno.store.pages`) and the deletes of ended executions
+    (`dalsegno.store.housekeeping`); `_read` and `_write` come from `SQLStore`."""
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -55,10 +58,13 @@ class StoreReads(Pages):
                 row.execution_id: (int(row.done), int(row.total)) for row in conn.execute(query)
             }
 
+    @retried("counting executions by state")
     def count_executions_by_status(self) -> dict[str, int]:
         """How many executions the store holds in each state (absent: none)."""
-        query = select(t.executions.c.status, func.count().label("n")).group_by(
-            t.executions.c.status
+        query = (
+            select(t.executions.c.status, func.count().label("n"))
+            .where(t.executions.c.deleting_at.is_(None))
+            .group_by(t.executions.c.status)
         )
         with self._read() as conn:
             return {row.status: int(row.n) for row in conn.execute(query)}

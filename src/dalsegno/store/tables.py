@@ -42,9 +42,13 @@ executions = Table(
     Column("lease_expires_at", Float),
     Column("lease_token", Integer, nullable=False, server_default="0"),
     Column("lock_key", String(255)),
+    Column("deleting_at", Float),  # a delete or purge is removing it (migration 0006)
+    Column("runs", Integer, nullable=False, server_default="0"),
+    Column("first_started_at", Float),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_lock_key", "lock_key"),
+    Index("ix_executions_ended_at", "ended_at"),
 )
 
 graphs = Table(

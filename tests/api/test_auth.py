@@ -176,6 +176,8 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("POST", "/api/v1/executions/{execution_id}/cancel"),
         ("GET", "/api/v1/executions/{execution_id}/events"),
         ("GET", "/api/v1/executions/{execution_id}/tasks"),
+        ("DELETE", "/api/v1/executions/{execution_id}"),
+        ("POST", "/api/v1/housekeeping/purge"),
         ("GET", "/api/v1/executions/{execution_id}/tasks/{task}"),
         ("POST", "/api/v1/agents/claim"),
         ("POST", "/api/v1/agents/attempts/{attempt_id}/started"),

@@ -88,7 +88,7 @@ def test_unknown_path_under_the_api_is_a_json_404(
     ("method", "path", "allowed"),
     [
         ("DELETE", "/executions", "GET, POST"),
-        ("PUT", "/executions/x", "GET"),
+        ("PUT", "/executions/x", "GET, DELETE"),
         ("GET", "/executions/x/resume", "POST"),
     ],
 )

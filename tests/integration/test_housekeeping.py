@@ -231,15 +231,15 @@ def test_rest_deletes_and_purges(api: httpx.Client, service: ExecutionService) -
     old = service.start(ref("many"), {"n": 1}).execution_id
     age(service, old, 3)
     body = {"status": ["completed"], "before": "1d", "dry_run": True}
-    assert api.post("/executions/purge", json=body).json()["ids"] == [old]
+    assert api.post("/housekeeping/purge", json=body).json()["ids"] == [old]
     assert service.find(old).id == old
-    purged = api.post("/executions/purge", json={**body, "dry_run": False})
+    purged = api.post("/housekeeping/purge", json={**body, "dry_run": False})
     assert purged.json()["executions"] == 1
     assert (
-        api.post("/executions/purge", json={"status": ["started"], "before": "1d"}).status_code
+        api.post("/housekeeping/purge", json={"status": ["started"], "before": "1d"}).status_code
         == 422
     )
-    assert api.post("/executions/purge", json={"status": [], "before": "1d"}).status_code == 422
+    assert api.post("/housekeeping/purge", json={"status": [], "before": "1d"}).status_code == 422
 
 
 def test_a_completed_purge_leaves_no_rows_behind_in_any_table(

@@ -1,4 +1,4 @@
-"""Housekeeping over REST (admin): `DELETE /executions/{id}` and `POST /executions/purge`.
+"""Housekeeping over REST (admin): `DELETE /executions/{id}` and `POST /housekeeping/purge`.
 
 An execution that has not ended is refused with 409; its rows go in bounded batches, so
 running executions go on between them (`dalsegno.service.housekeeping`).
@@ -47,16 +47,16 @@ class Purged(schemas.Answer):
 
 def housekeeping_router(service: ExecutionService) -> APIRouter:
     router = APIRouter(
-        prefix="/executions",
         tags=["housekeeping"],
         dependencies=[Depends(require(MANAGE)), Depends(known_query_only)],
         responses=responses(401, 403, 422),
     )
 
     @router.post(
-        "/purge",
+        "/housekeeping/purge",
         response_model=Purged,
         response_class=JsonResponse,
+        responses=responses(400),
         summary="Purge old ended executions",
     )
     def purge(body: PurgeRequest) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def housekeeping_router(service: ExecutionService) -> APIRouter:
         return purge_json(service.purge(body.status, body.before, body.keep_last, body.dry_run))
 
     @router.delete(
-        "/{execution_id}",
+        "/executions/{execution_id}",
         response_model=Deleted,
         response_class=JsonResponse,
         responses=responses(404, 409),

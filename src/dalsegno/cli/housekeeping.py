@@ -23,7 +23,7 @@ class HousekeepingClient(RemoteClient):
         return self._object(self._call("DELETE", _path(execution_id)))
 
     def purge(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._object(self._call("POST", "/executions/purge", json=body))
+        return self._object(self._call("POST", "/housekeeping/purge", json=body))
 
 
 def _client(settings: Settings) -> HousekeepingClient:

@@ -14,6 +14,8 @@ which the page's script applies in place, keeping the viewport and the selection
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,30 @@ class ExecutionView:
         return [f"{view.name}/{key}" for view in self.graphs for key in sorted(view.expanded)]
 
 
+# A stored graph never changes (its tasks and edges commit together, once), so its groups
+# are computed once per graph and reused by every page and refresh that shows it.
+_GROUPS: OrderedDict[tuple[int, int], list[Group]] = OrderedDict()
+_GROUPS_LOCK = threading.Lock()
+GROUPS_KEPT = 64
+
+
+def groups_of(stored: StoredGraph) -> list[Group]:
+    """The groups of a stored graph (cached by its id and its shape: ids can be used again
+    after a purge)."""
+    key = (stored.id, hash((tuple(task.id for task in stored.tasks), tuple(stored.edges))))
+    with _GROUPS_LOCK:
+        found = _GROUPS.get(key)
+        if found is not None:
+            _GROUPS.move_to_end(key)
+            return found
+    found = group_tasks(stored.tasks, stored.edges)
+    with _GROUPS_LOCK:
+        _GROUPS[key] = found
+        while len(_GROUPS) > GROUPS_KEPT:
+            _GROUPS.popitem(last=False)
+    return found
+
+
 def parse_expand(values: list[str]) -> dict[str, set[str]]:
     """`expand=GRAPH/KEY` parameters as the groups to expand in each graph."""
     found: dict[str, set[str]] = {}
@@ -101,7 +127,7 @@ def execution_view(
         size = len(stored.tasks)
         view = GraphView(name, size, counts_of(stored.tasks), None)
         if size > DRAW_LIMIT or drawn + size > PAGE_DRAW_LIMIT:
-            view.groups = group_tasks(stored.tasks, stored.edges)
+            view.groups = groups_of(stored)
             view.expanded = _expandable(view.groups, expand.get(name, set()), PAGE_DRAW_LIMIT)
         else:
             drawn += size

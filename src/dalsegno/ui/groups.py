@@ -15,7 +15,8 @@ stays the same across live refreshes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dalsegno.service.reads import TaskRecord
@@ -35,7 +36,7 @@ from dalsegno.ui.rendering import TASK_STATES
 
 GROUP_LIMIT = 200
 GROUP_WIDTH = 210
-GROUP_HEIGHT = 64
+GROUP_HEIGHT = 78
 GROUP_ROWS = 8  # group boxes in one column before it wraps
 FRAME_PAD = 10
 FRAME_HEADER = 26
@@ -48,6 +49,8 @@ class Group:
     key: str  # stable: `L3`, `L3-9`, `L4.2` (part 2 of layer 4), `S:name` (a subgraph)
     label: str
     task_ids: list[int]
+    first: str = ""  # the keys of its first and last task, which tell what is inside
+    last: str = ""
 
 
 def group_tasks(
@@ -86,6 +89,9 @@ def group_tasks(
         run.extend(layer)
         last = number
     found.extend(_close(run, first, last))
+    keys = {task.id: task.key for task in tasks}
+    for group in found:
+        group.first, group.last = keys[group.task_ids[0]], keys[group.task_ids[-1]]
     return found
 
 
@@ -101,10 +107,11 @@ def _part(number: int, part: int, parts: int) -> str:
     return f"layer {number + 1} · part {part + 1} of {parts}"
 
 
-def counts_of(tasks: Sequence[TaskRecord]) -> dict[str, int]:
+def counts_of(tasks: Iterable[TaskRecord]) -> dict[str, int]:
+    """How many of `tasks` are in each state (every state named, 0 included)."""
     found = dict.fromkeys(TASK_STATES, 0)
-    for task in tasks:
-        found[task.status.value] = found.get(task.status.value, 0) + 1
+    for state, count in Counter(task.status for task in tasks).items():
+        found[state.value] = count
     return found
 
 
@@ -151,8 +158,8 @@ def lay_out_groups(
         x, y = placement.at[group.key]
         width, height = sizes[group.key]
         drawing.frames.append(
-            Frame(group.key, group.label, len(group.task_ids), counts, worst(counts), x, y,
-                  width, height, group.key in pictures)
+            Frame(group.key, group.label, len(group.task_ids), counts, group.first,
+                  group.last, worst(counts), x, y, width, height, group.key in pictures)
         )  # fmt: skip
         if group.key in pictures:  # laid out again, inside its frame
             inside = lay_out(

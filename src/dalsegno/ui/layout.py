@@ -60,6 +60,8 @@ class Frame:
     label: str
     total: int
     counts: dict[str, int]
+    first: str  # the keys of its first and last task
+    last: str
     worst: str  # the state that colours it: failed before running before the rest
     x: int
     y: int
@@ -88,8 +90,13 @@ class Placement:
     height: int
 
 
-def label(key: str) -> str:
-    return key if len(key) <= LABEL_CHARS else key[: LABEL_CHARS - 1] + "…"
+def label(key: str, width: int = LABEL_CHARS) -> str:
+    """A key cut to fit its box: its start and its end, which tell keys apart best
+    (`eu-west-3/web-042/verify` becomes `eu-west-3/w…042/verify`)."""
+    if len(key) <= width:
+        return key
+    tail = (width - 1) // 2
+    return key[: width - 1 - tail] + "…" + key[-tail:]
 
 
 def layers(ids: Sequence[K], edges: Iterable[tuple[K, K]]) -> list[list[K]]:
@@ -104,12 +111,13 @@ def layers(ids: Sequence[K], edges: Iterable[tuple[K, K]]) -> list[list[K]]:
         if follower in known and dependency in known:
             needs[follower].append(dependency)
             feeds[dependency].append(follower)
-    waiting = {item: len(needs[item]) for item in ids}
+    none: list[K] = []
+    waiting = {item: len(needs[item]) for item in needs}
     column = dict.fromkeys(ids, 0)
-    ready = deque(item for item in ids if waiting[item] == 0)
+    ready = deque(item for item in ids if item not in waiting)
     while ready:
         item = ready.popleft()
-        for follower in feeds[item]:
+        for follower in feeds.get(item, none):
             column[follower] = max(column[follower], column[item] + 1)
             waiting[follower] -= 1
             if waiting[follower] == 0:
@@ -120,10 +128,12 @@ def layers(ids: Sequence[K], edges: Iterable[tuple[K, K]]) -> list[list[K]]:
         found[column[item]].append(item)
     row: dict[K, float] = {}
     for here in found:
+        if not needs:  # no edge at all: the order given is the order shown
+            break
         for item in here:
-            above = [row[dependency] for dependency in needs[item] if dependency in row]
+            above = [row[dependency] for dependency in needs.get(item, none) if dependency in row]
             row[item] = sum(above) / len(above) if above else -1.0
-        here.sort(key=lambda item: row[item])
+        here.sort(key=row.__getitem__)
         for index, item in enumerate(here):
             row[item] = float(index)
     return found

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse
 
+from dalsegno.ui.layout import label
+
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -77,6 +79,7 @@ def environment() -> Environment:
     env.filters["clock"] = clock
     env.globals["duration"] = duration
     env.globals["query"] = query
+    env.filters["keylabel"] = label
     env.globals["TASK_STATES"] = TASK_STATES
     env.globals["EXECUTION_STATES"] = EXECUTION_STATES
     return env

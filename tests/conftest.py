@@ -34,6 +34,8 @@ MATRIX = (
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",
     "faults/",
+    "agents/test_exchange.py",
+    "acceptance/test_agent_torture.py",
 )
 # Tests of those suites that look at the SQLite file itself; a new one is marked instead.
 SQLITE_ONLY = {

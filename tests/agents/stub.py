@@ -22,11 +22,12 @@ class StubManager:
         self.assignments: list[dict[str, Any]] = []
         self.kill: list[str] = []
         self.unknown: list[str] = []
-        self.result_status = 200  # what /result answers
-        self.result_statuses: dict[str, list[int]] = {}  # by attempt id: the next answers
-        self.started_status = 200
-        self.claim_status = 200
-        self.started_delay = 0.0
+        # How the stub answers each delivered result: a status ("accepted", "conflict",
+        # ...), or an HTTP code that the whole exchange carrying it answers.
+        self.result_status: str | int = "accepted"
+        self.result_statuses: dict[str, list[str | int]] = {}  # by attempt id: the next
+        self.claim_status = 200  # what an exchange that claims answers
+        self.exchange_delay = 0.0  # seconds an exchange that hands out tasks waits first
         self.changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
 
@@ -44,34 +45,49 @@ class StubManager:
         with self.changed:
             return [(at, body) for at, path, body in self.calls if path.endswith(suffix)]
 
+    def claims(self) -> list[tuple[float, dict[str, Any]]]:
+        """The exchanges that claimed (a limit above 0), with their time."""
+        return [(at, body) for at, body in self.paths("/agents/exchange") if body["limit"]]
+
+    def results(self) -> list[tuple[float, dict[str, Any]]]:
+        """Every result delivered (answered or not), in order, with its call's time."""
+        return [
+            (at, result)
+            for at, body in self.paths("/agents/exchange")
+            for result in body["results"]
+        ]
+
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.changed:
             self.calls.append((time.time(), path, body))
             self.changed.notify_all()
-        if path.endswith("/agents/claim"):
-            if self.claim_status != 200:
-                return self.claim_status, {"error": "refused"}
-            deadline = time.monotonic() + float(body.get("wait", 30))
-            with self.changed:
-                while not self.assignments and time.monotonic() < deadline:
-                    self.changed.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-                taken = self.assignments[: int(body.get("limit", 1))]
-                del self.assignments[: len(taken)]
-            return 200, {"tasks": taken}
-        if path.endswith("/started"):
-            time.sleep(self.started_delay)
-            if self.started_status != 200:
-                return self.started_status, {"error": "not yours"}
-            return 200, {"attempt_id": path.split("/")[-2], "status": "started"}
+        if path.endswith("/agents/exchange"):
+            return self._exchange(body)
         if path.endswith("/heartbeat"):
             return 200, {"kill": list(self.kill), "unknown": list(self.unknown), "interval": 0.1}
-        if path.endswith("/result"):
-            scripted = self.result_statuses.get(path.split("/")[-2])
-            status = scripted.pop(0) if scripted else self.result_status
-            if status != 200:
-                return status, {"error": "scripted refusal"}
-            return 200, {"attempt_id": path.split("/")[-2], "accepted": True}
         return 404, {"error": "no such path"}
+
+    def _exchange(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        answers = []
+        for result in body["results"]:
+            scripted = self.result_statuses.get(result["attempt_id"])
+            status = scripted.pop(0) if scripted else self.result_status
+            if isinstance(status, int):
+                return status, {"error": "scripted refusal"}
+            answers.append({"attempt_id": result["attempt_id"], "status": status})
+        if not body["limit"]:
+            return 200, {"results": answers, "tasks": []}
+        if self.claim_status != 200:
+            return self.claim_status, {"error": "refused"}
+        deadline = time.monotonic() + float(body.get("wait", 30))
+        with self.changed:
+            while not self.assignments and time.monotonic() < deadline:
+                self.changed.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            taken = self.assignments[: int(body["limit"])]
+            del self.assignments[: len(taken)]
+        if taken:
+            time.sleep(self.exchange_delay)
+        return 200, {"results": answers, "tasks": taken}
 
 
 @contextmanager
@@ -121,6 +137,7 @@ def assignment(attempt_id: str, operation: str, **overrides: Any) -> dict[str, A
         "idempotency_key": f"e1-{attempt_id}",
         "timeout": None,
         "process": False,
+        "attempt": 0,
     }
     found.update(overrides)
     return found

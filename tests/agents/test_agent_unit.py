@@ -97,7 +97,7 @@ def start_agent(stub: StubManager, tmp_path: Path) -> Iterator[Callable[..., Run
 
 
 def results(stub: StubManager) -> list[dict[str, Any]]:
-    return [body for _, body in stub.paths("/result")]
+    return [body for _, body in stub.results()]
 
 
 def outbox_rows(home: Path) -> list[str]:
@@ -106,29 +106,77 @@ def outbox_rows(home: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT attempt_id FROM results")]
 
 
-def test_the_operation_runs_only_after_started_is_acknowledged(
+def test_the_operation_runs_only_after_the_claim_that_started_it_answered(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:
     log = tmp_path / "runs.log"
-    stub.started_delay = 0.5
+    stub.exchange_delay = 0.5  # the manager is slow to answer the claim that started x1
     stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(log), "value": 7}))
     start_agent()
     wait_for(lambda: len(results(stub)) == 1)
-    ((asked_at, started),) = stub.paths("/attempts/x1/started")
-    assert started == {"agent": "a1"}
+    asked_at, claim = stub.claims()[0]
+    assert claim["queue"] == "web"
+    assert claim["agent"] == "a1"
+    assert (claim["limit"], claim["wait"], claim["results"]) == (1, 0.5, [])
     (run,) = runs(log)
-    assert run["at"] >= asked_at + 0.5  # the first line ran after the 200 came back
+    assert run["at"] >= asked_at + 0.5  # the first line ran after the answer came back
     (body,) = results(stub)
+    assert body["attempt_id"] == "x1"
     assert body["agent"] == "a1"
     assert body["outcome"] == "succeeded"
     assert body["result"] == {"done": "x1", "value": 7}
     assert [line["message"] for line in body["logs"]] == ["step x1 ran"]
     assert body["logs"][0]["level"] == "info"
-    claim = stub.paths("/agents/claim")[0][1]
-    assert claim == {"queue": "web", "agent": "a1", "limit": 1, "wait": 0.5}
     beats = [body for _, body in stub.paths("/agents/heartbeat")]
     assert {"queue", "agent", "host", "pid", "concurrency", "attempts"} <= set(beats[0])
-    assert any(beat["attempts"] == ["x1"] for beat in beats)
+
+
+def test_results_finished_together_go_in_one_call_with_the_next_claim(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    for index in range(4):
+        stub.queue(**assignment(f"x{index}", ref("step"), kwargs={"log": str(log)}))
+    start_agent(concurrency=4)
+    wait_for(lambda: len(results(stub)) == 4)
+    carrying = [body for _, body in stub.paths("/agents/exchange") if body["results"]]
+    assert len(carrying) < 4  # batched: fewer calls than results
+    assert sorted(result["attempt_id"] for result in results(stub)) == ["x0", "x1", "x2", "x3"]
+    assert all(body["limit"] for body in carrying[:1])  # the first rode with a claim
+    claim_ids = [body["claim_id"] for _, body in stub.paths("/agents/exchange")]
+    assert len(set(claim_ids)) == len(claim_ids)  # a new claim id for each answered call
+
+
+def test_a_claim_whose_answer_was_lost_is_asked_again_under_the_same_id(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    stub.claim_status = 503  # the manager is restarting
+    start_agent()
+    wait_for(lambda: len(stub.claims()) >= 3)
+    stub.claim_status = 200
+    ids = [body["claim_id"] for _, body in stub.claims()]
+    assert len(set(ids[:3])) == 1  # what the lost claim took comes back with the same id
+    assert [body["repeat"] for _, body in stub.claims()][:3] == [False, True, True]
+    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
+    wait_for(lambda: len(results(stub)) == 1)
+
+
+def test_an_assignment_that_arrives_as_the_agent_stops_is_released_not_run(
+    stub: StubManager, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    agent = Agent(
+        AgentConfig(manager_url=stub.url, token="t", queue="web", home=tmp_path / "h", name="a1")
+    )
+    agent.stop()
+    agent._take(assignment("x1", ref("step"), kwargs={"log": str(log)}))
+    agent._keep()
+    (kept,) = agent.outbox.pending()
+    assert (kept.attempt_id, kept.body["outcome"], kept.body["agent"]) == ("x1", "released", "a1")
+    time.sleep(0.2)
+    assert runs(log) == []
+    agent.outbox.close()
+    agent.client.close()
 
 
 @pytest.mark.parametrize(
@@ -189,19 +237,6 @@ def test_an_operation_that_does_not_import_fails_not_recoverable(
     assert "cannot import module 'no_such_module_here'" in body["error"]
 
 
-def test_a_refused_start_never_runs_the_operation(
-    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
-) -> None:
-    log = tmp_path / "runs.log"
-    stub.started_status = 409
-    stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(log)}))
-    start_agent()
-    wait_for(lambda: len(stub.paths("/attempts/x1/started")) == 1)
-    time.sleep(0.5)
-    assert runs(log) == []
-    assert results(stub) == []
-
-
 def test_a_result_stays_in_the_outbox_until_the_manager_answers(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:
@@ -211,10 +246,10 @@ def test_a_result_stays_in_the_outbox_until_the_manager_answers(
     start_agent()
     wait_for(lambda: len(results(stub)) >= 4)
     assert outbox_rows(tmp_path / "agent-home") == ["x1"]
-    times = [at for at, _ in stub.paths("/result")]
+    times = [at for at, _ in stub.results()]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap >= 0.05 for gap in gaps)  # backoff, not a busy loop
-    stub.result_status = 200
+    stub.result_status = "accepted"
     wait_for(lambda: outbox_rows(tmp_path / "agent-home") == [])
     assert len(runs(log)) == 1  # resending never runs the operation again
 
@@ -228,7 +263,7 @@ def test_heartbeats_list_an_attempt_until_the_manager_has_its_result(
             "recoverable": True, "retry_after": None, "logs": []}  # fmt: skip
     left.put("theirs", body)
     left.close()
-    stub.result_status = 503
+    stub.result_status = "later"  # answered for neither: both stay in the outbox
     stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
     start_agent()
     wait_for(lambda: sorted(outbox_rows(home)) == ["theirs", "x1"])
@@ -236,16 +271,16 @@ def test_heartbeats_list_an_attempt_until_the_manager_has_its_result(
     wait_for(lambda: len(stub.paths("/agents/heartbeat")) >= count + 2)
     beats = [body["attempts"] for _, body in stub.paths("/agents/heartbeat")][count:]
     assert all(beat == ["x1"] for beat in beats)  # done, result kept: still listed
-    stub.result_status = 200
+    stub.result_status = "accepted"
     wait_for(lambda: outbox_rows(home) == [])
     count = len(stub.paths("/agents/heartbeat"))
     wait_for(lambda: len(stub.paths("/agents/heartbeat")) >= count + 2)
     assert stub.paths("/agents/heartbeat")[-1][1]["attempts"] == []
 
 
-@pytest.mark.parametrize("status", [404, 409])
+@pytest.mark.parametrize("status", ["unknown", "conflict"])
 def test_a_result_refused_for_good_leaves_the_outbox(
-    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path, status: int
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path, status: str
 ) -> None:
     stub.result_status = status
     stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
@@ -259,12 +294,13 @@ def test_a_result_refused_for_good_leaves_the_outbox(
 def test_a_result_the_manager_cannot_read_becomes_a_failure_saying_so(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:
-    stub.result_statuses["x1"] = [422]
+    # refused in the batch, then alone: the agent learns which result it is
+    stub.result_statuses["x1"] = [422, 422]
     stub.queue(**assignment("x1", ref("step"), kwargs={"log": str(tmp_path / "runs.log")}))
     start_agent()
-    wait_for(lambda: len(results(stub)) == 2)
-    first, second = results(stub)
-    assert first["outcome"] == "succeeded"
+    wait_for(lambda: len(results(stub)) == 3)
+    first, alone, second = results(stub)
+    assert first["outcome"] == alone["outcome"] == "succeeded"
     assert second["outcome"] == "failed"
     assert second["recoverable"] is False
     assert second["error"] == "the manager refused the agent's result: scripted refusal"
@@ -281,11 +317,10 @@ def test_one_refused_result_does_not_hold_up_the_others(
                               "error": None, "recoverable": True, "retry_after": None,
                               "logs": []})  # fmt: skip
     kept.close()
-    stub.result_statuses["r1"] = [403, 403, 403]
+    stub.result_statuses["r1"] = ["conflict"]
     start_agent()
-    wait_for(lambda: outbox_rows(home) == ["r1"])
-    wait_for(lambda: outbox_rows(home) == [])  # once the manager takes it
-    assert [body["result"] for body in results(stub)][-1] == "r1"
+    wait_for(lambda: outbox_rows(home) == [])
+    assert [body["attempt_id"] for body in results(stub)] == ["r1", "r2"]  # one call
 
 
 def test_a_failure_sends_its_traceback_as_a_log_line(
@@ -300,7 +335,7 @@ def test_a_failure_sends_its_traceback_as_a_log_line(
     assert "ValueError: plain error" in line["message"]
 
 
-def test_a_restarted_agent_sends_what_is_left_before_it_claims(
+def test_a_restarted_agent_delivers_what_is_left_before_its_first_claim_takes_anything(
     stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
 ) -> None:
     home = tmp_path / "agent-home"
@@ -310,10 +345,10 @@ def test_a_restarted_agent_sends_what_is_left_before_it_claims(
     left.put("old1", body)
     left.close()
     start_agent()
-    wait_for(lambda: len(stub.paths("/agents/claim")) >= 1)
-    ((sent_at, sent),) = stub.paths("/attempts/old1/result")
-    assert sent == body  # as it was written, with the old agent's name
-    assert sent_at <= stub.paths("/agents/claim")[0][0]
+    wait_for(lambda: len(stub.claims()) >= 1)
+    first = stub.paths("/agents/exchange")[0][1]
+    # in the first call, which records the results before it claims anything
+    assert first["results"] == [{**body, "attempt_id": "old1"}]  # with the old agent's name
     wait_for(lambda: outbox_rows(home) == [])
 
 
@@ -346,7 +381,7 @@ def test_a_kill_from_the_heartbeat_stops_a_process_operation_and_reports_nothing
     stub.queue(**assignment("x2", ref("step"), kwargs={"log": str(log)}))  # the slot is free
     wait_for(lambda: len(results(stub)) == 1)
     assert results(stub)[0]["result"] == {"done": "x2", "value": None}
-    assert stub.paths("/attempts/x1/result") == []
+    assert [body["attempt_id"] for body in results(stub)] == ["x2"]
 
 
 def _alive(pid: int) -> bool:
@@ -382,12 +417,12 @@ def test_a_busy_agent_does_not_claim(
     stub.queue(**assignment("x1", ref("block"), kwargs=kwargs))
     start_agent(concurrency=1)
     wait_for(marker.exists)
-    claims = len(stub.paths("/agents/claim"))
+    claims = len(stub.claims())
     time.sleep(1.5)  # three claim waits
-    assert len(stub.paths("/agents/claim")) == claims
+    assert len(stub.claims()) == claims
     hold.unlink()
     wait_for(lambda: len(results(stub)) == 1)
-    wait_for(lambda: len(stub.paths("/agents/claim")) > claims)
+    wait_for(lambda: len(stub.claims()) > claims)
 
 
 def test_stop_lets_a_running_operation_end_within_the_grace(
@@ -402,11 +437,11 @@ def test_stop_lets_a_running_operation_end_within_the_grace(
     stopper = threading.Thread(target=running.stop)
     stopper.start()
     time.sleep(0.3)
-    claims = len(stub.paths("/agents/claim"))
+    claims = len(stub.claims())
     hold.unlink()
     stopper.join(10)
     assert [body["result"] for body in results(stub)] == [{"done": "x1"}]
-    assert len(stub.paths("/agents/claim")) <= claims + 1  # at most the one in flight
+    assert len(stub.claims()) <= claims  # no claim once stopping
 
 
 def test_a_refused_claim_stops_the_agent_with_the_reason(

@@ -111,7 +111,7 @@ def test_claim_started_heartbeat_result_with_a_queue_token(
     (assignment,) = answer.json()["tasks"]
     assert set(assignment) == {
         "attempt_id", "execution_id", "graph", "task_key", "operation", "kwargs", "retries",
-        "resume", "idempotency_key", "timeout", "process",
+        "resume", "idempotency_key", "timeout", "process", "attempt",
     }  # fmt: skip
     assert (assignment["execution_id"], assignment["graph"], assignment["task_key"]) == (
         execution.id,

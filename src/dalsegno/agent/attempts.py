@@ -13,6 +13,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,8 +109,15 @@ class Assignment:
 class AttemptRun:
     """One attempt running here: started, then waited for, stopped, or given up on."""
 
-    def __init__(self, assignment: Assignment) -> None:
+    def __init__(
+        self,
+        assignment: Assignment,
+        on_settled: Callable[[AttemptRun], None] | None = None,
+    ) -> None:
         self.assignment = assignment
+        # called once, from the thread that settled it, when the operation returned or
+        # raised (not when it was stopped first): how a waiting supervisor is spared
+        self._on_settled = on_settled
         self.logs: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._settled = threading.Event()  # an outcome came, or the attempt was stopped
@@ -195,9 +203,18 @@ class AttemptRun:
 
     def _settle(self, completion: Completion) -> None:
         with self._lock:
-            if self._completion is None:
+            first = self._completion is None
+            if first:
                 self._completion = completion
+            stopped = self.stopped is not None
         self._settled.set()
+        if first and not stopped and self._on_settled is not None:
+            self._on_settled(self)
+
+    def completion(self) -> Completion | None:
+        """The outcome, once settled and not stopped."""
+        with self._lock:
+            return None if self.stopped is not None else self._completion
 
     def _log(self, line: LogLine) -> None:
         entry = {

@@ -8,12 +8,11 @@ may be restarting, so the caller tries again later).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 API_PREFIX = "/api/v1"
-# A long-poll claim waits up to this long on the manager; the read timeout adds a margin.
+# A long-poll exchange waits up to this long on the manager; the read timeout adds a margin.
 CLAIM_WAIT = 30.0
 _MARGIN = 10.0
 
@@ -41,9 +40,9 @@ def api_url(manager_url: str) -> str:
 
 
 class ManagerClient:
-    """The four calls an agent makes. One httpx client, a connection pool that threads may
-    share (httpx documents `Client` as thread-safe): a long-poll claim holds one connection
-    while a heartbeat or a result takes another."""
+    """The two calls an agent makes (exchange, heartbeat). One httpx client, a connection
+    pool that threads may share (httpx documents `Client` as thread-safe): a long-poll
+    exchange holds one connection while a heartbeat or a delivery takes another."""
 
     def __init__(self, manager_url: str, token: str, timeout: float = 10.0) -> None:
         self.base_url = api_url(manager_url)
@@ -54,26 +53,41 @@ class ManagerClient:
             follow_redirects=False,
         )
 
-    def claim(self, queue: str, agent: str, limit: int, wait: float) -> list[dict[str, Any]]:
-        """Long-poll: the tasks claimed for this agent, or [] after `wait` seconds."""
+    def exchange(
+        self,
+        queue: str,
+        agent: str,
+        results: list[dict[str, Any]],
+        limit: int,
+        wait: float,
+        claim_id: str,
+        repeat: bool = False,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Deliver results, then claim and start up to `limit` tasks, waiting up to `wait`
+        seconds for some: the answer for each result, and the tasks (already `started`)."""
         answer = self._post(
-            "/agents/claim",
-            {"queue": queue, "agent": agent, "limit": limit, "wait": wait},
+            "/agents/exchange",
+            {
+                "queue": queue,
+                "agent": agent,
+                "results": results,
+                "limit": limit,
+                "wait": wait,
+                "claim_id": claim_id,
+                "repeat": repeat,
+            },
             timeout=wait + _MARGIN,
         )
-        tasks = answer.get("tasks")
-        if not isinstance(tasks, list):
-            raise Unreachable(f"malformed claim answer: {answer!r:.200}")
-        return [task for task in tasks if isinstance(task, dict)]
-
-    def started(self, attempt_id: str, agent: str) -> dict[str, Any]:
-        return self._post(f"/agents/attempts/{_segment(attempt_id)}/started", {"agent": agent})
+        answers, tasks = answer.get("results"), answer.get("tasks")
+        if not isinstance(answers, list) or not isinstance(tasks, list):
+            raise Unreachable(f"malformed exchange answer: {answer!r:.200}")
+        return (
+            [found for found in answers if isinstance(found, dict)],
+            [task for task in tasks if isinstance(task, dict)],
+        )
 
     def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._post("/agents/heartbeat", body)
-
-    def result(self, attempt_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._post(f"/agents/attempts/{_segment(attempt_id)}/result", body)
 
     def close(self) -> None:
         self._http.close()
@@ -99,10 +113,6 @@ class ManagerClient:
         if not isinstance(found, dict):
             raise Unreachable(f"not a JSON object: {found!r:.200}")
         return found
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
 
 
 def _reason(response: httpx.Response) -> str:

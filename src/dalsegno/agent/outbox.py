@@ -64,12 +64,20 @@ class Outbox:
 
     def put(self, attempt_id: str, body: dict[str, Any]) -> None:
         """Commit a result (durably) before its first send; the first one kept wins."""
-        text = json.dumps(body, allow_nan=False)
+        self.put_many([(attempt_id, body)])
+
+    def put_many(self, results: list[tuple[str, dict[str, Any]]]) -> None:
+        """Commit results in one transaction (one fsync), before their first send."""
+        now = time.time()
+        rows = [
+            (attempt_id, json.dumps(body, allow_nan=False), now, str(body.get("agent") or ""))
+            for attempt_id, body in results
+        ]
         with self._lock, self._db:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR IGNORE INTO results (attempt_id, body, created_at, agent)"
                 " VALUES (?, ?, ?, ?)",
-                (attempt_id, text, time.time(), str(body.get("agent") or "")),
+                rows,
             )
 
     def replace(self, attempt_id: str, body: dict[str, Any]) -> None:
@@ -108,26 +116,37 @@ class Outbox:
             ).fetchall()
         return [str(row[0]) for row in rows]
 
-    def sent(self, attempt_id: str) -> None:
-        """Count one more send of a result still kept (nothing after `close()`)."""
+    def sent(self, attempt_ids: list[str]) -> None:
+        """Count one more send of results still kept (nothing after `close()`)."""
         with self._lock:
-            if self._closed:
+            if self._closed or not attempt_ids:
                 return
             with self._db:
-                self._db.execute(
-                    "UPDATE results SET sends = sends + 1 WHERE attempt_id = ?", (attempt_id,)
+                self._db.executemany(
+                    "UPDATE results SET sends = sends + 1 WHERE attempt_id = ?",
+                    [(attempt_id,) for attempt_id in attempt_ids],
                 )
 
-    def remove(self, attempt_id: str) -> None:
-        """The manager acknowledged (or refused for good) this result: forget it.
+    def remove(self, attempt_ids: list[str]) -> None:
+        """The manager acknowledged (or refused for good) these results: forget them.
 
         After `close()` (a send that ended as the agent stopped) this does nothing: the
-        result is sent again at the next start, and a second delivery is harmless."""
+        results are sent again at the next start, and a second delivery is harmless."""
         with self._lock:
-            if self._closed:
+            if self._closed or not attempt_ids:
                 return
-            with self._db:
-                self._db.execute("DELETE FROM results WHERE attempt_id = ?", (attempt_id,))
+            # Not fsynced: a crash that loses this delete sends the results once more, and
+            # the manager answers a second delivery as a duplicate. The next fsynced
+            # commit (a `put`) makes it durable with the WAL anyway.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._db:
+                    self._db.executemany(
+                        "DELETE FROM results WHERE attempt_id = ?",
+                        [(attempt_id,) for attempt_id in attempt_ids],
+                    )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,25 +1,33 @@
-"""The agent's loop: claim by long-poll, run, heartbeat, report through the outbox.
+"""The agent's loop: exchange (deliver results, claim and start tasks), run, heartbeat.
 
-Threads: the caller's (claims), one heartbeat, one sender (the outbox), one supervisor
-per held attempt (it reports `started`, waits for the operation, writes its result), and
-the worker pool of `concurrency` threads that run the operations themselves.
+Threads: the claim loop (each call delivers what the outbox holds and claims as many
+tasks as there are free slots, long-polling when there are none), one heartbeat, one
+sender (it delivers what finishes while the claim loop waits in a long-poll), one
+supervisor per running attempt (it waits for the operation and hands its result over),
+and the worker pool of `concurrency` threads that run the operations themselves.
+
+A claimed task is `started` on the manager before the claim answers: the agent runs it
+at once. Results finished together are committed to the outbox in one transaction and go
+to the manager in one call with the next claim.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dalsegno.agent.attempts import Assignment, AttemptRun
 from dalsegno.agent.client import CLAIM_WAIT, ManagerClient, Refused, Unreachable
-from dalsegno.agent.delivery import Backoff, Sender
+from dalsegno.agent.delivery import UNREADABLE, Backoff, Deliveries, Sender, wire
 from dalsegno.agent.outbox import Outbox, outbox_path
 from dalsegno.engine.pool import WorkerPool
 
@@ -29,11 +37,24 @@ log = logging.getLogger("dalsegno.agent")
 # a malformed request (a queue name the manager does not accept).
 FATAL_CLAIM = frozenset({400, 401, 403, 422})
 DEFAULT_HEARTBEAT = 2.0  # seconds between heartbeats, unless the manager asks otherwise
+# Results that finish while the claim loop waits in a long-poll are sent by the sender
+# after this long: a claim that answers sooner carries them itself, in the same call.
+PARKED_GRACE = 0.02
 
 
 def default_name() -> str:
     """`HOST:PID`: unique among the live agents of a host."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_CLAIM_PREFIX = uuid.uuid4().hex[:16]  # this process's: claim ids never repeat
+_claims = itertools.count()
+
+
+def new_claim_id() -> str:
+    """A claim id no other claim uses (random once per process, then counted: a fresh
+    random id per claim costs a system call that a loaded host makes slow)."""
+    return f"{_CLAIM_PREFIX}_{next(_claims):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +88,17 @@ class Agent:
         self.name = config.name or default_name()
         self.client = client or ManagerClient(config.manager_url, config.token)
         self.outbox = Outbox(outbox_path(config.home, config.queue))
-        self.sender = Sender(self.outbox, self.client, config.backoff_cap)
+        self.deliveries = Deliveries(self.outbox)
+        self.sender = Sender(
+            self.deliveries, self._deliver, self._sender_may_send, config.backoff_cap
+        )
         self.pool = WorkerPool(config.concurrency, name="dalsegno-agent-worker")
-        self._held: dict[str, AttemptRun] = {}  # claimed or running, by attempt id
+        self._held: dict[str, AttemptRun] = {}  # running, or its result not kept yet
+        self._finished: list[tuple[str, dict[str, Any]]] = []  # results to keep
+        self._unsent = len(self.outbox) > 0  # kept results no call carried yet
+        self._parked_since: float | None = None  # the claim loop waits in a long-poll
         self._slots = threading.Condition()
+        self._keeping = threading.Lock()
         self._stopping = threading.Event()
         self._done = threading.Event()  # shut down: the heartbeat ends
         self._kick = threading.Event()  # cuts the claim's backoff short
@@ -80,7 +108,7 @@ class Agent:
     # the whole process -------------------------------------------------------------
 
     def run(self) -> None:
-        """Send what a previous run left, then serve the queue until `stop()`."""
+        """Deliver what a previous run left, then serve the queue until `stop()`."""
         self.sender.start()
         heartbeat = threading.Thread(
             target=self._beat, name="dalsegno-agent-heartbeat", daemon=True
@@ -101,18 +129,21 @@ class Agent:
         """Stop claiming; `run()` lets running operations end within the grace and returns."""
         self._stopping.set()
         self._kick.set()
+        self.sender.wake()
         with self._slots:
             self._slots.notify_all()
 
     def _shut_down(self) -> None:
         deadline = time.monotonic() + self.config.grace
         with self._slots:
-            while self._held and time.monotonic() < deadline:
+            while self._running() and time.monotonic() < deadline:
                 self._slots.wait(max(0.0, min(0.2, deadline - time.monotonic())))
-            left = list(self._held.values())
+            left = [self._held[attempt_id] for attempt_id in self._running()]
         for attempt in left:
             log.warning("stopping %s: still running after the grace", attempt.assignment.attempt_id)
             attempt.stop("agent stopped")
+            self._forget(attempt.assignment.attempt_id)
+        self._keep()
         self._done.set()
         self.sender.stop()
         self.pool.shutdown()
@@ -122,22 +153,83 @@ class Agent:
         self.outbox.close()
         self.client.close()
 
+    def _running(self) -> list[str]:
+        """Attempts still running (caller holds `_slots`)."""
+        finished = {attempt_id for attempt_id, _ in self._finished}
+        return [attempt_id for attempt_id in self._held if attempt_id not in finished]
+
+    # results -----------------------------------------------------------------------
+
+    def _keep(self) -> None:
+        """Commit the results that finished to the outbox (one transaction), and free
+        their slots: from here on a crash loses none of them."""
+        with self._keeping:
+            with self._slots:
+                finished, self._finished = self._finished, []
+            if not finished:
+                return
+            try:
+                self.outbox.put_many(finished)
+            except BaseException:
+                with self._slots:
+                    self._finished[:0] = finished  # kept in memory: tried again next time
+                raise
+            with self._slots:
+                for attempt_id, _ in finished:
+                    self._held.pop(attempt_id, None)
+                self._unsent = True
+                self._slots.notify_all()
+
+    def _finish(self, attempt_id: str, body: dict[str, Any]) -> None:
+        with self._slots:
+            self._finished.append((attempt_id, body))
+            self._slots.notify_all()
+        self.sender.wake()
+
+    def _deliver(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sender's call: results only, no claim."""
+        answers, _ = self.client.exchange(
+            self.config.queue, self.name, results, 0, 0, new_claim_id()
+        )
+        return answers
+
+    def _sender_may_send(self) -> float | None:
+        with self._slots:
+            parked = self._parked_since
+        if not self._stopping.is_set():
+            if parked is None:
+                return None  # the claim loop is about to call: it carries them
+            waited = time.monotonic() - parked
+            if waited < PARKED_GRACE:
+                return PARKED_GRACE - waited
+        self._keep()
+        return 0.0
+
     # claiming ----------------------------------------------------------------------
 
-    def _free_slots(self) -> int:
-        """Wait until a slot is free (never claim for a busy agent); 0 when stopping."""
+    def _wait_for_work(self) -> int:
+        """Until a slot is free or results wait to be delivered; the free slots (0 when
+        stopping, or when only results are to be delivered)."""
         with self._slots:
-            while len(self._held) >= self.config.concurrency and not self._stopping.is_set():
+            while (
+                len(self._held) >= self.config.concurrency
+                and not self._finished
+                and not self._unsent
+                and not self._stopping.is_set()
+            ):
                 self._slots.wait()
-            return 0 if self._stopping.is_set() else self.config.concurrency - len(self._held)
+        self._keep()
+        with self._slots:
+            if self._stopping.is_set():
+                return 0
+            return max(0, self.config.concurrency - len(self._held))
 
     def _claim_loop(self) -> None:
-        self.sender.first_pass.wait()  # a restarted agent sends what is left first
         backoff = Backoff(cap=self.config.backoff_cap)
-        while True:
+        claim = (new_claim_id(), False)
+        while not self._stopping.is_set():
             try:
-                if not self._claim_once(backoff):
-                    return
+                claim = self._exchange_once(backoff, *claim)
             except Exception:
                 if self._stopping.is_set():
                     return  # the client was closed under a long-poll left behind
@@ -145,42 +237,96 @@ class Agent:
                 self._kick.wait(backoff.next_delay())
                 self._kick.clear()
 
-    def _claim_once(self, backoff: Backoff) -> bool:
-        """One claim (after waiting for a free slot); False once the agent stops."""
-        free = self._free_slots()
-        if not free:
-            return False
+    def _exchange_once(self, backoff: Backoff, claim_id: str, repeat: bool) -> tuple[str, bool]:
+        """One exchange; returns the claim id of the next one and whether it repeats this
+        one (when this one was not answered: what it may have claimed comes back)."""
+        free = self._wait_for_work()
+        if self._stopping.is_set():
+            return claim_id, repeat
+        taken = self.deliveries.take()
+        with self._slots:
+            self._unsent = len(taken) >= 100  # a full batch: more may be kept
+        if not free and not taken:
+            return claim_id, repeat
+        wait = self.config.claim_wait if free else 0.0
+        with self._slots:
+            self._parked_since = time.monotonic() if wait > 0 else None
+            waiting = wait > 0 and bool(self._finished)
+        if waiting:  # finished as this call was made: the sender delivers them
+            self.sender.wake()
         try:
-            found = self.client.claim(self.config.queue, self.name, free, self.config.claim_wait)
+            answers, found = self.client.exchange(
+                self.config.queue,
+                self.name,
+                [wire(p) for p in taken],
+                free,
+                wait,
+                claim_id,
+                repeat,
+            )
         except Unreachable as exc:
+            self.deliveries.give_back(taken)
+            self._set_unsent(taken)
             if not backoff.failures:
                 log.warning("manager unreachable, claiming again soon: %s", exc)
+            self._kick.wait(backoff.next_delay())
+            self._kick.clear()
+            return claim_id, True
         except Refused as exc:
-            if exc.status in FATAL_CLAIM:
-                self.failure = f"the manager refused this agent: {exc.reason}"
-                log.error("%s", self.failure)
-                self.stop()
-                return False
-            log.warning("claim refused: %s", exc)
+            self.deliveries.give_back(taken)
+            self._set_unsent(taken)
+            self._refused(exc, taken, backoff)
+            return new_claim_id(), False
+        finally:
+            with self._slots:
+                self._parked_since = None
+        backoff.reset()
+        self.deliveries.settle(taken, answers)
+        for document in found:
+            self._take(document)
+        return new_claim_id(), False
+
+    def _refused(self, exc: Refused, taken: list[Any], backoff: Backoff) -> None:
+        if taken and exc.status in UNREADABLE:
+            self.sender.send_each(taken)  # one by one: which result can it not read?
+        elif exc.status in FATAL_CLAIM:
+            self.failure = f"the manager refused this agent: {exc.reason}"
+            log.error("%s", self.failure)
+            self.stop()
         else:
-            backoff.reset()
-            for document in found:
-                self._take(document)
-            return True
-        self._kick.wait(backoff.next_delay())
-        self._kick.clear()
-        return True
+            log.warning("claim refused: %s", exc)
+            self._kick.wait(backoff.next_delay())
+            self._kick.clear()
+
+    def _set_unsent(self, taken: list[Any]) -> None:
+        if taken:
+            with self._slots:
+                self._unsent = True
 
     def _take(self, document: dict[str, Any]) -> None:
         try:
             assignment = Assignment.parse(document)
         except ValueError as exc:
             log.error("ignoring a malformed assignment: %s", exc)
+            attempt_id = document.get("attempt_id")
+            if isinstance(attempt_id, str) and attempt_id:
+                self._finish(attempt_id, _failure(self.name, f"malformed assignment: {exc}"))
             return
         if self._stopping.is_set():
-            # Claimed as the agent stopped: never started, so the manager queues it again
-            # once this agent's heartbeats stop.
-            log.warning("stopping: not starting %s", assignment.attempt_id)
+            # Started on the manager as the agent stopped: never run, so it goes back to
+            # the queue at once (not after this agent's heartbeats stop).
+            log.warning("stopping: releasing %s unstarted", assignment.attempt_id)
+            self._finish(assignment.attempt_id, _released(self.name))
+            return
+        if assignment.timeout is None:  # its worker hands the outcome over itself
+            attempt = AttemptRun(assignment, self._settled)
+            with self._slots:
+                self._held[assignment.attempt_id] = attempt
+            try:
+                attempt.start(self.pool)
+            except Exception:
+                log.exception("attempt %s: the agent failed to run it", assignment.attempt_id)
+                self._forget(assignment.attempt_id)
             return
         attempt = AttemptRun(assignment)
         with self._slots:
@@ -194,11 +340,24 @@ class Agent:
 
     # one attempt -------------------------------------------------------------------
 
+    def _settled(self, attempt: AttemptRun) -> None:
+        """An attempt without a timeout ended (in the thread that ran it)."""
+        completion = attempt.completion()
+        if completion is None:
+            self._forget(attempt.assignment.attempt_id)
+            return
+        self._finish(attempt.assignment.attempt_id, attempt.result_body(self.name, completion))
+
+    def _forget(self, attempt_id: str) -> None:
+        """An attempt that reports nothing: its slot is free."""
+        with self._slots:
+            self._held.pop(attempt_id, None)
+            self._slots.notify_all()
+
     def _supervise(self, attempt: AttemptRun) -> None:
         task = attempt.assignment
+        reported = False
         try:
-            if not self._acknowledged(attempt):
-                return
             attempt.start(self.pool)
             completion = attempt.wait(task.timeout)
             if completion is None and attempt.stopped is None:
@@ -208,37 +367,13 @@ class Agent:
                     "attempt %s stopped (%s): nothing reported", task.attempt_id, attempt.stopped
                 )
                 return
-            # Durable before the first send: a crash from here on loses nothing.
-            body = attempt.result_body(self.name, completion)
-            self.outbox.put(task.attempt_id, body)
-            self.sender.deliver(task.attempt_id, body)  # the slot is held until it is sent
+            self._finish(task.attempt_id, attempt.result_body(self.name, completion))
+            reported = True
         except Exception:
             log.exception("attempt %s: the agent failed to run it", task.attempt_id)
         finally:
-            with self._slots:
-                self._held.pop(task.attempt_id, None)
-                self._slots.notify_all()
-
-    def _acknowledged(self, attempt: AttemptRun) -> bool:
-        """Report `started` until the manager answers; run only after its 200."""
-        task = attempt.assignment
-        backoff = Backoff(cap=self.config.backoff_cap)
-        while attempt.stopped is None:
-            try:
-                self.client.started(task.attempt_id, self.name)
-            except Refused as exc:
-                log.warning("attempt %s not started, the manager refused: %s", task.attempt_id, exc)
-                return False
-            except Unreachable as exc:
-                if self._stopping.is_set():
-                    return False
-                log.info(
-                    "manager unreachable, reporting %s started again soon: %s", task.attempt_id, exc
-                )
-                time.sleep(backoff.next_delay())
-                continue
-            return attempt.stopped is None
-        return False
+            if not reported:
+                self._forget(task.attempt_id)
 
     # heartbeat ---------------------------------------------------------------------
 
@@ -302,3 +437,28 @@ class Agent:
                 if attempt is not None and not attempt.finished:
                     log.warning("attempt %s: stopped, the manager says %s", attempt_id, why)
                     attempt.stop(why)
+                    self._forget(str(attempt_id))
+
+
+def _released(agent: str) -> dict[str, Any]:
+    return {
+        "agent": agent,
+        "outcome": "released",
+        "result": None,
+        "error": None,
+        "recoverable": True,
+        "retry_after": None,
+        "logs": [],
+    }
+
+
+def _failure(agent: str, error: str) -> dict[str, Any]:
+    return {
+        "agent": agent,
+        "outcome": "failed",
+        "result": None,
+        "error": error[:10_000],
+        "recoverable": False,
+        "retry_after": None,
+        "logs": [],
+    }

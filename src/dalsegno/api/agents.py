@@ -1,15 +1,18 @@
-"""`/agents`: the agent protocol (claim, started, heartbeat, result), agents and tokens.
+"""`/agents`: the agent protocol (exchange, heartbeat; and the first protocol's claim,
+started and result), agents and tokens.
 
 An agent's token is scoped `queue:NAME`: it may claim from, beat for and report on that
 queue only (403 otherwise); the admin token may do everything. docs/agents.md tells the
 protocol. The handlers are plain functions FastAPI runs in its thread pool, but for the
-claim: its long-poll waits as a coroutine, so waiting agents hold none of the pool's threads.
+claims: their long-poll waits as a coroutine, so waiting agents hold none of its threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Security
@@ -20,8 +23,14 @@ from dalsegno.api.auth import MANAGE, READ, bearer, caller_of, queue_scope, requ
 from dalsegno.api.errors import ApiError, JsonResponse, responses
 from dalsegno.model.access import TOKEN_NAME_PATTERN
 from dalsegno.model.names import NAME_LIMIT, NAME_PATTERN
-from dalsegno.service.agents import MAX_LIMIT, MAX_WAIT, RECHECK, AgentService, agent_json
-from dalsegno.store.agent_records import AgentBeat, AgentLog, AgentReport
+from dalsegno.service.agents import (
+    MAX_LIMIT,
+    MAX_RESULTS,
+    MAX_WAIT,
+    AgentService,
+    agent_json,
+)
+from dalsegno.store.agent_records import AgentBeat, AgentLog, AgentReport, Delivery, Exchange
 
 # the rule the service checks (dalsegno.model.names), so the schema admits what it takes
 Name = Annotated[str, Field(min_length=1, max_length=NAME_LIMIT, pattern=NAME_PATTERN)]
@@ -53,6 +62,7 @@ class Assignment(BaseModel):
     idempotency_key: str
     timeout: float | None
     process: bool
+    attempt: int = Field(description="the attempt's number, 0 for the first (`ctx.attempt`)")
 
 
 class Claimed(BaseModel):
@@ -82,6 +92,52 @@ class ResultRequest(_Body):
     recoverable: StrictBool = True
     retry_after: float | None = Field(default=None, ge=0, strict=True)
     logs: list[LogLine] = Field(default_factory=list, max_length=10_000)
+
+
+class DeliveredResult(_Body):
+    attempt_id: Annotated[str, Field(min_length=1, max_length=64)]
+    agent: Name | None = Field(
+        default=None,
+        description="the agent that ran it, when not the caller (a predecessor that left"
+        " it in the outbox before a restart under another name)",
+    )
+    outcome: Literal["succeeded", "failed", "retry", "released"] = Field(
+        description="`released`: the agent got the task but never ran it (it was stopping)"
+    )
+    result: JsonValue = None
+    error: str | None = Field(default=None, max_length=100_000)
+    recoverable: StrictBool = True
+    retry_after: float | None = Field(default=None, ge=0, strict=True)
+    logs: list[LogLine] = Field(default_factory=list, max_length=10_000)
+
+
+class ExchangeRequest(_Body):
+    queue: Name
+    agent: Name = Field(description="the agent's name (`--name`, default HOST:PID)")
+    results: list[DeliveredResult] = Field(default_factory=list, max_length=MAX_RESULTS)
+    limit: int = Field(
+        default=0, ge=0, le=MAX_LIMIT, strict=True, description="tasks to claim (0: none)"
+    )
+    wait: float = Field(
+        default=0, ge=0, le=MAX_WAIT, strict=True, description="seconds a claim may wait"
+    )
+    claim_id: str = Field(
+        pattern=r"^[A-Za-z0-9_]{8,40}$",
+        description="names this claim: the same id again, with `repeat`, gets back what it took",
+    )
+    repeat: StrictBool = Field(
+        default=False, description="this call repeats one whose answer never came"
+    )
+
+
+class ResultAnswer(BaseModel):
+    attempt_id: str
+    status: Literal["accepted", "duplicate", "conflict", "unknown"]
+
+
+class Exchanged(BaseModel):
+    results: list[ResultAnswer]
+    tasks: list[Assignment]
 
 
 class Accepted(BaseModel):
@@ -154,26 +210,40 @@ async def _token(_: object = Security(bearer)) -> None:
     """Declares the bearer token; the middleware checked it, each route checks its scope."""
 
 
-async def _long_poll(service: AgentService, body: ClaimRequest, wait: float) -> list[Any]:
-    """Claim, and while there is nothing, wait for a notification (or the 2 s re-check)
-    as a coroutine: a waiting claim holds no thread of the server's pool."""
+async def _long_poll(
+    request: Request,
+    service: AgentService,
+    queue: str,
+    wait: float,
+    look: Callable[[], list[Any]],
+) -> list[Any]:
+    """`look()` (in the thread pool) until it finds tasks, waiting between two looks as a
+    coroutine for tasks of `queue` to be claimable: a waiting claim holds no thread.
+
+    An agent that went away while its claim waited (stopped, killed: its connection is
+    closed) claims nothing more: a claim that starts tasks must not start them for no one.
+    """
+    if wait <= 0:
+        return await run_in_threadpool(look)
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
     def wake() -> None:
         loop.call_soon_threadsafe(woken.set)
 
-    stop = service.on_tasks(wake)
+    stop = service.on_tasks(queue, wake)
     try:
         deadline = loop.time() + wait
         while True:
-            woken.clear()  # before looking: a notification from here on wakes the wait
-            found = await run_in_threadpool(service.claim_now, body.queue, body.agent, body.limit)
+            woken.clear()  # before looking: a wake-up from here on ends the wait
+            found = await run_in_threadpool(look)
             left = deadline - loop.time()
             if found or left <= 0 or service.closing:
                 return found
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(RECHECK, left))
+                await asyncio.wait_for(woken.wait(), left)
+            if await request.is_disconnected():
+                return []
     finally:
         stop()
 
@@ -195,7 +265,49 @@ def agents_router(service: AgentService) -> APIRouter:
         none after `wait` seconds. Claimed tasks stay `sent` until the agent starts them."""
         _check_queue(request, body.queue)
         wait = service.check_claim(body.queue, body.agent, body.limit, body.wait)
-        return {"tasks": await _long_poll(service, body, wait)}
+
+        def look() -> list[Any]:
+            return service.claim_now(body.queue, body.agent, body.limit)
+
+        return {"tasks": await _long_poll(request, service, body.queue, wait, look)}
+
+    @router.post(
+        "/exchange",
+        response_model=Exchanged,
+        response_class=JsonResponse,
+        summary="Deliver results, claim and start tasks",
+    )
+    async def exchange(request: Request, body: ExchangeRequest) -> JsonResponse:
+        """Records the results (each answered: `accepted` or `duplicate` are kept, the
+        others will never be), then claims up to `limit` tasks of the queue and starts
+        them (`started` is durable when this answers), all in one transaction. With none
+        to claim and no result delivered, waits up to `wait` seconds for some. A call
+        repeated with the same `claim_id` (its answer was lost) gets back the tasks that
+        claim started."""
+        _check_queue(request, body.queue)
+        call = Exchange(
+            body.queue,
+            body.agent,
+            [Delivery(r.attempt_id, _report(r), r.agent) for r in body.results],
+            body.limit,
+            body.claim_id,
+            body.repeat,
+        )
+        wait = service.check_exchange(call, body.wait)
+        if call.deliveries:
+            wait = 0.0  # results are acknowledged at once, not after a long-poll
+        answers: list[Any] = []
+
+        def look() -> list[Any]:
+            recorded, tasks = service.exchange(call)
+            if call.deliveries:  # recorded by the first look; the next ones only claim
+                answers.extend(recorded)
+                call.deliveries = []
+            return tasks
+
+        tasks = await _long_poll(request, service, body.queue, wait, look)
+        # built by the service, field by field as documented: not validated once more
+        return JsonResponse({"results": answers, "tasks": tasks})
 
     @router.post(
         "/attempts/{attempt_id}/started",
@@ -221,15 +333,7 @@ def agents_router(service: AgentService) -> APIRouter:
         """Recorded durably for the execution's owner; a repeat is a harmless 200.
         409: the attempt is not held by this agent (lost, killed): dropped for good."""
         _check_queue(request, service.queue_of(attempt_id))
-        report = AgentReport(
-            outcome=body.outcome,
-            result_json=None if body.outcome != "succeeded" else _json(body.result),
-            error=body.error,
-            recoverable=body.recoverable,
-            retry_after=body.retry_after,
-            logs=[AgentLog(log.level, log.message, log.created_at) for log in body.logs],
-        )
-        return service.report(attempt_id, body.agent, report)
+        return service.report(attempt_id, body.agent, _report(body))
 
     @router.post(
         "/heartbeat",
@@ -274,7 +378,16 @@ def agents_router(service: AgentService) -> APIRouter:
     return router
 
 
-def _json(value: Any) -> str:
-    import json
+def _report(body: ResultRequest | DeliveredResult) -> AgentReport:
+    return AgentReport(
+        outcome=body.outcome,
+        result_json=None if body.outcome != "succeeded" else _json(body.result),
+        error=body.error,
+        recoverable=body.recoverable,
+        retry_after=body.retry_after,
+        logs=[AgentLog(log.level, log.message, log.created_at) for log in body.logs],
+    )
 
+
+def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False)

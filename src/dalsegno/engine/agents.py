@@ -2,10 +2,12 @@
 
 A graph's scheduler hands an agent task to its queue (`sent`) and awaits it. Agents write
 only to the agent queue (dalsegno.store.agents); this module reads what they wrote for
-the tasks this run awaits, when an agent reported a result (a notification on
-`dalsegno_agent_results`) and at least every `CHECK_EVERY` seconds, and turns it into
-the same `Completion` a manager-side operation produces, so the retry, failure and
-cancel rules stay those of the scheduler. Every write goes through the run's fenced batch.
+the tasks this run awaits: the recorded results alone when an agent reported some (a
+notification on `dalsegno_agent_results`), and every claimed task at least every
+`CHECK_EVERY` seconds (its holder may have gone silent). A result becomes the same
+`Completion` a manager-side operation produces, so the retry, failure and cancel rules
+stay those of the scheduler; the results found together are applied in one group commit
+with the rest of the run's batch. Every write goes through the run's fenced batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import BadReferenceError
 from dalsegno.model.records import AttemptEnd, NewEvent
 from dalsegno.model.states import TaskState
-from dalsegno.store.agent_records import RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
+from dalsegno.store.agent_records import RELEASED, RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import EngineConfig
@@ -122,14 +124,18 @@ class AgentTasks:
         if mode != self._cancel_seen:  # a cancel: look at once, agents may have started
             self._cancel_seen, force = mode, True
         now_mono = time.monotonic()
-        if not force and not self._notified.is_set() and now_mono < self._next_check:
+        full = force or now_mono >= self._next_check
+        if not full and not self._notified.is_set():
             return
         self._notified.clear()
-        self._next_check = now_mono + CHECK_EVERY
-        found = self.run.store.awaited_agent_tasks(self.run.execution_id, sorted(graph._awaited))
+        if full:
+            self._next_check = now_mono + CHECK_EVERY
+            self.started.clear()
+        found = self.run.store.awaited_agent_tasks(
+            self.run.execution_id, graph._awaited, reported_only=not full
+        )
         now = time.time()
         requeued = lost = False
-        self.started.clear()
         for seen in found:
             task = graph.tasks[seen.task_id]
             if seen.status not in (S.SENT, S.STARTED):
@@ -142,13 +148,13 @@ class AgentTasks:
             if seen.status is S.STARTED:
                 task.next_run_at = None
                 if seen.report is not None:
-                    self._apply(seen)
+                    requeued |= self._apply(seen, now)
                     continue
                 self.started.add(seen.task_id)
-            if seen.holder is not None and self._lost(seen, now):
+            if full and seen.holder is not None and self._lost(seen, now):
                 lost = True
                 requeued |= self._lose(seen, now)
-        if lost:
+        if lost or requeued:
             self.run.flush()
         if requeued:
             self.run.store.notify(TASKS_CHANNEL)
@@ -159,13 +165,33 @@ class AgentTasks:
         last = max(seen.claimed_at or 0.0, self.took_over_at)
         return now - last > self.timeout
 
-    def _apply(self, seen: AwaitedTask) -> None:
-        from dalsegno.engine.scheduler import Completion
+    def _apply(self, seen: AwaitedTask, now: float) -> bool:
+        """Apply the result of `seen`; True when its task went back to its queue."""
+        from dalsegno.engine.scheduler import Completion, _change
 
         report = seen.report
         assert report is not None
         graph = self.graph
         number = seen.attempts - 1
+        self.started.discard(seen.task_id)
+        if report.outcome == RELEASED:  # never ran: queued again, no retry used
+            task = graph.tasks[seen.task_id]
+            batch = self.run.batch
+            batch.attempt_ends.append(
+                AttemptEnd(task.id, number, RELEASED, now, f"released by agent {seen.holder}")
+            )
+            task.status = S.SENT
+            batch.tasks.append(_change(task, S.STARTED))
+            batch.events.append(
+                NewEvent(
+                    "task_released",
+                    f"Agent {seen.holder} released task '{task.key}' unstarted: queued again",
+                    graph.name,
+                    task.key,
+                    created_at=now,
+                )
+            )
+            return True
         graph._awaited.discard(seen.task_id)
         graph._running[seen.task_id] = number
         if report.outcome == "succeeded":
@@ -182,6 +208,7 @@ class AgentTasks:
                 report.retry_after,
             )
         graph._complete(completion)
+        return False
 
     def _lose(self, seen: AwaitedTask, now: float) -> bool:
         """The holder of `seen` is lost; returns True when the task went back to its queue."""

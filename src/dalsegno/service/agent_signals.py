@@ -1,9 +1,15 @@
-"""Wake-ups for waiting claims without a thread each: one thread per service waits on the
-store's `dalsegno_agent_tasks` channel and calls every waiting claim's callback.
+"""Wake-ups for waiting claims without a thread each, and only for their own queue.
+
+One thread per service waits on the store's `dalsegno_agent_tasks` channel. When it is
+notified, and at least every `RECHECK` seconds in case a notification was lost (or was
+sent by another process on SQLite), it asks the store in one read which of the queues
+that claims wait on have claimable tasks, and calls the callbacks of those queues only.
+So a waiting claim costs nothing until its queue has work: 200 agents idle on one queue
+add no work to a task of another (benchmarks/agents.py measures it).
 
 The REST API's claim handler is a coroutine: while it waits it holds no thread of the
-server's pool, so a hundred agents long-polling leave the pool to the other routes. The
-thread runs only while some claim waits.
+server's pool. The thread runs while claims wait, and lingers `LINGER` seconds after the
+last one: an agent's claims come and go many times a second, a thread each would not.
 """
 
 from __future__ import annotations
@@ -19,24 +25,26 @@ from dalsegno.store.base import Store
 
 log = logging.getLogger("dalsegno.agents")
 
-WAIT = 1.0  # seconds the thread waits at a time (it ends after one with no claim waiting)
+RECHECK = 1.0  # seconds between two looks when no notification came
+LINGER = 60.0  # seconds the thread outlives the last waiting claim
 
 
 class TaskSignals:
-    """Calls the subscribed callbacks whenever tasks are sent to an agent queue."""
+    """Calls the subscribed callbacks of a queue whenever it may have claimable tasks."""
 
     def __init__(self, store_of: Callable[[], Store]) -> None:
         self._store_of = store_of
         self._lock = threading.Lock()
-        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._callbacks: dict[int, tuple[str, Callable[[], None]]] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (from another thread) on each notification; returns the undo."""
+    def subscribe(self, queue: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (from another thread) when `queue` may have claimable tasks;
+        returns the undo."""
         with self._lock:
             key, self._next = self._next, self._next + 1
-            self._callbacks[key] = callback
+            self._callbacks[key] = (queue, callback)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._pump, name="dalsegno-agent-claims", daemon=True
@@ -52,29 +60,37 @@ class TaskSignals:
     def wake_all(self) -> None:
         """Call every subscribed callback now (the manager is stopping)."""
         with self._lock:
-            callbacks = list(self._callbacks.values())
-        for callback in callbacks:
-            with contextlib.suppress(Exception):
-                callback()
+            callbacks = [callback for _, callback in self._callbacks.values()]
+        _call(callbacks)
 
     def _pump(self) -> None:
         store = self._store_of()
+        last_waiter = time.monotonic()
         while True:
             with self._lock:
-                if not self._callbacks:
+                if self._callbacks:
+                    last_waiter = time.monotonic()
+                elif time.monotonic() - last_waiter > LINGER:
                     self._thread = None
                     return
+                queues = {queue for queue, _ in self._callbacks.values()}
             began = time.monotonic()
             try:
-                found = store.wait_for_notification([TASKS_CHANNEL], WAIT)
+                store.wait_for_notification([TASKS_CHANNEL], RECHECK)
+                ready = store.claimable_queues(sorted(queues)) if queues else set()
             except Exception:
-                log.warning("waiting for agent tasks failed; retrying", exc_info=True)
-                found = set()
-            if found:
+                log.warning("looking for agent tasks failed; retrying", exc_info=True)
+                ready = set()
+                time.sleep(max(0.0, RECHECK - (time.monotonic() - began)))  # never spin
+            if ready:
                 with self._lock:
-                    callbacks = list(self._callbacks.values())
-                for callback in callbacks:
-                    with contextlib.suppress(Exception):  # a claim that went away meanwhile
-                        callback()
-            else:  # never spin, even when the store answers at once (closed, unreachable)
-                time.sleep(max(0.0, WAIT - (time.monotonic() - began)))
+                    callbacks = [cb for queue, cb in self._callbacks.values() if queue in ready]
+                _call(callbacks)
+                # the woken claims take the tasks: give them a moment before looking again
+                time.sleep(0.001)
+
+
+def _call(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        with contextlib.suppress(Exception):  # a claim that went away meanwhile
+            callback()

@@ -1,13 +1,15 @@
 """The agent queue as a service: what the REST API's `/agents` routes and the CLI call.
 
-Agents claim by long-poll: a claim that finds nothing waits on the store's
-`dalsegno_agent_tasks` channel (notified whenever tasks are sent or requeued) and looks
-again at least every `RECHECK` seconds, until `wait` seconds have passed.
+Agents claim by long-poll: a claim that finds nothing waits until tasks of its queue are
+claimable (`dalsegno.service.agent_signals` looks when the store's
+`dalsegno_agent_tasks` channel is notified, and at least every `RECHECK` seconds), until
+`wait` seconds have passed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,12 +23,13 @@ from dalsegno.service.agent_signals import TaskSignals
 from dalsegno.service.tokens import token_hash
 from dalsegno.store.agent_records import (
     OUTCOMES,
-    RESULTS_CHANNEL,
+    REPORTED,
     TASKS_CHANNEL,
     AgentBeat,
     AgentRecord,
     AgentReport,
     Assignment,
+    Exchange,
 )
 from dalsegno.store.agents import ACCEPTED, CONFLICT, DUPLICATE, STARTED, UNKNOWN
 from dalsegno.store.base import Store
@@ -38,6 +41,8 @@ RECHECK = 2.0  # seconds: the slow look that covers a lost notification
 MAX_WAIT = 30.0
 MAX_LIMIT = 100
 HEARTBEAT_INTERVAL = 2.0  # seconds the manager suggests between two heartbeats
+MAX_RESULTS = 1000  # results one exchange may deliver
+CLAIM_ID = re.compile(r"[A-Za-z0-9_]{8,40}")
 __all__ = ["NAME_LIMIT", "AgentService", "check_name", "token_hash"]
 
 
@@ -92,9 +97,9 @@ class AgentService:
             assignment_json(found) for found in self.store.claim_agent_tasks(queue, agent, limit)
         ]
 
-    def on_tasks(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` whenever tasks are sent to a queue; returns the undo."""
-        return self._signals.subscribe(callback)
+    def on_tasks(self, queue: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` whenever tasks of `queue` may be claimable; returns the undo."""
+        return self._signals.subscribe(queue, callback)
 
     def claim(self, queue: str, agent: str, limit: int = 1, wait: float = MAX_WAIT) -> list[Any]:
         """Tasks of `queue` now held by `agent`; waits up to `wait` s while there are none
@@ -108,6 +113,36 @@ class AgentService:
             if found or left <= 0 or self.closing:
                 return found
             self.store.wait_for_notification([TASKS_CHANNEL], min(RECHECK, left))
+
+    def check_exchange(self, exchange: Exchange, wait: float) -> float:
+        """Refuse a malformed exchange; returns how long its claim may wait."""
+        if exchange.limit == 0:
+            check_name("a queue name", exchange.queue)
+            check_name("an agent name", exchange.agent)
+            wait = 0.0
+        else:
+            wait = self.check_claim(exchange.queue, exchange.agent, exchange.limit, wait)
+        if not CLAIM_ID.fullmatch(exchange.claim_id):
+            msg = f"claim_id must be 8 to 40 letters, digits or '_', not {exchange.claim_id!r}"
+            raise RefusedError(msg)
+        if len(exchange.deliveries) > MAX_RESULTS:
+            msg = f"at most {MAX_RESULTS} results in one call, not {len(exchange.deliveries)}"
+            raise RefusedError(msg)
+        for delivery in exchange.deliveries:
+            if delivery.report.outcome not in REPORTED:
+                msg = f"outcome must be one of {', '.join(REPORTED)}: {delivery.report.outcome!r}"
+                raise RefusedError(msg)
+        return wait
+
+    def exchange(self, exchange: Exchange) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Record the results, then claim and start tasks (without waiting): the answer
+        for each result, in order, and the assignments (their tasks are `started`)."""
+        done = self.store.exchange_agent_tasks(exchange)
+        answers = [
+            {"attempt_id": delivery.attempt_id, "status": answer}
+            for delivery, answer in zip(exchange.deliveries, done.answers, strict=True)
+        ]
+        return answers, [assignment_json(found) for found in done.assignments]
 
     def queue_of(self, attempt_id: str) -> str:
         """The queue an attempt belongs to; NotFoundError when the id is unknown."""
@@ -143,9 +178,7 @@ class AgentService:
         if answer == CONFLICT:
             msg = f"attempt {attempt_id} is not held by agent {agent}: its result is refused"
             raise ConflictError(msg)
-        if answer == ACCEPTED:
-            self.store.notify(RESULTS_CHANNEL)
-        assert answer in (ACCEPTED, DUPLICATE)
+        assert answer in (ACCEPTED, DUPLICATE)  # the store notified the owners
         return {"attempt_id": attempt_id, "accepted": True}
 
     def heartbeat(self, beat: AgentBeat) -> dict[str, Any]:
@@ -183,6 +216,7 @@ def assignment_json(assignment: Assignment) -> dict[str, Any]:
         "idempotency_key": f"{assignment.execution_id}-{assignment.task_id}",
         "timeout": assignment.timeout,
         "process": process,
+        "attempt": assignment.attempt,
     }
 
 

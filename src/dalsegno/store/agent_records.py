@@ -1,13 +1,15 @@
 """The records of the agent queue, and the part of the `Store` protocol that serves it.
 
-An agent task is `sent` when its owner hands it to a queue; an agent claims it (the task
-stays `sent`, now held by the agent under a fresh attempt id), reports `started`, and
-reports a result that is kept on the attempt until the execution's owner applies it.
+An agent task is `sent` when its owner hands it to a queue. An agent's exchange claims it
+and starts it in one transaction (`sent -> started`, held by the agent under an attempt
+id), and a later exchange delivers its result, kept on the attempt until the execution's
+owner applies it. The first protocol (a claim that leaves the task `sent`, then `started`
+and the result one call each) is still served for agents of that version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +20,9 @@ TASKS_CHANNEL = "dalsegno_agent_tasks"
 RESULTS_CHANNEL = "dalsegno_agent_results"
 
 OUTCOMES = ("succeeded", "failed", "retry")
+# An attempt the agent got but never ran (it was stopping): the owner queues it again.
+RELEASED = "released"
+REPORTED = (*OUTCOMES, RELEASED)
 
 
 @dataclass(slots=True)
@@ -34,6 +39,8 @@ class Assignment:
     retries: int
     resume: bool
     timeout: float | None
+    attempt: int = 0  # the attempt's number (0 for the first), as `ctx.attempt`
+    max_retries: int = 0
 
 
 @dataclass(slots=True)
@@ -47,7 +54,7 @@ class AgentLog:
 class AgentReport:
     """The result of one attempt, as the agent delivered it."""
 
-    outcome: str  # one of OUTCOMES
+    outcome: str  # one of REPORTED
     result_json: str | None
     error: str | None
     recoverable: bool
@@ -63,6 +70,40 @@ class AgentBeat:
     pid: int
     concurrency: int
     attempt_ids: list[str]
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A result an agent delivers for one of its attempts."""
+
+    attempt_id: str
+    report: AgentReport
+    agent: str | None = None  # who ran it, when not the agent that delivers it
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One call of an agent: results to record, then up to `limit` tasks to claim and start.
+
+    `claim_id` names the claim (the attempt ids it gives are `CLAIM_ID-TASK_ID`): the same
+    id again with `repeat` (an answer that was lost) gets back what that claim took and
+    still holds.
+    """
+
+    queue: str
+    agent: str
+    deliveries: list[Delivery]
+    limit: int
+    claim_id: str
+    repeat: bool = False
+
+
+@dataclass(slots=True)
+class Exchanged:
+    """What an exchange did: one answer per delivery (in order), and the tasks started."""
+
+    answers: list[str]
+    assignments: list[Assignment]
 
 
 @dataclass(slots=True)
@@ -105,6 +146,10 @@ class AgentQueueStore(Protocol):
 
     def claim_agent_tasks(self, queue: str, agent: str, limit: int) -> list[Assignment]: ...
 
+    def exchange_agent_tasks(self, exchange: Exchange) -> Exchanged: ...
+
+    def claimable_queues(self, queues: Sequence[str]) -> set[str]: ...
+
     def attempt_queue(self, attempt_id: str) -> str | None: ...
 
     def start_agent_attempt(self, attempt_id: str, agent: str) -> str: ...
@@ -116,5 +161,5 @@ class AgentQueueStore(Protocol):
     def list_agents(self) -> list[AgentRecord]: ...
 
     def awaited_agent_tasks(
-        self, execution_id: str, task_ids: Sequence[int]
+        self, execution_id: str, task_ids: Collection[int], reported_only: bool = False
     ) -> list[AwaitedTask]: ...

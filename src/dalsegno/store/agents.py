@@ -1,10 +1,11 @@
-"""The agent queue in the store: claims, `started`, results, heartbeats, agents, tokens.
+"""The agent queue in the store: claims, starts, heartbeats, agents, tokens.
 
-A mixin `SQLStore` inherits. What an agent does here touches only the agent-queue
-columns of a task (`holder`, `attempt_id`, `claimed_at`), the `sent -> started` move an
-agent reports, and the report columns of its attempt: every other move of an agent task
-(applying a result, requeueing a lost attempt, a kill) is the execution owner's, fenced by
-its lease token like any of its writes. docs/agents.md tells the whole protocol.
+A mixin `SQLStore` inherits (with `AgentResults`, the results and the owner's view). What
+an agent does here touches only the agent-queue columns of a task (`holder`,
+`attempt_id`, `claimed_at`), the `sent -> started` move of the tasks it claims, and the
+report columns of its attempts: every other move of an agent task (applying a result,
+requeueing a lost attempt, a kill) is the execution owner's, fenced by its lease token
+like any of its writes. docs/agents.md tells the whole protocol.
 """
 
 from __future__ import annotations
@@ -12,46 +13,43 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, cast, insert, literal, select, update
+from sqlalchemy import Connection, Integer, String, bindparam, cast, insert, select, update
 
-from dalsegno.model.states import ACTIVE_STATES, ExecutionState, TaskState
+from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.agent_records import (
+    RESULTS_CHANNEL,
     AgentBeat,
     AgentRecord,
-    AgentReport,
     Assignment,
-    AwaitedTask,
+    Exchange,
+    Exchanged,
     HeldTask,
 )
-from dalsegno.store.retry import retried
+from dalsegno.store.agent_results import (
+    ACCEPTED,
+    CONFLICT,
+    DUPLICATE,
+    UNKNOWN,
+    AgentResults,
+    event_row,
+    notify_results,
+)
+
+__all__ = ["ACCEPTED", "CONFLICT", "DUPLICATE", "STARTED", "UNKNOWN", "AgentQueue"]
 
 STARTED = "started"
-ACCEPTED, DUPLICATE, CONFLICT, UNKNOWN = "accepted", "duplicate", "conflict", "unknown"
-_ACTIVE = [state.value for state in ACTIVE_STATES]
 _IN_FLIGHT = [TaskState.SENT.value, TaskState.STARTED.value]
 CLAIM_PASSES = 5  # statements a claim tries before it says the queue is empty
+# An idle agent's beat (it lists no attempt) is written at most this often: a fleet of
+# idle agents costs reads, not commits. A beat that lists attempts is always written.
+IDLE_BEAT_WRITE = 5.0
 
 
 def _now() -> float:
     return time.time()
-
-
-def _event(
-    execution_id: str, graph: str, key: str, type_: str, message: str, level: str, at: float
-) -> dict[str, Any]:
-    return {
-        "execution_id": execution_id,
-        "graph": graph,
-        "task_key": key,
-        "type": type_,
-        "level": level,
-        "message": message,
-        "created_at": at,
-    }
 
 
 def _unheld(queue: str) -> Any:
@@ -68,106 +66,281 @@ def _unheld(queue: str) -> Any:
     )
 
 
-class AgentQueue:
+# What an agent needs of a task it holds (an `Assignment`, with its graph's name apart).
+_ASSIGNED = (
+    t.tasks.c.id,
+    t.tasks.c.attempt_id,
+    t.tasks.c.execution_id,
+    t.tasks.c.graph_id,
+    t.tasks.c.key,
+    t.tasks.c.operation,
+    t.tasks.c.kwargs,
+    t.tasks.c.retries,
+    t.tasks.c.max_retries,
+    t.tasks.c.attempts,
+    t.tasks.c.timeout,
+)
+# The statements of a claim, built once (their SQL is compiled once and cached).
+_CANDIDATES = (
+    _unheld(bindparam("b_queue"))  # type: ignore[arg-type]
+    .add_columns(t.tasks.c.execution_id)
+    .order_by(t.tasks.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+    .with_for_update(skip_locked=True, of=t.tasks)
+)
+_ANY_UNHELD = _unheld(bindparam("b_queue")).limit(1)  # type: ignore[arg-type]
+_HOLD = {
+    "holder": bindparam("b_agent"),
+    "attempt_id": bindparam("b_prefix", type_=String) + cast(t.tasks.c.id, String),
+    "claimed_at": bindparam("b_now"),
+}
+_TAKE = update(t.tasks).where(
+    t.tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+    t.tasks.c.holder.is_(None),
+    t.tasks.c.status == TaskState.SENT.value,
+)
+_TAKE_HELD = _TAKE.values(_HOLD).returning(*_ASSIGNED)
+_TAKE_STARTED = _TAKE.values(
+    {
+        **_HOLD,
+        "status": TaskState.STARTED.value,
+        "attempts": t.tasks.c.attempts + 1,
+        "started_at": bindparam("b_now"),
+        "ended_at": None,
+        "next_run_at": None,
+    }
+).returning(*_ASSIGNED)
+_STILL_STARTED = (
+    select(t.executions.c.id)
+    .where(
+        t.executions.c.id.in_(bindparam("b_ids", expanding=True)),
+        t.executions.c.status == ExecutionState.STARTED.value,
+    )
+    .with_for_update(read=True)
+)
+_PREVIOUS = (
+    select(t.attempts.c.task_id, t.attempts.c.outcome)
+    .join(t.tasks, t.tasks.c.id == t.attempts.c.task_id)
+    .where(
+        t.attempts.c.task_id.in_(bindparam("b_ids", expanding=True)),
+        t.attempts.c.number == t.tasks.c.attempts - bindparam("b_back", type_=Integer),
+    )
+)
+_GRAPH_NAMES = select(t.graphs.c.id, t.graphs.c.name).where(
+    t.graphs.c.id.in_(bindparam("b_ids", expanding=True))
+)
+# The tasks held under attempt ids of one claim (`CLAIM_ID-TASK_ID`): an index range.
+_HELD_BY_CLAIM = select(*_ASSIGNED).where(
+    t.tasks.c.attempt_id >= bindparam("b_low"),
+    t.tasks.c.attempt_id < bindparam("b_high"),
+    t.tasks.c.holder == bindparam("b_agent"),
+    t.tasks.c.status == TaskState.STARTED.value,
+)
+_RENEW = (
+    update(t.tasks)
+    .where(t.tasks.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(claimed_at=bindparam("b_now"))
+)
+GRAPH_CACHE = 10_000  # graph names kept (a graph's name never changes)
+
+
+class AgentQueue(AgentResults):
     """The agent queue's queries; `_write` and `_read` come from `SQLStore`."""
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
 
     # claims ------------------------------------------------------------------------
 
     def claim_agent_tasks(self, queue: str, agent: str, limit: int) -> list[Assignment]:
-        """Hold up to `limit` sent, unheld tasks of `queue` whose execution is `started`.
+        """Hold up to `limit` sent, unheld tasks of `queue` whose execution is `started`
+        (the first protocol: they stay `sent` until the agent reports `started`).
 
         Each gets a fresh attempt id. On PostgreSQL the rows are picked `FOR UPDATE SKIP
         LOCKED`, so concurrent claims get disjoint sets; SQLite has one writer at a time.
         """
-        nonce = uuid.uuid4().hex
-        tasks = t.tasks
-        now = _now()
-        candidates = _unheld(queue).order_by(tasks.c.id).with_for_update(skip_locked=True, of=tasks)
-        unheld = _unheld(queue).limit(1)
         with self._write() as conn:
-            claimed: list[int] = []
-            # In READ COMMITTED, a row another claim updated between this statement's
-            # snapshot and its lock drops out after the LIMIT: a short pass is not "empty".
-            for _ in range(CLAIM_PASSES):
-                # two statements: `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may run
-                # its subquery once per row, and then hold more than n
-                picked = [row[0] for row in conn.execute(candidates.limit(limit - len(claimed)))]
-                taken = (
-                    [
-                        row[0]
-                        for row in conn.execute(
-                            update(tasks)
-                            .where(tasks.c.id.in_(picked), tasks.c.holder.is_(None))
-                            .values(
-                                holder=agent,
-                                attempt_id=literal(f"{nonce}-") + cast(tasks.c.id, String),
-                                claimed_at=now,
-                            )
-                            .returning(tasks.c.id)
-                        )
-                    ]
-                    if picked
-                    else []
-                )
-                claimed += taken
-                if len(claimed) >= limit or not conn.execute(unheld).first():
-                    break
-            if not claimed:
-                return []
-            return self._assignments(conn, claimed)
+            claimed = self._take(conn, queue, agent, limit, uuid.uuid4().hex, start=False)
+            return self._assignments(conn, claimed, started=False) if claimed else []
 
-    def _assignments(self, conn: Connection, task_ids: list[int]) -> list[Assignment]:
-        tasks = t.tasks
-        rows = conn.execute(
-            select(
-                tasks.c.id,
-                tasks.c.attempt_id,
-                tasks.c.execution_id,
-                t.graphs.c.name.label("graph"),
-                tasks.c.key,
-                tasks.c.operation,
-                tasks.c.kwargs,
-                tasks.c.retries,
-                tasks.c.attempts,
-                tasks.c.timeout,
-            )
-            .join(t.graphs, t.graphs.c.id == tasks.c.graph_id)
-            .where(tasks.c.id.in_(task_ids))
-            .order_by(tasks.c.id)
-        ).all()
-        # ctx.resume: the last attempt was lost on its agent (or interrupted on a manager)
-        last = {
-            row.task_id: row.outcome
-            for row in conn.execute(
-                select(t.attempts.c.task_id, t.attempts.c.outcome)
-                .join(tasks, tasks.c.id == t.attempts.c.task_id)
-                .where(
-                    t.attempts.c.task_id.in_(task_ids),
-                    t.attempts.c.number == tasks.c.attempts - 1,
+    def exchange_agent_tasks(self, exchange: Exchange) -> Exchanged:
+        """Record an agent's results, then claim and start up to `exchange.limit` tasks of
+        its queue, in one transaction (one commit for the whole call).
+
+        A started task is durable before the agent has its assignment, so it is durable
+        before the operation's first line runs. A claim id seen before (its answer was
+        lost) first gets back the tasks that claim started and the agent still holds.
+        """
+        answers: list[str] = []
+        with self._write() as conn:
+            if exchange.deliveries:
+                answers = self._record(conn, exchange.queue, exchange.agent, exchange.deliveries)
+            notified = ACCEPTED in answers and notify_results(conn)
+            assignments: list[Assignment] = []
+            if exchange.limit:
+                held = self._held_by_claim(conn, exchange) if exchange.repeat else []
+                taken = self._take(
+                    conn,
+                    exchange.queue,
+                    exchange.agent,
+                    exchange.limit - len(held),
+                    exchange.claim_id,
+                    start=True,
                 )
+                if held or taken:
+                    assignments = self._assignments(conn, [*held, *taken], started=True)
+                    fresh = {row.id for row in taken}
+                    self._started(
+                        conn, exchange.agent, [a for a in assignments if a.task_id in fresh]
+                    )
+        if ACCEPTED in answers and not notified:
+            self.notify(RESULTS_CHANNEL)
+        return Exchanged(answers, assignments)
+
+    def claimable_queues(self, queues: Sequence[str]) -> set[str]:
+        """Which of `queues` have a task a claim would take now (a read: no write lock)."""
+        if not queues:
+            return set()
+        tasks = t.tasks
+        query = (
+            select(tasks.c.agent)
+            .join(t.executions, t.executions.c.id == tasks.c.execution_id)
+            .where(
+                tasks.c.agent.in_(list(queues)),
+                tasks.c.status == TaskState.SENT.value,
+                tasks.c.holder.is_(None),
+                t.executions.c.status == ExecutionState.STARTED.value,
             )
+            .distinct()
+        )
+        with self._read() as conn:
+            return {str(row[0]) for row in conn.execute(query)}
+
+    def _held_by_claim(self, conn: Connection, exchange: Exchange) -> list[Any]:
+        """The tasks an earlier call with this claim id started and the agent still holds;
+        their claim is renewed (the agent lists them in its heartbeats from now on)."""
+        claim_id = exchange.claim_id
+        bounds = {"b_low": f"{claim_id}-", "b_high": f"{claim_id}.", "b_agent": exchange.agent}
+        found = list(conn.execute(_HELD_BY_CLAIM, bounds).all()[: exchange.limit])  # "." > "-"
+        if found:
+            conn.execute(_RENEW, {"b_ids": [row.id for row in found], "b_now": _now()})
+        return found
+
+    def _take(
+        self, conn: Connection, queue: str, agent: str, limit: int, nonce: str, *, start: bool
+    ) -> list[Any]:
+        """Hold up to `limit` claimable tasks of `queue` for `agent`; with `start`, also
+        move them `sent -> started` (the caller adds their attempt rows and events).
+        Returns their rows (the columns of an assignment)."""
+        params: dict[str, Any] = {
+            "b_queue": queue,
+            "b_agent": agent,
+            "b_prefix": f"{nonce}-",
+            "b_now": _now(),
         }
+        claimed: list[Any] = []
+        # In READ COMMITTED, a row another claim updated between this statement's
+        # snapshot and its lock drops out after the LIMIT: a short pass is not "empty".
+        for _ in range(CLAIM_PASSES):
+            # two statements: `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may run
+            # its subquery once per row, and then hold more than n
+            rows = conn.execute(_CANDIDATES, {**params, "b_limit": limit - len(claimed)}).all()
+            picked = [row[0] for row in rows]
+            if start and picked and conn.dialect.name == "postgresql":
+                picked = self._still_started(conn, rows)
+            if picked:
+                statement = _TAKE_STARTED if start else _TAKE_HELD
+                claimed += conn.execute(statement, {**params, "b_ids": picked}).all()
+            if len(claimed) >= limit or not conn.execute(_ANY_UNHELD, params).first():
+                break
+        return claimed
+
+    @staticmethod
+    def _still_started(conn: Connection, rows: Sequence[Any]) -> list[int]:
+        """The picked tasks whose execution is still `started`, its row read `FOR SHARE`:
+        a cancel commits before this claim (and the task is not started) or after it (and
+        the owner, looking after the cancel, sees the task started and awaits it). On
+        SQLite the claim's transaction holds the only write lock: nothing commits between.
+        """
+        running = {
+            row[0] for row in conn.execute(_STILL_STARTED, {"b_ids": list({r[1] for r in rows})})
+        }
+        return [row[0] for row in rows if row[1] in running]
+
+    def _assignments(
+        self, conn: Connection, rows: Sequence[Any], *, started: bool
+    ) -> list[Assignment]:
+        """Assignments of the held tasks `rows` (with the columns of `_ASSIGNED`)."""
+        graphs = self._graph_names(conn, {row.graph_id for row in rows})
+        # ctx.resume: the previous attempt was lost on its agent (or interrupted on a
+        # manager); a started task's own attempt is counted in `attempts` already
+        back = 2 if started else 1
+        again = [row.id for row in rows if row.attempts >= back]
+        last = (
+            {
+                row.task_id: row.outcome
+                for row in conn.execute(_PREVIOUS, {"b_ids": again, "b_back": back})
+            }
+            if again
+            else {}
+        )
         return [
             Assignment(
                 attempt_id=row.attempt_id,
                 task_id=row.id,
                 execution_id=row.execution_id,
-                graph=row.graph,
+                graph=graphs[row.graph_id],
                 task_key=row.key,
                 operation=row.operation,
                 kwargs_json=row.kwargs,
                 retries=row.retries,
                 resume=last.get(row.id) in ("lost", "interrupted"),
                 timeout=row.timeout,
+                attempt=row.attempts - 1 if started else row.attempts,
+                max_retries=row.max_retries,
             )
-            for row in rows
+            for row in sorted(rows, key=lambda row: row.id)
         ]
+
+    def _graph_names(self, conn: Connection, graph_ids: set[int]) -> dict[int, str]:
+        cache: dict[int, str] = self.__dict__.setdefault("_graph_name_cache", {})
+        missing = [graph_id for graph_id in graph_ids if graph_id not in cache]
+        if missing:
+            if len(cache) > GRAPH_CACHE:
+                cache.clear()
+            cache.update(
+                (row.id, row.name) for row in conn.execute(_GRAPH_NAMES, {"b_ids": missing})
+            )
+        return {graph_id: cache[graph_id] for graph_id in graph_ids}
+
+    @staticmethod
+    def _started(conn: Connection, agent: str, started: Sequence[Assignment]) -> None:
+        """The attempt rows and `task_started` events of tasks `agent` just started."""
+        if not started:
+            return
+        now = _now()
+        conn.execute(
+            insert(t.attempts),
+            [
+                {
+                    "task_id": task.task_id,
+                    "number": task.attempt,
+                    "outcome": "running",
+                    "worker": f"agent {agent}",
+                    "started_at": now,
+                    "attempt_id": task.attempt_id,
+                }
+                for task in started
+            ],
+        )
+        events = []
+        for task in started:
+            retry = f" [retry {task.retries}/{task.max_retries}]" if task.retries else ""
+            message = f"Task started '{task.task_key}' on agent {agent}{retry}"
+            events.append(
+                event_row(
+                    task.execution_id, task.graph, task.task_key, "task_started", message,
+                    "info", now,
+                )
+            )  # fmt: skip
+        conn.execute(insert(t.events), events)
 
     def attempt_queue(self, attempt_id: str) -> str | None:
         """The queue of the task an attempt id was given for, or None when unknown."""
@@ -196,19 +369,9 @@ class AgentQueue:
         now = _now()
         with self._write() as conn:
             row = conn.execute(
-                select(
-                    tasks.c.id,
-                    tasks.c.execution_id,
-                    tasks.c.status,
-                    tasks.c.holder,
-                    tasks.c.attempts,
-                    tasks.c.key,
-                    tasks.c.retries,
-                    tasks.c.max_retries,
-                    t.graphs.c.name.label("graph"),
+                select(tasks.c.id, tasks.c.execution_id, tasks.c.status, tasks.c.holder).where(
+                    tasks.c.attempt_id == attempt_id
                 )
-                .join(t.graphs, t.graphs.c.id == tasks.c.graph_id)
-                .where(tasks.c.attempt_id == attempt_id)
             ).first()
             if row is None:
                 known = conn.execute(
@@ -249,127 +412,10 @@ class AgentQueue:
             ).rowcount
             if moved != 1:
                 return CONFLICT
-            conn.execute(
-                insert(t.attempts).values(
-                    task_id=row.id,
-                    number=row.attempts,
-                    outcome="running",
-                    worker=f"agent {agent}",
-                    started_at=now,
-                    attempt_id=attempt_id,
-                )
-            )
-            retry = f" [retry {row.retries}/{row.max_retries}]" if row.retries else ""
-            conn.execute(
-                insert(t.events).values(
-                    _event(
-                        row.execution_id,
-                        row.graph,
-                        row.key,
-                        "task_started",
-                        f"Task started '{row.key}' on agent {agent}{retry}",
-                        "info",
-                        now,
-                    )
-                )
-            )
+            held = conn.execute(select(*_ASSIGNED).where(tasks.c.id == row.id)).all()
+            (task,) = self._assignments(conn, held, started=True)
+            self._started(conn, agent, [task])
             return STARTED
-
-    # results -----------------------------------------------------------------------
-
-    def record_agent_result(self, attempt_id: str, agent: str, report: AgentReport) -> str:
-        """Keep an attempt's result for its owner to apply; the first delivery wins.
-
-        ACCEPTED when recorded, DUPLICATE when a result was recorded already, CONFLICT when
-        `agent` does not hold the attempt (lost, killed, never started), UNKNOWN. A result
-        for an execution nobody runs any more (force-cancelled) also ends the attempt.
-        """
-        tasks, attempts = t.tasks, t.attempts
-        now = _now()
-        with self._write() as conn:
-            row = conn.execute(
-                select(
-                    attempts.c.task_id,
-                    attempts.c.number,
-                    attempts.c.worker,
-                    attempts.c.outcome,
-                    attempts.c.report_outcome,
-                    tasks.c.execution_id,
-                    tasks.c.key,
-                    tasks.c.status,
-                    tasks.c.holder,
-                    tasks.c.attempt_id.label("held_id"),
-                    t.graphs.c.name.label("graph"),
-                    t.executions.c.status.label("execution_status"),
-                )
-                .join(tasks, tasks.c.id == attempts.c.task_id)
-                .join(t.graphs, t.graphs.c.id == tasks.c.graph_id)
-                .join(t.executions, t.executions.c.id == tasks.c.execution_id)
-                .where(attempts.c.attempt_id == attempt_id)
-            ).first()
-            if row is None:
-                claimed = conn.execute(
-                    select(tasks.c.id).where(tasks.c.attempt_id == attempt_id)
-                ).first()
-                return CONFLICT if claimed is not None else UNKNOWN
-            if row.worker != f"agent {agent}":
-                return CONFLICT
-            if row.report_outcome is not None:
-                return DUPLICATE
-            if (
-                row.held_id != attempt_id
-                or row.holder != agent
-                or row.status != TaskState.STARTED.value
-                or row.outcome != "running"
-            ):
-                return CONFLICT
-            values: dict[str, Any] = {
-                "report_outcome": report.outcome,
-                "report_result": report.result_json,
-                "report_error": report.error,
-                "report_recoverable": int(report.recoverable),
-                "report_retry_after": report.retry_after,
-                "reported_at": now,
-            }
-            orphan = row.execution_status not in _ACTIVE or (
-                row.execution_status == ExecutionState.FORCE_CANCELLING.value
-            )
-            if orphan:  # nobody applies it: a late result, kept in the attempt's history
-                ended = "succeeded" if report.outcome == "succeeded" else "failed"
-                values.update(outcome=ended, ended_at=now, error=report.error)
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.attempt_id == attempt_id, attempts.c.report_outcome.is_(None))
-                .values(values)
-            )
-            rows = [
-                _event(
-                    row.execution_id,
-                    row.graph,
-                    row.key,
-                    "log",
-                    log.message,
-                    log.level,
-                    log.created_at or now,
-                )
-                for log in report.logs
-            ]
-            if orphan:
-                rows.append(
-                    _event(
-                        row.execution_id,
-                        row.graph,
-                        row.key,
-                        "task_late_result",
-                        f"Task '{row.key}' attempt {row.number + 1} ended after it was "
-                        f"abandoned: {report.outcome} (ignored)",
-                        "warning",
-                        now,
-                    )
-                )
-            if rows:
-                conn.execute(insert(t.events), rows)
-            return ACCEPTED
 
     # heartbeats and agents -----------------------------------------------------------
 
@@ -377,6 +423,8 @@ class AgentQueue:
         """Record the agent's beat; returns the attempts to kill and those it does not hold."""
         now = _now()
         agents = t.agents
+        if not beat.attempt_ids and self._fresh(beat, now):
+            return [], []
         with self._write() as conn:
             updated = conn.execute(
                 update(agents)
@@ -433,6 +481,22 @@ class AgentQueue:
         unknown = [a for a in beat.attempt_ids if a not in held and a not in killed]
         return kill, unknown
 
+    def _fresh(self, beat: AgentBeat, now: float) -> bool:
+        """Whether the store shows this agent as it beats, written less than
+        `IDLE_BEAT_WRITE` seconds ago (a read: an idle fleet takes no write lock)."""
+        agents = t.agents
+        with self._read() as conn:
+            row = conn.execute(
+                select(agents.c.last_heartbeat_at).where(
+                    agents.c.name == beat.agent,
+                    agents.c.queue == beat.queue,
+                    agents.c.host == beat.host,
+                    agents.c.pid == beat.pid,
+                    agents.c.concurrency == beat.concurrency,
+                )
+            ).first()
+        return row is not None and now - row[0] < IDLE_BEAT_WRITE
+
     def list_agents(self) -> list[AgentRecord]:
         tasks = t.tasks
         with self._read() as conn:
@@ -466,63 +530,4 @@ class AgentQueue:
                 for row in conn.execute(
                     select(t.agents).order_by(t.agents.c.queue, t.agents.c.name)
                 )
-            ]
-
-    # the owner's view ------------------------------------------------------------------
-
-    @retried("execution {execution_id}: reading its agents' tasks")
-    def awaited_agent_tasks(self, execution_id: str, task_ids: Sequence[int]) -> list[AwaitedTask]:
-        """The claimed ones of the agent tasks an owner awaits: when their holder last
-        showed it holds them, and any result recorded for the attempt it holds."""
-        if not task_ids:
-            return []
-        tasks, attempts = t.tasks, t.attempts
-        query = (
-            select(
-                tasks.c.id,
-                tasks.c.status,
-                tasks.c.attempts,
-                tasks.c.started_at,
-                tasks.c.holder,
-                tasks.c.attempt_id,
-                tasks.c.claimed_at,
-                attempts.c.report_outcome,
-                attempts.c.report_result,
-                attempts.c.report_error,
-                attempts.c.report_recoverable,
-                attempts.c.report_retry_after,
-            )
-            .outerjoin(
-                attempts,
-                and_(
-                    attempts.c.task_id == tasks.c.id,
-                    attempts.c.attempt_id == tasks.c.attempt_id,
-                ),
-            )
-            # only claimed tasks can have news: a result, or a holder that went silent
-            .where(tasks.c.execution_id == execution_id, tasks.c.holder.is_not(None))
-        )
-        wanted = set(task_ids)
-        with self._read() as conn:
-            rows = [row for row in conn.execute(query) if row.id in wanted]
-            return [
-                AwaitedTask(
-                    task_id=row.id,
-                    status=TaskState(row.status),
-                    attempts=row.attempts,
-                    started_at=row.started_at,
-                    holder=row.holder,
-                    attempt_id=row.attempt_id,
-                    claimed_at=row.claimed_at,
-                    report=None
-                    if row.report_outcome is None
-                    else AgentReport(
-                        outcome=row.report_outcome,
-                        result_json=row.report_result,
-                        error=row.report_error,
-                        recoverable=bool(row.report_recoverable),
-                        retry_after=row.report_retry_after,
-                    ),
-                )
-                for row in rows
             ]

@@ -140,8 +140,7 @@ class Executions(LockKeys):
                 .where(t.executions.c.id == execution_id, t.executions.c.status.in_(sources))
                 .values(status=target.value)
             ).rowcount
-            if moved != 1:
-                conn.rollback()
+            if moved != 1:  # nothing was written: nothing to roll back
                 return None
             self._insert_events(conn, execution_id, events)
             if target is ExecutionState.CANCELLED:

@@ -89,8 +89,7 @@ class Leases(Executions):
             guard = (t.executions.c.id.in_(locked.scalar_subquery()),)
         with self._write() as conn:
             claimed = conn.execute(update(t.executions).where(*guard).values(values)).rowcount
-            if claimed != 1:
-                conn.rollback()
+            if claimed != 1:  # nothing was written: nothing to roll back
                 return None
             self._apply_task_changes(conn, claim.execution_id, resets)
             self._end_attempts(conn, attempt_ends)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from dalsegno.store.group_commit import GroupCommit
 from dalsegno.store.sql import SQLStore
 
 BUSY_TIMEOUT_MS = 30_000
@@ -20,7 +21,8 @@ BUSY_TIMEOUT_MS = 30_000
 # SQLite has one writer per file. Threads of one process that find its lock taken would wait
 # in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries; queueing them on a
 # lock of the process instead hands the file over the moment a commit ends. Other processes
-# still meet in the busy handler.
+# still meet in the busy handler. Within one store, concurrent writers share a transaction
+# (`dalsegno.store.group_commit`).
 _writers_lock = threading.Lock()
 _writers: dict[str, threading.RLock] = {}
 
@@ -84,12 +86,14 @@ class SQLiteStore(SQLStore):
         _configure(write_engine, "BEGIN IMMEDIATE")
         _configure(read_engine, "BEGIN")
         store = cls(url, write_engine, read_engine)
-        store._writer = _writer_of(str(Path(database or ":memory:").expanduser().resolve()))
+        writer = _writer_of(str(Path(database or ":memory:").expanduser().resolve()))
+        # concurrent writers of this store share a transaction and its fsync
+        store._group = GroupCommit(write_engine.connect, writer)
         return store
 
-    _writer: threading.RLock
+    _group: GroupCommit
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._writer, super()._write() as conn:
+        with self._group.write() as conn:
             yield conn

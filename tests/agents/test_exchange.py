@@ -1,0 +1,173 @@
+"""The second agent protocol on a real store (both backends): one exchange delivers
+results and claims tasks that are `started` when it answers. The test is the agent,
+through `AgentService` (what `POST /agents/exchange` calls), while the execution runs in
+this process; what is checked is what an operator sees: states, attempts, events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dalsegno.engine.runner import EngineConfig
+from dalsegno.service.agents import AgentService
+from dalsegno.service.executions import ExecutionService
+from dalsegno.store import Store
+from dalsegno.store.agent_records import AgentReport, Delivery, Exchange
+from integration.test_agents_engine import (
+    FLOWS,
+    REMOTE,
+    Running,
+    attempts_of,
+    messages,
+    task_of,
+    wait_for,
+)
+
+OK = AgentReport("succeeded", json.dumps({"ok": 1}), None, True, None)
+RELEASED = AgentReport("released", None, None, True, None)
+
+
+@pytest.fixture
+def make_service(store: Store) -> Callable[..., ExecutionService]:
+    def make(agent_timeout: float = 30.0) -> ExecutionService:
+        config = EngineConfig(
+            concurrency=4, lease_timeout=3.0, poll_interval=0.05, agent_timeout=agent_timeout
+        )
+        return ExecutionService(store, config)
+
+    return make
+
+
+def exchange(
+    agents: AgentService,
+    results: list[tuple[str, AgentReport]] = (),  # type: ignore[assignment]
+    limit: int = 1,
+    agent: str = "a1",
+    queue: str = "web",
+    claim_id: str = "claim0001",
+    repeat: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    call = Exchange(queue, agent, [Delivery(a, r) for a, r in results], limit, claim_id, repeat)
+    agents.check_exchange(call, 0)
+    return agents.exchange(call)
+
+
+def claim(agents: AgentService, **options: Any) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def claimed() -> bool:
+        found.extend(exchange(agents, **options)[1])
+        return bool(found)
+
+    wait_for(claimed)
+    (assignment,) = found
+    return assignment
+
+
+def test_a_claim_starts_its_task_and_the_next_call_delivers_its_result(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    assignment = claim(agents)
+    assert assignment["attempt_id"] == f"claim0001-{task_of(store, running.id).id}"
+    assert (assignment["attempt"], assignment["resume"]) == (0, False)
+    task = task_of(store, running.id)
+    assert task.status.value == "started"  # durable before the agent has its answer
+    ((outcome, worker),) = [(a.outcome, a.worker) for a in attempts_of(store, running.id)]
+    assert (outcome, worker) == ("running", "agent a1")
+    assert "Task started 't' on agent a1" in messages(store, running.id)
+    answers, more = exchange(agents, [(assignment["attempt_id"], OK)], claim_id="claim0002")
+    assert answers == [{"attempt_id": assignment["attempt_id"], "status": "accepted"}]
+    assert more == []
+    assert running.end() == ("completed", None)
+    assert task_of(store, running.id).result == {"ok": 1}
+    again, _ = exchange(agents, [(assignment["attempt_id"], OK)], limit=0, claim_id="claim0003")
+    assert again[0]["status"] == "duplicate"  # a second delivery changes nothing
+
+
+def test_a_claim_repeated_after_a_lost_answer_gets_back_what_it_started(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    first = claim(agents, claim_id="lostanswer1")
+    _, again = exchange(agents, claim_id="lostanswer1", repeat=True)
+    assert [task["attempt_id"] for task in again] == [first["attempt_id"]]
+    assert exchange(agents, claim_id="otherclaim1")[1] == []  # started once, held by a1
+    exchange(agents, [(first["attempt_id"], OK)], limit=0, claim_id="otherclaim2")
+    assert running.end() == ("completed", None)
+    assert len(attempts_of(store, running.id)) == 1
+
+
+def test_a_result_for_another_queue_or_agent_is_refused_and_changes_nothing(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    assignment = claim(agents)
+    attempt_id = assignment["attempt_id"]
+    other_queue, _ = exchange(agents, [(attempt_id, OK)], limit=0, queue="db")
+    other_agent, _ = exchange(agents, [(attempt_id, OK)], limit=0, agent="a2")
+    unknown, _ = exchange(agents, [("nosuch-1", OK)], limit=0)
+    assert [answer["status"] for answer in other_queue + other_agent + unknown] == [
+        "unknown",
+        "conflict",
+        "unknown",
+    ]
+    assert task_of(store, running.id).status.value == "started"
+    exchange(agents, [(attempt_id, OK)], limit=0)
+    assert running.end() == ("completed", None)
+
+
+def test_a_released_task_is_queued_again_and_uses_no_retry(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    first = claim(agents)
+    exchange(agents, [(first["attempt_id"], RELEASED)], limit=0, claim_id="releasing")
+    second = claim(agents, agent="a2", claim_id="secondone")
+    assert (second["retries"], second["resume"], second["attempt"]) == (0, False, 1)
+    exchange(agents, [(second["attempt_id"], OK)], limit=0, agent="a2", claim_id="deliver2")
+    assert running.end() == ("completed", None)
+    outcomes = [(a.outcome, a.worker) for a in attempts_of(store, running.id)]
+    assert outcomes == [("released", "agent a1"), ("succeeded", "agent a2")]
+    assert "Agent a1 released task 't' unstarted: queued again" in messages(store, running.id)
+
+
+def test_no_claim_starts_a_task_once_the_execution_is_cancelled(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    wait_for(
+        lambda: [t.status.value for t in store.list_tasks(running.id) if t.key == "t"] == ["sent"]
+    )
+    service.cancel(running.id, "cancel")
+    assert running.end() == ("cancelled", None)
+    assert exchange(agents)[1] == []
+    assert task_of(store, running.id).status.value == "sent"  # a resume sends it again
+    assert attempts_of(store, running.id) == []
+
+
+def test_a_silent_agent_loses_a_task_its_claim_started(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service(agent_timeout=0.5)
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    claim(agents)  # and never a heartbeat, nor a result: a1 died holding it
+    status, error = running.end()
+    reason = f"operation interrupted on agent a1 and not resumable: t ({FLOWS}:touch)"
+    assert status == "failed"
+    assert error == f"1 task failed in graph 'main': 't' ({FLOWS}:touch): {reason}"
+    assert [a.outcome for a in attempts_of(store, running.id)] == ["lost"]

@@ -5,14 +5,15 @@
 
 An execution of `--tasks` independent agent tasks runs in this process (the owner's
 engine, as in a manager); `--agents` threads play agents through `AgentService` (what the
-REST routes call): claim (limit 8), `started`, result. Figures:
+REST routes call): each one exchange after the other, delivering the results of its last
+batch and claiming (and starting) the next 8 tasks. Figures:
 
 - wake-up: a claim waiting on an empty queue, then one task is sent: milliseconds from the
   commit that sent it to the claim's answer (median of 20). The fallback re-check is 2 s,
   so a figure far below it is the notification at work.
-- throughput: tasks/s from the execution's start to its end, every task claimed, started
-  durably, reported durably and applied by the owner (4 commits per task on top of the
-  owner's own: claim, started, result, the owner's apply).
+- throughput: tasks/s from the execution's start to its end, every task claimed and
+  started durably, its result recorded durably and applied by the owner (one exchange
+  commit per batch of 8 on top of the owner's group commits).
 
 Each run gets a fresh store (a new SQLite file or a new PostgreSQL database).
 """
@@ -20,6 +21,7 @@ Each run gets a fresh store (a new SQLite file or a new PostgreSQL database).
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import threading
@@ -34,7 +36,7 @@ from dalsegno.engine.runner import EngineConfig
 from dalsegno.service.agents import AgentService
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store import open_store
-from dalsegno.store.agent_records import AgentReport
+from dalsegno.store.agent_records import AgentReport, Delivery, Exchange
 
 WORKLOADS = Path(__file__).resolve().parent / "agent_workloads.py"
 DONE = AgentReport("succeeded", "null", None, True, None)
@@ -93,10 +95,16 @@ def throughput(url: str, count: int, agents_count: int) -> float:
         def agent(index: int) -> None:
             agents = AgentService(service)
             name = f"agent-{index}"
+            held: list[str] = []
+            calls = itertools.count()
             while not done.is_set():
-                for assignment in agents.claim("bench", name, 8, 1):
-                    agents.start(assignment["attempt_id"], name)
-                    agents.report(assignment["attempt_id"], name, DONE)
+                # one exchange: the results of the last batch, and a new batch started
+                call = Exchange(
+                    "bench", name, [Delivery(a, DONE) for a in held], 8, f"c{index}x{next(calls)}"
+                )
+                held = [found["attempt_id"] for found in agents.exchange(call)[1]]
+                if not held:
+                    time.sleep(0.01)
 
         workers = [
             threading.Thread(target=agent, args=(i,), daemon=True) for i in range(agents_count)
@@ -123,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.tasks} independent agent tasks, {args.agents} agent threads, "
           f"{args.repeat} runs each (medians)")  # fmt: skip
-    print("| store | wake-up of a waiting claim (ms) | tasks/s (claim, started, result, applied) |")
+    print("| store | wake-up of a waiting claim (ms) | tasks/s (exchange, applied) |")
     print("|---|---|---|")
     for backend in ("sqlite", "postgres"):
         wakes, rates = [], []

@@ -6,11 +6,15 @@ this process; what is checked is what an operator sees: states, attempts, events
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agents.processes import Cluster
 from dalsegno.engine.runner import EngineConfig
 from dalsegno.service.agents import AgentService
 from dalsegno.service.executions import ExecutionService
@@ -171,3 +175,36 @@ def test_a_silent_agent_loses_a_task_its_claim_started(
     assert status == "failed"
     assert error == f"1 task failed in graph 'main': 't' ({FLOWS}:touch): {reason}"
     assert [a.outcome for a in attempts_of(store, running.id)] == ["lost"]
+
+
+def test_a_claim_whose_agent_went_away_while_it_waited_starts_nothing(
+    home: Path, tmp_path: Path
+) -> None:
+    cluster = Cluster(home, tmp_path)
+    try:
+        cluster.start_manager()
+        body = json.dumps(
+            {"queue": "web", "agent": "gone", "limit": 1, "wait": 30, "claim_id": "goneagent1"}
+        ).encode()
+        waiting = socket.create_connection(("127.0.0.1", cluster.port))
+        waiting.sendall(
+            b"POST /api/v1/agents/exchange HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {cluster.token}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.5)  # its long-poll waits on the manager
+        waiting.close()  # the agent is gone (stopped, killed): its connection is closed
+        execution_id = cluster.start("agent_server_flows:remote")
+        wait_for(lambda: cluster.task(execution_id, "t")["status"] == "sent")
+        time.sleep(1.5)  # the woken long-poll of the gone agent had its chance
+        assert cluster.task(execution_id, "t")["status"] == "sent"
+        answer = cluster.post(
+            "/agents/exchange",
+            {"queue": "web", "agent": "a1", "limit": 1, "claim_id": "liveagent1"},
+        )
+        (task,) = answer.json()["tasks"]
+        assert task["task_key"] == "t"
+    finally:
+        cluster.stop_all()

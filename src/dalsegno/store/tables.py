@@ -102,6 +102,8 @@ tasks = Table(
     Index("ix_tasks_agent_status", "agent", "status"),
     Index("ix_tasks_attempt_id", "attempt_id"),
     Index("ix_tasks_holder", "holder"),
+    # the owner's reads of its claimed tasks (dalsegno.store.agent_results)
+    Index("ix_tasks_execution_id_holder", "execution_id", "holder"),
 )
 
 dependencies = Table(

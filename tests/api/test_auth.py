@@ -179,6 +179,7 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("DELETE", "/api/v1/executions/{execution_id}"),
         ("POST", "/api/v1/housekeeping/purge"),
         ("GET", "/api/v1/executions/{execution_id}/tasks/{task}"),
+        ("POST", "/api/v1/agents/exchange"),
         ("POST", "/api/v1/agents/claim"),
         ("POST", "/api/v1/agents/attempts/{attempt_id}/started"),
         ("POST", "/api/v1/agents/attempts/{attempt_id}/result"),

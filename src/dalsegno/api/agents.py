@@ -240,6 +240,10 @@ async def _long_poll(
             left = deadline - loop.time()
             if found or left <= 0 or service.closing:
                 return found
+            # The first look also resumes reading the connection (uvicorn pauses it once
+            # the body is in), so a close while the claim waits is seen by the second.
+            if await request.is_disconnected():
+                return []
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), left)
             if await request.is_disconnected():

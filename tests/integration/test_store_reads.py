@@ -62,3 +62,25 @@ def test_allowed_actions_follow_the_state(service: ExecutionService) -> None:
     assert service.allowed_actions(pending) == ["cancel"]
     completed = service.find(service.start(ref("wide"), {"n": 1}).execution_id)
     assert service.allowed_actions(completed) == []
+
+
+def test_the_outline_of_the_graphs_is_the_graphs_without_arguments_and_results(
+    service: ExecutionService,
+) -> None:
+    flag = WORKFLOWS.parent.parent / "pyproject.toml"
+    execution_id = service.start(ref("fixable"), {"flag": str(flag)}).execution_id
+    whole = service.store.load_graphs(execution_id)
+    outline = service.store.load_graph_outlines(execution_id)
+    assert list(outline) == list(whole)
+    for name, graph in whole.items():
+        slim = outline[name]
+        assert (slim.id, slim.name, sorted(slim.edges)) == (
+            graph.id,
+            graph.name,
+            sorted(graph.edges),
+        )
+        for full, light in zip(graph.tasks, slim.tasks, strict=True):
+            kept = ("id", "graph", "key", "operation", "agent", "status", "retries", "error",
+                    "attempts", "next_run_at", "started_at", "ended_at")  # fmt: skip
+            assert {f: getattr(light, f) for f in kept} == {f: getattr(full, f) for f in kept}
+            assert (light.kwargs_json, light.result_json) == ("{}", None)

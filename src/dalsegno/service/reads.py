@@ -135,9 +135,10 @@ class ExecutionReads(PagedReads):
         return self.store.list_workflows()
 
     def graphs(self, execution_id: str) -> tuple[ExecutionRecord, dict[str, StoredGraph]]:
-        """The execution and its graphs: tasks and edges (task id, id it depends on)."""
+        """The execution and its graphs: tasks and edges (task id, id it depends on), the
+        tasks without their arguments and results (`Store.load_graph_outlines`)."""
         execution = self.find(execution_id)
-        return execution, self.store.load_graphs(execution.id)
+        return execution, self.store.load_graph_outlines(execution.id)
 
     def task_detail(self, execution_id: str, task_id: int, log_limit: int = 500) -> TaskDetail:
         """One task of the execution with its attempts and its last `log_limit` events."""

@@ -143,6 +143,8 @@ class Store(AgentQueueStore, AccessStore, Protocol):
 
     def count_executions_by_status(self) -> dict[str, int]: ...
 
+    def load_graph_outlines(self, execution_id: str) -> dict[str, StoredGraph]: ...
+
     # paged lists (dalsegno.store.pages)
     def page_executions(
         self,

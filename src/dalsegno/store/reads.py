@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, select
+from sqlalchemy import Connection, Row, bindparam, case, func, select
 
 from dalsegno.model.states import TaskState
 from dalsegno.store import tables as t
-from dalsegno.store.base import AttemptRecord, EventRecord, TaskRecord
+from dalsegno.store.base import AttemptRecord, EventRecord, StoredGraph, TaskRecord
 from dalsegno.store.housekeeping import Housekeeping
 from dalsegno.store.pages import Pages, event_of, task_of
 from dalsegno.store.retry import retried
+from dalsegno.store.statements import Compiled
 
 DONE = TaskState.SUCCEEDED.value
 
@@ -81,6 +82,61 @@ class StoreReads(Pages, Housekeeping):
         query = select(t.executions.c.workflow).distinct().order_by(t.executions.c.workflow)
         with self._read() as conn:
             return [row.workflow for row in conn.execute(query)]
+
+    def _outline_statement(self, conn: Connection) -> Compiled:
+        """The outline's query, compiled once for this store's dialect."""
+        found: Compiled | None = getattr(self, "_outline_compiled", None)
+        if found is None:
+            c = t.tasks.c
+            query = (
+                select(c.id, c.graph_id, c.key, c.operation, c.agent, c.max_retries,
+                       c.status, c.retries, c.error, c.attempts, c.next_run_at,
+                       c.started_at, c.ended_at)
+                .where(c.execution_id == bindparam("b_execution_id"))
+                .order_by(c.id)
+            )  # fmt: skip
+            found = Compiled(query, conn.dialect)
+            self._outline_compiled = found
+        return found
+
+    @retried("execution {execution_id}: loading the outline of its graphs")
+    def load_graph_outlines(self, execution_id: str) -> dict[str, StoredGraph]:
+        """The execution's graphs as pictures and tables need them: every task with its
+        key, state, times and error, but without its arguments and result (`kwargs_json`
+        is `{}`, `result_json` None), which can weigh megabytes over 50,000 tasks; and
+        every edge. One read transaction, so a graph never comes without its tasks."""
+        with self._read() as conn, conn.begin():
+            graphs = {
+                row.id: StoredGraph(id=row.id, name=row.name, tasks=[], edges=[])
+                for row in conn.execute(
+                    select(t.graphs.c.id, t.graphs.c.name)
+                    .where(t.graphs.c.execution_id == execution_id)
+                    .order_by(t.graphs.c.id)
+                )
+            }
+            cursor = conn.connection.cursor()
+            rows = self._outline_statement(conn).run(cursor, {"b_execution_id": execution_id})
+            states = {state.value: state for state in TaskState}
+            record = TaskRecord
+            for (task_id, graph_id, key, operation, agent, max_retries, status, retries, error,
+                 attempts, due, started, ended) in rows.fetchall():  # fmt: skip
+                graph = graphs.get(graph_id)
+                if graph is None:
+                    continue  # stored after the graphs were read: not part of this view yet
+                graph.tasks.append(
+                    record(task_id, execution_id, graph.name, key, operation, agent, "{}",
+                           max_retries, 0.0, None, states[status], retries, error, None,
+                           attempts, due, started, ended)
+                )  # fmt: skip
+            if graphs:
+                d = t.dependencies.c
+                for edge in conn.execute(
+                    select(d.graph_id, d.task_id, d.depends_on_id).where(
+                        d.graph_id.in_(list(graphs))
+                    )
+                ):
+                    graphs[edge.graph_id].edges.append((edge.task_id, edge.depends_on_id))
+        return {graph.name: graph for graph in graphs.values()}
 
     def get_task(self, execution_id: str, task_id: int) -> TaskRecord | None:
         """One task of the execution, by its id."""

@@ -89,6 +89,9 @@ def test_a_running_execution_is_not_deleted(home: Path, service: ExecutionServic
         assert time.monotonic() < deadline
         time.sleep(0.02)
     running = service.list_executions()[0].id
+    while rows_of(service, running)["tasks"] < 20:  # its graph is stored
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     before = rows_of(service, running)
     refused = run_cli(home, "executions", "delete", running)
     assert refused.returncode == 2

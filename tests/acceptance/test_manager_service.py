@@ -216,3 +216,35 @@ def test_readyz_is_503_within_its_timeout_while_the_store_stalls_then_ready_agai
         wait_for(lambda: httpx.get(f"{running.url}/readyz").status_code == 200, 10, "ready again")
     finally:
         running.stop()
+
+
+def test_metrics_count_the_tasks_agents_claimed(home: Path, manager: Running) -> None:
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "dalsegno", "agent", "--queue", "web", "--manager",
+         manager.url, "--token", manager.token],
+        cwd=WORKFLOWS, env=cli_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with manager.api() as api:
+            started = api.post(
+                "/executions",
+                json={"workflow": f"{WORKFLOWS / 'agent_flows.py'}:many",
+                      "params": {"count": 5, "queue": "web"}},
+            )  # fmt: skip
+            assert started.status_code == 201, started.text
+            execution_id = started.json()["id"]
+            wait_for(
+                lambda: api.get(f"/executions/{execution_id}").json()["status"] == "completed",
+                60.0,
+                "the agent to run the tasks",
+            )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+    text = httpx.get(f"{manager.url}/metrics").text
+    claims = next(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("dalsegno_agent_claims_total ")
+    )
+    assert claims == 5.0

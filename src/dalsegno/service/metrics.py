@@ -159,6 +159,10 @@ class MeteredStore:
     def _count_claim_agent_tasks(self, assignments: list[Any], *_: Any, **__: Any) -> None:
         self._metrics.agent_claims.inc(len(assignments))
 
+    def _count_exchange_agent_tasks(self, exchanged: Any, *_: Any, **__: Any) -> None:
+        # protocol 2: results delivered and tasks claimed (and started) in one call
+        self._metrics.agent_claims.inc(len(exchanged.assignments))
+
 
 def instrument(service: ExecutionService) -> Metrics:
     """Metrics for `service`, whose store is put behind a `MeteredStore` (before a manager

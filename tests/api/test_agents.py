@@ -338,7 +338,8 @@ def test_a_new_token_lists_no_agent_until_it_beats(app_client: httpx.Client) -> 
         json={"queue": "web", "agent": "b", "host": "h", "pid": 2, "concurrency": 3},
         headers=as_token(token),
     )
-    assert beat.json() == {"kill": [], "unknown": [], "interval": 2.0}
+    # idle (no attempt listed): asked to beat every third of the agent timeout (15 s)
+    assert beat.json() == {"kill": [], "unknown": [], "interval": 5.0}
     (agent,) = app_client.get("/agents").json()
     assert (agent["name"], agent["queue"], agent["concurrency"], agent["running"]) == (
         "b",

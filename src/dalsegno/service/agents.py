@@ -137,6 +137,12 @@ class AgentService:
     def exchange(self, exchange: Exchange) -> tuple[list[dict[str, Any]], list[Any]]:
         """Record the results, then claim and start tasks (without waiting): the answer
         for each result, in order, and the assignments (their tasks are `started`)."""
+        if (
+            not exchange.deliveries
+            and not exchange.repeat
+            and not self.store.claimable_queues([exchange.queue])
+        ):
+            return [], []  # nothing to record, nothing to claim: a read, no write lock
         done = self.store.exchange_agent_tasks(exchange)
         answers = [
             {"attempt_id": delivery.attempt_id, "status": answer}
@@ -186,7 +192,11 @@ class AgentService:
         check_name("an agent name", beat.agent)
         kill, unknown = self.store.agent_heartbeat(beat)
         # Three beats fit in the timeout, so one late beat never makes an agent look lost.
-        interval = min(HEARTBEAT_INTERVAL, agent_timeout_of(self.service) / 3)
+        # An idle agent (it lists no attempt) beats only that often: a fleet of idle agents
+        # costs a manager little; a task it claims is counted from its claim, and its next
+        # beat comes within a third of the timeout.
+        third = agent_timeout_of(self.service) / 3
+        interval = min(HEARTBEAT_INTERVAL, third) if beat.attempt_ids else third
         return {"kill": kill, "unknown": unknown, "interval": interval}
 
     def list_agents(self) -> list[AgentRecord]:

@@ -33,6 +33,12 @@ COMMANDS = [
     ("events", ID, "--follow"),
     ("agents", "list"),
     ("agents", "token", "web"),
+    ("tasks", "list", ID),
+    ("tasks", "get", ID, "build"),
+    ("executions", "get", ID, "--task", "build"),
+    ("executions", "delete", ID),
+    ("executions", "purge", "--status", "completed", "--before", "30d"),
+    ("tokens", "list"),
 ]
 
 

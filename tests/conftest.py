@@ -61,7 +61,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if metafunc.definition.get_closest_marker("sqlite_only") is not None:
         return
-    metafunc.parametrize("backend", BACKENDS, indirect=True)
+    only = metafunc.definition.get_closest_marker("postgres_only") is not None
+    metafunc.parametrize("backend", ["postgres"] if only else BACKENDS, indirect=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -140,6 +140,8 @@ class Watch:
         self.manager = manager
         self.method, self.path, self.kwargs = method, path, kwargs
         self.answers: list[tuple[float, int, str]] = []  # (time, status, body), 0 = hung
+        self.created: list[str] = []  # the ids of the executions a 201 acknowledged
+        self.durations: list[float] = []  # seconds each request took to be answered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -153,9 +155,13 @@ class Watch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 answer = self.manager.call(self.method, self.path, timeout=20, **self.kwargs)
+                self.durations.append(time.monotonic() - began)
                 self.answers.append((time.monotonic(), answer.status_code, answer.text[:300]))
+                if answer.status_code == 201:
+                    self.created.append(str(answer.json()["id"]))
             except httpx.HTTPError as exc:
                 self.answers.append((time.monotonic(), 0, repr(exc)))
             self._stop.wait(0.2)

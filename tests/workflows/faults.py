@@ -156,3 +156,9 @@ def runs(log: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@workflow(resumable=True)
+def loose(ctx: Any, **params: Any) -> None:
+    """Takes any params by any names (for the size limit of params on the command line)."""
+    ctx.graph("main").execute()

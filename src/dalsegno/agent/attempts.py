@@ -23,11 +23,11 @@ from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import resolve_operation
 from dalsegno.engine.scheduler import Completion, run_operation
 from dalsegno.model.errors import DalsegnoError
+from dalsegno.model.limits import MAX_AGENT_LOGS, MAX_TEXT, clip
 
 # What the manager takes in a result: these levels, texts and lines up to these sizes.
 LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "warn": "warning",
           "error": "error", "critical": "error", "fatal": "error"}  # fmt: skip
-MAX_TEXT = 100_000
 MAX_LOGS = 10_000
 
 
@@ -119,6 +119,7 @@ class AttemptRun:
         # raised (not when it was stopped first): how a waiting supervisor is spared
         self._on_settled = on_settled
         self.logs: list[dict[str, Any]] = []
+        self._logged = 0  # characters of the log lines kept (at most `MAX_AGENT_LOGS`)
         self._lock = threading.Lock()
         self._settled = threading.Event()  # an outcome came, or the attempt was stopped
         self._completion: Completion | None = None
@@ -217,17 +218,24 @@ class AttemptRun:
             return None if self.stopped is not None else self._completion
 
     def _log(self, line: LogLine) -> None:
+        message = _clip(str(line.message))
         entry = {
             "level": LEVELS.get(str(line.level).lower(), "info"),
-            "message": _clip(str(line.message)),
+            "message": message,
             "created_at": max(0.0, line.created_at or time.time()),
         }
-        with self._lock:
-            if len(self.logs) < MAX_LOGS - 1:
+        size = len(message)
+        with self._lock:  # the lines and their size fit the manager's limit on a result
+            if len(self.logs) < MAX_LOGS - 1 and self._logged + size <= MAX_AGENT_LOGS:
                 self.logs.append(entry)
-            elif len(self.logs) == MAX_LOGS - 1:
-                entry["message"] = f"(more than {MAX_LOGS} lines: the rest was left out)"
+                self._logged += size
+            elif len(self.logs) < MAX_LOGS and self._logged <= MAX_AGENT_LOGS:
+                entry["message"] = (
+                    f"(more than {MAX_LOGS} lines or {MAX_AGENT_LOGS:,} characters: "
+                    "the rest was left out)"
+                )
                 self.logs.append(entry)
+                self._logged = MAX_AGENT_LOGS + 1
 
     def result_body(self, agent: str, completion: Completion) -> dict[str, Any]:
         """The protocol's result document for this attempt."""
@@ -263,4 +271,4 @@ class AttemptRun:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + " ...(cut)"
+    return clip(text, MAX_TEXT)

@@ -15,6 +15,7 @@ from dalsegno.api.agents import agents_router
 from dalsegno.api.auth import ADMIN, BearerTokens, CallerLookup, TokenChecker
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
+from dalsegno.api.guards import Guards
 from dalsegno.api.health import health_router
 from dalsegno.api.housekeeping import housekeeping_router
 from dalsegno.api.tasks import tasks_router
@@ -71,6 +72,10 @@ def create_app(
         backend=BearerTokens(tokens, PREFIX, public={OPENAPI_PATH, DOCS_PATH}),
         on_error=authentication_failed,
     )
+    # Outermost: a body over its limit is refused before anything reads it, and a store
+    # that failed for good answers 503 before a token is looked up in it. (The store is
+    # looked up on each request: a test's service may be a stand-in without one yet.)
+    app.add_middleware(Guards, failure=lambda: service.store.failure())  # noqa: PLW0108
     api = APIRouter(prefix=PREFIX)
     api.include_router(executions_router(service, on_change))
     api.include_router(tasks_router(service))

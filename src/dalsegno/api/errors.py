@@ -26,6 +26,7 @@ from dalsegno.model.errors import (
     NotFoundError,
     RefusedError,
     RefusedTransitionError,
+    StoreFailedError,
     StoreUnavailableError,
 )
 
@@ -106,8 +107,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, reason, headers)
 
     async def unavailable(_: Request, exc: Exception) -> Response:
-        # The database is out (a restart, a failover): the request may be tried again.
+        # The database is out (a restart, a failover, a full disk, a lock held too long):
+        # the request may be tried again.
         return error_response(503, f"the store is unavailable: {exc}", {"Retry-After": "2"})
+
+    async def failed(_: Request, exc: Exception) -> Response:
+        # Its file deleted, replaced or corrupt: trying again will not help until an
+        # operator acts (dalsegno.store.faults), so no Retry-After.
+        return error_response(503, f"the store cannot be used: {exc}")
 
     async def internal(_: Request, exc: Exception) -> Response:
         return error_response(500, f"internal error ({type(exc).__name__}): see the manager's log")
@@ -116,6 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RefusedError, refused)
     app.add_exception_handler(RefusedTransitionError, refused)
     app.add_exception_handler(StoreUnavailableError, unavailable)
+    app.add_exception_handler(StoreFailedError, failed)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal)

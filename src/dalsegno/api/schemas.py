@@ -130,8 +130,10 @@ class Execution(Answer):
     id: str
     workflow: str
     status: ExecutionState
-    params: dict[str, Any]
-    error: str | None
+    params: dict[str, Any] | None = Field(
+        description="null in a list when larger than 4 KiB: read the execution for them"
+    )
+    error: str | None = Field(description="in a list, cut at 1,000 characters")
     created_at: Timestamp
     started_at: Timestamp | None
     ended_at: Timestamp | None

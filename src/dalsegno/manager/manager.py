@@ -18,7 +18,7 @@ from dalsegno.engine.lease import lease_is_free, this_owner
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.references import resolve_workflow
 from dalsegno.engine.runner import ExecutionRun, Outcome
-from dalsegno.model.errors import DalsegnoError
+from dalsegno.model.errors import DalsegnoError, StoreFailedError, StoreUnavailableError
 from dalsegno.model.records import Claim, ExecutionRecord, StoredGraph
 from dalsegno.model.states import CANCELLING_STATES, EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.executions import ExecutionService
@@ -103,6 +103,7 @@ class Manager:
 
     def _loop(self) -> None:
         tick = max(0.05, min(1.0, self.engine.lease_timeout / 3))
+        faulted = False
         while not self._stopping.is_set():
             wait = tick
             try:
@@ -112,6 +113,15 @@ class Manager:
                 now = time.time()
                 if expiry is not None and expiry > now:  # be there when a lease runs out
                     wait = min(tick, expiry - now + 0.01)
+                if faulted:
+                    log.info("the store answers again; claiming executions")
+                faulted = False
+            except StoreFailedError:
+                pass  # said once by the store; nothing can be claimed from it any more
+            except StoreUnavailableError as exc:  # a passing fault: said once, tried again
+                if not faulted:
+                    log.warning("claiming executions: %s; retrying", exc)
+                faulted = True
             except Exception:  # a store outage must not end the loop: try again next tick
                 log.exception("claiming executions failed; retrying")
             self._wake.wait(wait)

@@ -52,7 +52,14 @@ class LeaseLostError(DalsegnoError):
 
 
 class StoreUnavailableError(DalsegnoError):
-    """The database could not be reached for longer than a write may wait (an outage)."""
+    """The database could not be reached for longer than a write may wait (an outage), or
+    it refused the write for a reason of its own: its disk full or read-only, a lock or a
+    statement that timed out. The work is not at fault; the same call may succeed later."""
+
+
+class StoreFailedError(StoreUnavailableError):
+    """The store cannot be used any more until an operator acts: its SQLite file was
+    deleted, replaced or found corrupt. Every later call of this process is refused."""
 
 
 class RefusedTransitionError(DalsegnoError):

@@ -21,6 +21,7 @@ MAX_BODY = 2 * MIB  # bytes of a request body (REST API, web UI forms)
 MAX_AGENT_BODY = 16 * MIB  # bytes of an agent's request (a result with its log lines)
 MAX_AGENT_LOGS = 8 * MIB  # characters of log lines an agent sends with one result
 LIST_PARAMS = 4 * KIB  # params larger than this are left out of list views
+LIST_TEXT = 1_000  # characters of an execution's error that list views show
 
 CUT = " ...(cut)"
 

@@ -37,6 +37,7 @@ class ExecutionRecord:
     lease_expires_at: float | None
     lease_token: int
     lock_key: str | None = None
+    params_omitted: bool = False  # a list view left out params over `LIST_PARAMS`
 
 
 @dataclass(slots=True)

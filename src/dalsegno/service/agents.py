@@ -12,11 +12,13 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.agents import agent_timeout
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
+from dalsegno.model.limits import MAX_RESULT, too_large
 from dalsegno.model.names import NAME_LIMIT, check_name
 from dalsegno.service.access import AccessService, IssuedToken
 from dalsegno.service.agent_signals import TaskSignals
@@ -177,6 +179,11 @@ class AgentService:
         if report.outcome not in OUTCOMES:
             msg = f"outcome must be one of {', '.join(OUTCOMES)}, not {report.outcome!r}"
             raise RefusedError(msg)
+        refused = too_large("the result", report.result_json or "null", MAX_RESULT)
+        if refused is not None:  # as an operation's result over the limit on a manager
+            report = replace(
+                report, outcome="failed", result_json=None, error=refused, recoverable=False
+            )
         answer = self.store.record_agent_result(attempt_id, agent, report)
         if answer == UNKNOWN:
             msg = f"no such attempt: {attempt_id}"

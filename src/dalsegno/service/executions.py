@@ -6,6 +6,7 @@ hands the running itself to the engine.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dalsegno.engine.resume import ResumePlan, check_resumable, plan_resume
 from dalsegno.engine.runner import EngineConfig, EventListener, ExecutionRun, Outcome
 from dalsegno.model.definitions import WorkflowDefinition
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
+from dalsegno.model.limits import MAX_PARAMS, too_large
 from dalsegno.model.records import (
     AttemptEnd,
     Claim,
@@ -107,7 +109,8 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         return self.store.count_tasks_by_status(execution_id)
 
     def list_executions(self, status: str | None = None) -> list[ExecutionRecord]:
-        return self.store.list_executions(parse_status(status) if status else None)
+        """Executions newest first, as list views show them (`dalsegno.model.limits`)."""
+        return self.store.list_executions(parse_status(status) if status else None, brief=True)
 
     def events(
         self,
@@ -473,5 +476,10 @@ def check_params(
     func: Callable[..., Any], params: Any, texts: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Params are a JSON object that fits the workflow function's signature and annotations
-    (`dalsegno.service.params`); `texts` are the command-line texts of `-p` values."""
-    return params_fitting(func, params, texts)
+    (`dalsegno.service.params`), at most `MAX_PARAMS` as stored; `texts` are the
+    command-line texts of `-p` values."""
+    checked = params_fitting(func, params, texts)
+    refused = too_large("params", json.dumps(checked), MAX_PARAMS)
+    if refused is not None:
+        raise RefusedError(refused)
+    return checked

@@ -49,6 +49,9 @@ class ReadinessCheck:
     def check(self) -> Readiness:
         if self._stopping():
             return Readiness(False, "the manager is stopping")
+        failure = self._service.store.failure()  # its file deleted, replaced or corrupt
+        if failure is not None:
+            return Readiness(False, f"the store cannot be used: {failure}")
         with self._lock:
             if self._pending is None or self._pending.done():
                 self._pending = self._pool.submit(self._service.store.schema_revision)

@@ -17,7 +17,7 @@ def token_path(home: Path) -> Path:
 
 def ensure_admin_token(home: Path) -> str:
     """The admin token, created (0600, atomically) on first use."""
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = token_path(home)
     existing = read_token_file(path)
     if existing:

@@ -32,7 +32,7 @@ def execution_json(
         "id": execution.id,
         "workflow": execution.workflow,
         "status": execution.status.value,
-        "params": execution.params,
+        "params": None if execution.params_omitted else execution.params,
         "error": execution.error,
         "created_at": iso(execution.created_at),
         "started_at": iso(execution.started_at),

@@ -57,6 +57,9 @@ class Store(AgentQueueStore, AccessStore, Protocol):
 
     def close(self) -> None: ...
 
+    # a store that cannot be used any more (its file deleted or corrupt): why, else None
+    def failure(self) -> str | None: ...
+
     # wake-ups: across processes on PostgreSQL (LISTEN/NOTIFY), within one on SQLite
     def notify(self, channel: str) -> None: ...
 
@@ -78,7 +81,9 @@ class Store(AgentQueueStore, AccessStore, Protocol):
 
     def find_execution_ids(self, prefix: str) -> list[str]: ...
 
-    def list_executions(self, status: ExecutionState | None = None) -> list[ExecutionRecord]: ...
+    def list_executions(
+        self, status: ExecutionState | None = None, brief: bool = False
+    ) -> list[ExecutionRecord]: ...
 
     def claim(
         self,

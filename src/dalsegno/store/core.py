@@ -64,6 +64,10 @@ class SQLBase:
         self._write_engine.dispose()
         self._read_engine.dispose()
 
+    def failure(self) -> str | None:
+        """Why this store cannot be used any more (`dalsegno.store.faults`), or None."""
+        return None
+
     # wake-ups (see dalsegno.store.notify) -----------------------------------------
 
     def notify(self, channel: str) -> None:

@@ -24,7 +24,7 @@ from dalsegno.model.states import (
 from dalsegno.store import tables as t
 from dalsegno.store.locks import LockKeys, serialise_key_of
 from dalsegno.store.retry import retried
-from dalsegno.store.statements import clock, execution_of
+from dalsegno.store.statements import brief_executions, clock, execution_of
 
 
 class Executions(LockKeys):
@@ -43,9 +43,30 @@ class Executions(LockKeys):
         """Insert an execution; with a lock key another execution holds, it is `queued`.
 
         A queued execution has no owner yet: it becomes `pending` when the holder ends.
+        The insert rides out an outage; its id is chosen here, so an insert whose COMMIT
+        went through unanswered is found, not made twice.
         """
-        now = clock()
         execution_id = uuid.uuid4().hex
+        self._insert_execution(
+            execution_id, workflow, params, status, owner, lease_expires_at, events, lock_key
+        )
+        record = self.get_execution(execution_id)
+        assert record is not None
+        return record
+
+    @retried("creating execution {execution_id}", recover=lambda *_: None)
+    def _insert_execution(
+        self,
+        execution_id: str,
+        workflow: str,
+        params: dict[str, Any],
+        status: ExecutionState,
+        owner: LeaseOwner | None,
+        lease_expires_at: float | None,
+        events: Sequence[NewEvent],
+        lock_key: str | None,
+    ) -> None:
+        now = clock()
         row = {
             "id": execution_id,
             "workflow": workflow,
@@ -77,9 +98,6 @@ class Executions(LockKeys):
                 events = [*events, queued]
             conn.execute(insert(t.executions), row)
             self._insert_events(conn, execution_id, events)
-        record = self.get_execution(execution_id)
-        assert record is not None
-        return record
 
     @retried("execution {execution_id}: reading it")
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
@@ -105,9 +123,12 @@ class Executions(LockKeys):
             ).all()
         return [row.id for row in rows]
 
-    def list_executions(self, status: ExecutionState | None = None) -> list[ExecutionRecord]:
+    def list_executions(
+        self, status: ExecutionState | None = None, brief: bool = False
+    ) -> list[ExecutionRecord]:
+        """Executions newest first; `brief` ones as list views show them (`brief_executions`)."""
         query = (
-            select(t.executions)
+            (brief_executions() if brief else select(t.executions))
             .where(t.executions.c.deleting_at.is_(None))
             .order_by(t.executions.c.created_at.desc(), t.executions.c.id.desc())
         )

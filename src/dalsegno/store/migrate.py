@@ -39,6 +39,10 @@ def upgrade(store: Store) -> None:
     # process that waited sees the finished schema, or nothing if the first one failed).
     with store._write_engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # A migration may wait for another process's, and build an index on a large
+            # table: the session's lock and statement timeouts are not for it.
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
             conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         if current_revision(conn) == HEAD:
             return

@@ -7,6 +7,12 @@ sent did nothing and is simply tried again. A write cut off *during* its COMMIT 
 not have committed: the transaction's id, read just before COMMIT, tells which once the
 server answers again (`pg_xact_status`). A write known to have committed is not sent again;
 its result is read back instead.
+
+A stall is treated as an outage: a statement that waits for a lock longer than the
+session's `lock_timeout`, or runs longer than its `statement_timeout`, is cancelled by the
+server (`dalsegno.store.postgres`), and tried again like a lost connection; so is a
+connection refused because the database has no slot left. A caller that gives up meets
+`StoreUnavailableError`, never the driver's error: a request answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -20,13 +26,20 @@ from typing import TypeVar
 import psycopg
 from sqlalchemy import Engine, exc, text
 
-from dalsegno.model.errors import StoreUnavailableError
+from dalsegno.model.errors import StoreFailedError, StoreUnavailableError
+from dalsegno.store.retry import BACKOFF, WINDOW, Backoff
 
 log = logging.getLogger("dalsegno.store")
 T = TypeVar("T")
-
-BACKOFF = (0.05, 1.0)  # first and longest wait between two tries
-WINDOW = 15.0  # seconds a write is retried when its caller gives no deadline
+__all__ = [
+    "BACKOFF",
+    "WINDOW",
+    "Outcome",
+    "committed",
+    "is_disconnect",
+    "passing_fault",
+    "retrying",
+]
 
 
 def is_disconnect(error: BaseException) -> bool:
@@ -40,6 +53,40 @@ def is_disconnect(error: BaseException) -> bool:
             return True
         error = error.orig if error.orig is not None else error
     return isinstance(error, psycopg.OperationalError | exc.OperationalError)
+
+
+# What a passing fault means to an operator, by SQLSTATE, or by the server's words when
+# it refused a connection (libpq reports no SQLSTATE then); any other lost or refused
+# connection: the database is unreachable.
+MEANINGS = {
+    "55P03": "a lock was held too long (lock_timeout)",
+    "57014": "a statement ran too long (statement_timeout)",
+    "53300": "the database refuses new connections",
+    "53400": "the database refuses new connections",
+    "57P03": "the database is starting up or shutting down",
+}
+REFUSALS = {
+    "too many connections": "53300",
+    "remaining connection slots are reserved": "53300",
+    "the database system is starting up": "57P03",
+    "the database system is shutting down": "57P03",
+}
+
+
+def passing_fault(error: BaseException) -> StoreUnavailableError | None:
+    """A fault of the database that a later try may not meet, as the error callers know
+    (a 503 with Retry-After; one line in the CLI); None for any other error."""
+    if isinstance(error, StoreUnavailableError):
+        return None if isinstance(error, StoreFailedError) else error
+    if not is_disconnect(error):
+        return None
+    cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    text = _first_line(cause)
+    state = getattr(cause, "sqlstate", None) or next(
+        (code for words, code in REFUSALS.items() if words in text), ""
+    )
+    meaning = MEANINGS.get(state, "the database is unreachable")
+    return StoreUnavailableError(f"{meaning} ({text})")
 
 
 class Outcome:
@@ -109,17 +156,16 @@ def retrying(
     Raises `StoreUnavailableError` when the deadline passes: the write was not applied, or
     (the server silent about its COMMIT) may have been; either way a lease fences it.
     """
-    delay = BACKOFF[0]
-    tries = 0
     name = what if callable(what) else lambda: what
+    backoff = Backoff(name, deadline, closed)
     while True:
-        tries += 1
         if recover is not None:
             outcome.begin()
         try:
             return call()
         except Exception as error:
-            if not is_disconnect(error):
+            fault = passing_fault(error)
+            if fault is None:
                 raise
             xid = outcome.xid if recover is not None else None
             if xid is not None and recover is not None:
@@ -130,13 +176,7 @@ def retrying(
                 if done is None:
                     msg = f"{name()}: the database did not answer whether the write committed"
                     raise StoreUnavailableError(msg) from error
-            if time.time() + delay > deadline or closed():
-                msg = f"{name()}: the database is unreachable ({_first_line(error)})"
-                raise StoreUnavailableError(msg) from error
-            if tries == 1:
-                log.warning("%s: %s; retrying", name(), _first_line(error))
-            time.sleep(delay)
-            delay = min(delay * 2, BACKOFF[1])
+            backoff.wait_or_give_up(fault, error)
         finally:
             if recover is not None:
                 outcome.end()

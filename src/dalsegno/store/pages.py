@@ -24,7 +24,7 @@ from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.retry import retried
-from dalsegno.store.statements import execution_of
+from dalsegno.store.statements import brief_executions, execution_of
 
 # Event levels, least severe first: `level=warning` reads warnings and errors.
 LEVELS = ("debug", "info", "warning", "error")
@@ -98,9 +98,11 @@ class Pages:
     ) -> list[ExecutionRecord]:
         """Executions newest first: of these states and workflow, created at or after
         `since`, whose id starts with `search` or whose workflow contains it, after the
-        position `before` (the created_at and id of the last one of the previous page)."""
+        position `before` (the created_at and id of the last one of the previous page); as
+        list views show them (`brief_executions`)."""
         c = t.executions.c
-        query = select(t.executions).where(c.deleting_at.is_(None))
+        # a list view: no large params (`LIST_PARAMS`)
+        query = brief_executions().where(c.deleting_at.is_(None))
         if statuses:
             query = query.where(c.status.in_([state.value for state in statuses]))
         if workflow is not None:

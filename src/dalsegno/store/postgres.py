@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import select as os_select
 import threading
-import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,9 +35,9 @@ from dalsegno.store.base import (
 )
 from dalsegno.store.listener import Listener
 from dalsegno.store.notify import PENDING, check_channel
-from dalsegno.store.outage import WINDOW, Outcome, retrying
+from dalsegno.store.outage import Outcome, passing_fault, retrying
 from dalsegno.store.pgbulk import Bulk
-from dalsegno.store.retry import retried
+from dalsegno.store.retry import retried, within_budget
 from dalsegno.store.sql import SQLStore
 from dalsegno.store.statements import (
     ATTEMPT_END,
@@ -58,12 +57,22 @@ POOL_SIZE = 5
 MAX_OVERFLOW = 15  # an execution's writes and the claim loop burst; idle ones are closed
 POOL_TIMEOUT = 30.0
 POOL_RECYCLE = 1800  # seconds: reconnect before a proxy or firewall drops an idle socket
+# Milliseconds. A manager frozen inside a transaction (SIGSTOP, a hung VM) would hold its
+# rows, and a takeover skips locked rows: the server ends such a session after a few
+# seconds. A statement never waits long for a lock another session holds (a `LOCK TABLE`,
+# a stuck migration), nor runs for ever: the server cancels it, and the call is retried as
+# through an outage (`dalsegno.store.outage`), so a stall is a 503, not a hang.
+IDLE_IN_TRANSACTION_TIMEOUT = 5000
+LOCK_TIMEOUT = 2000
+STATEMENT_TIMEOUT = 15000
+SESSION_OPTIONS = (
+    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} "
+    f"-c lock_timeout={LOCK_TIMEOUT} -c statement_timeout={STATEMENT_TIMEOUT}"
+)
 CONNECT_ARGS = {
     "connect_timeout": 10,
     "application_name": "dalsegno",
-    # A manager frozen inside a transaction (SIGSTOP, a hung VM) would hold its rows, and a
-    # takeover skips locked rows: the server ends such a session after a few seconds.
-    "options": "-c idle_in_transaction_session_timeout=5000",
+    "options": SESSION_OPTIONS,
 }
 
 
@@ -77,14 +86,17 @@ def engine_url(url: str) -> URL:
 
 
 def _engine(url: URL) -> Engine:
+    # `?options=-c ...` in the store URL comes after ours, so an operator's setting wins.
+    given = url.query.get("options")
+    options = f"{SESSION_OPTIONS} {given}" if isinstance(given, str) and given else SESSION_OPTIONS
     engine = create_engine(
-        url,
+        url.difference_update_query(["options"]),
         isolation_level="READ COMMITTED",
         pool_size=POOL_SIZE,
         max_overflow=MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT,
         pool_recycle=POOL_RECYCLE,
-        connect_args=CONNECT_ARGS,
+        connect_args={**CONNECT_ARGS, "options": options},
     )
     event.listen(engine, "checkout", _pre_ping)
     return engine
@@ -198,8 +210,25 @@ class PostgresStore(SQLStore):
     # writes that outlive an outage ---------------------------------------------------
 
     @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """A lost connection, a stall or a refused connection, as the error callers know
+        (`StoreUnavailableError`); `@retried` calls try again on it."""
+        try:
+            yield
+        except Exception as error:
+            fault = passing_fault(error)
+            if fault is None or fault is error:
+                raise
+            raise fault from error
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._faults(), super()._read() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._write_engine.begin() as conn:
+        with self._faults(), self._write_engine.begin() as conn:
             if getattr(self._pipelined, "on", False):
                 # A batch's statements wait for no answer but the lease check's and the
                 # task updates' count: the rest goes to the server together.
@@ -222,9 +251,14 @@ class PostgresStore(SQLStore):
     ) -> T:
         """The policy of `@retried` store methods (`dalsegno.store.retry`): through an
         outage, until `deadline` (default: the outage window)."""
-        deadline = time.time() + WINDOW if deadline is None else deadline
         return retrying(
-            self._write_engine, self._outcome, call, deadline, what, recover, self._closed.is_set
+            self._write_engine,
+            self._outcome,
+            call,
+            within_budget(deadline),
+            what,
+            recover,
+            self._closed.is_set,
         )
 
     def apply(self, batch: Batch) -> ExecutionState:

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, null, select, update
+from sqlalchemy import Row, Select, Text, bindparam, case, func, insert, null, select, update
 
 from dalsegno.model.errors import RefusedTransitionError
+from dalsegno.model.limits import CUT, LIST_PARAMS, LIST_TEXT
 from dalsegno.model.records import ExecutionRecord, LeaseOwner, NewEvent, TaskChange
 from dalsegno.model.states import DISPATCH_SOURCES, ExecutionState, TaskState, can_move_task
 from dalsegno.store import tables as t
@@ -181,15 +182,35 @@ def event_rows(execution_id: str, events: Sequence[NewEvent]) -> list[dict[str, 
     ]
 
 
+def brief_executions() -> Select[Any]:
+    """Executions as list views show them: params larger than `LIST_PARAMS` are left out
+    (not even read: `ExecutionRecord.params_omitted`), an error is cut at `LIST_TEXT`."""
+    columns = t.executions.c
+    error = case(
+        (
+            func.length(columns.error) > LIST_TEXT,
+            func.substr(columns.error, 1, LIST_TEXT - len(CUT), type_=Text).concat(CUT),
+        ),
+        else_=columns.error,
+    )
+    params = case((func.length(columns.params) <= LIST_PARAMS, columns.params), else_=null())
+    return select(
+        *(column for column in columns if column.name not in ("params", "error")),
+        params.label("params"),
+        error.label("error"),
+    )
+
+
 def execution_of(row: Row[Any]) -> ExecutionRecord:
     owner = None
     if row.lease_host is not None:
         owner = LeaseOwner(row.lease_host, row.lease_pid, row.lease_proc_start or "")
+    omitted = row.params is None
     return ExecutionRecord(
         id=row.id,
         workflow=row.workflow,
         status=ExecutionState(row.status),
-        params=json.loads(row.params),
+        params={} if omitted else json.loads(row.params),
         error=row.error,
         created_at=row.created_at,
         started_at=row.started_at,
@@ -198,6 +219,7 @@ def execution_of(row: Row[Any]) -> ExecutionRecord:
         lease_expires_at=row.lease_expires_at,
         lease_token=row.lease_token,
         lock_key=row.lock_key,
+        params_omitted=omitted,
     )
 
 

@@ -145,6 +145,10 @@ class AgentService:
             and not self.store.claimable_queues([exchange.queue])
         ):
             return [], []  # nothing to record, nothing to claim: a read, no write lock
+        exchange.deliveries = [
+            replace(delivery, report=within_limits(delivery.report))
+            for delivery in exchange.deliveries
+        ]
         done = self.store.exchange_agent_tasks(exchange)
         answers = [
             {"attempt_id": delivery.attempt_id, "status": answer}
@@ -179,12 +183,7 @@ class AgentService:
         if report.outcome not in OUTCOMES:
             msg = f"outcome must be one of {', '.join(OUTCOMES)}, not {report.outcome!r}"
             raise RefusedError(msg)
-        refused = too_large("the result", report.result_json or "null", MAX_RESULT)
-        if refused is not None:  # as an operation's result over the limit on a manager
-            report = replace(
-                report, outcome="failed", result_json=None, error=refused, recoverable=False
-            )
-        answer = self.store.record_agent_result(attempt_id, agent, report)
+        answer = self.store.record_agent_result(attempt_id, agent, within_limits(report))
         if answer == UNKNOWN:
             msg = f"no such attempt: {attempt_id}"
             raise NotFoundError(msg)
@@ -256,3 +255,12 @@ def agent_json(agent: AgentRecord) -> dict[str, Any]:
             for held in agent.running
         ],
     }
+
+
+def within_limits(report: AgentReport) -> AgentReport:
+    """A result over `MAX_RESULT` fails its attempt, not retried, as on a manager (an
+    agent of this version never sends one: its `run_operation` refuses it first)."""
+    refused = too_large("the result", report.result_json or "null", MAX_RESULT)
+    if refused is None:
+        return report
+    return replace(report, outcome="failed", result_json=None, error=refused, recoverable=False)

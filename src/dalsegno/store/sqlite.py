@@ -17,7 +17,6 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from dalsegno.store.group_commit import GroupCommit
 from dalsegno.model.errors import StoreFailedError, StoreUnavailableError
 from dalsegno.store.faults import (
     FileIdentity,
@@ -29,6 +28,7 @@ from dalsegno.store.faults import (
     refuse_if_marked,
     sqlite_error,
 )
+from dalsegno.store.group_commit import GroupCommit
 from dalsegno.store.retry import retry_passing, within_budget
 from dalsegno.store.sql import SQLStore
 

@@ -35,7 +35,7 @@ from dalsegno.manager.manager import Manager, ManagerConfig
 from dalsegno.service.executions import ExecutionService
 from dalsegno.service.views import event_json, execution_json
 
-TOKEN = "remote-cli-test-token"
+TOKEN = "remote-cli-test-token-0123456789abcdef"  # token files need 32 characters
 BEHAVIOUR = WORKFLOWS / "behaviour.py"
 END_STATES = {"completed", "failed", "cancelled"}
 
@@ -508,8 +508,10 @@ def test_the_token_file_in_dalsegno_home_is_the_default(remote: Remote, tmp_path
 def test_token_sources_and_their_order(remote: Remote, tmp_path: Path) -> None:
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.write_text(TOKEN + "\n")
-    bad.write_text("wrong\n")
-    (remote.home / "token").write_text("wrong\n")
+    bad.write_text("wrong-token-of-at-least-32-characters\n")
+    (remote.home / "token").write_text("wrong-token-of-at-least-32-characters\n")
+    for path in (good, bad, remote.home / "token"):
+        path.chmod(0o600)  # a token file others could read is refused
     base = ("--manager", remote.url)
 
     def exit_code(*args: str, **env: str) -> int:

@@ -189,6 +189,7 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("POST", "/api/v1/tokens"),
         ("GET", "/api/v1/tokens"),
         ("DELETE", "/api/v1/tokens/{name}"),
+        ("GET", "/api/v1/workflows"),
     }
     error = {"$ref": "#/components/schemas/Error"}
     for key, operation in operations.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from browser.conftest import LiveManager, ref, screenshot, sign_in
+from browser.conftest import LiveManager, screenshot, sign_in
 
 GREEN, RED, GREY = "rgb(22, 163, 74)", "rgb(220, 38, 38)", "rgb(156, 163, 175)"
 
@@ -197,28 +197,47 @@ def test_markup_written_by_an_operation_shows_as_text(page: Page, manager: LiveM
     # The page fixture fails the test if any alert() ran.
 
 
-def test_the_start_form_validates_params_and_starts_an_execution(
+def test_the_start_form_offers_the_allowed_workflows_with_a_field_per_parameter(
     page: Page, manager: LiveManager, tmp_path: Path
 ) -> None:
+    """The manager serves the workflows of its directory (no --workflows): the form offers
+    them (not the file that does not import), a field per parameter typed by its annotation;
+    a value the annotation refuses creates nothing; the start records who asked."""
     sign_in(page, manager)
     page.goto("/start")
-    page.fill("input[name=workflow]", ref("fixable"))
-    page.fill("textarea[name=params]", '{"flag": ')
+    offered = page.locator("#workflows a").evaluate_all(
+        "links => links.map(a => a.dataset.workflow)"
+    )
+    assert {"ui_flows:fixable", "ui_flows:slow", "typed:typed"} <= set(offered)
+    assert not [found for found in offered if found.startswith("b_broken")]
+    page.click('#workflows a[data-workflow="typed:typed"]')
+    expect(page.locator("#workflow-doc")).to_contain_text("Records what it was given")
+    expect(page.locator('select[name="param.fail"] option')).to_have_text(
+        ["(default)", "true", "false"]
+    )
+    expect(page.locator('select[name="param.mode"] option')).to_have_text(
+        ["(default)", "fast", "safe"]
+    )
+    expect(page.locator('textarea[name="param.hosts"]')).to_be_visible()
+    page.fill('input[name="param.count"]', "abc")
     page.click("#start")
-    expect(page.locator("#start-error")).to_contain_text("params must be a JSON object")
+    expect(page.locator("#start-error")).to_contain_text("count")
     assert manager.executions() == [], "a refused start creates nothing"
-    page.fill("textarea[name=params]", '{"flag": 1, "other": 2}')
-    page.click("#start")
-    expect(page.locator("#start-error")).to_contain_text("other")
-    page.fill("textarea[name=params]", f'{{"flag": "{tmp_path / "absent"}"}}')
+    expect(page.locator('input[name="param.count"]')).to_have_value("abc")
+
+    # choosing another workflow submits the chooser (forms.js: no inline script runs here)
+    page.select_option("select[name=workflow]", "ui_flows:fixable")
+    expect(page.locator("#start-form")).to_have_attribute("data-workflow", "ui_flows:fixable")
+    page.fill('input[name="param.flag"]', str(tmp_path / "absent"))
     page.fill("input[name=lock]", "deploys")
     screenshot(page, "start")
     page.click("#start")
     expect(page).to_have_url(re.compile(r"/executions/[0-9a-f]{32}$"))
     expect(page.locator("#status")).to_have_text("completed", timeout=20_000)
     [started] = manager.executions()
-    assert started["lock"] == "deploys"
+    assert (started["lock"], started["params"]) == ("deploys", {"flag": str(tmp_path / "absent")})
     assert page.url.endswith(started["id"])
+    expect(page.locator('dd.actor[data-action="workflow_started"]')).to_contain_text("admin")
 
 
 def test_a_large_graph_is_drawn_as_groups_beside_a_paged_table(

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
-import pytest
-from starlette.requests import Request
-from starlette.responses import Response
-
 from dalsegno.model.states import TaskState
 from dalsegno.service.reads import TaskRecord
 from dalsegno.ui.layout import NODE_WIDTH, columns, label, lay_out
-from dalsegno.ui.sessions import COOKIE, SessionCookies, csrf_matches
 
 
 def task(task_id: int, key: str | None = None, status: str = "pending") -> TaskRecord:
@@ -68,52 +61,6 @@ def test_a_hundred_chains_of_a_hundred_make_a_hundred_columns() -> None:
     layers = columns(tasks, edges)
     assert len(layers) == 100
     assert all(len(layer) == 100 for layer in layers)
-
-
-def request_with(cookie: str | None) -> Request:
-    headers = [] if cookie is None else [(b"cookie", f"{COOKIE}={cookie}".encode())]
-    scope = {"type": "http", "headers": headers, "scheme": "http", "path": "/", "server": None}
-    return Request(scope)
-
-
-def cookie_of(response: Response) -> str:
-    header = response.headers["set-cookie"]
-    assert "httponly" in header.lower()
-    assert "samesite=lax" in header.lower()
-    return header.split(";")[0].split("=", 1)[1].strip('"')
-
-
-def test_a_session_reads_back_only_with_its_signature() -> None:
-    cookies = SessionCookies("admin-token")
-    session = cookies.new(signed_in=True)
-    response = Response()
-    cookies.write(response, session, request_with(None))
-    value = cookie_of(response)
-    assert cookies.read(request_with(value)) == session
-    assert SessionCookies("another-admin-token").read(request_with(value)) is None
-    payload, signature = value.split(".")
-    assert cookies.read(request_with(f"{payload}x.{signature}")) is None
-    assert cookies.read(request_with(f"{payload}.{signature[::-1]}")) is None
-    assert cookies.read(request_with("garbage")) is None
-    assert "admin-token" not in value
-
-
-def test_an_expired_session_is_no_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    cookies = SessionCookies("admin-token")
-    response = Response()
-    cookies.write(response, cookies.new(signed_in=True), request_with(None))
-    value = cookie_of(response)
-    later = time.time() + 13 * 3600
-    monkeypatch.setattr(time, "time", lambda: later)
-    assert cookies.read(request_with(value)) is None
-
-
-def test_csrf_tokens_must_match_exactly() -> None:
-    session = SessionCookies("s").new(signed_in=True)
-    assert csrf_matches(session, session.csrf)
-    assert not csrf_matches(session, None)
-    assert not csrf_matches(session, "")
-    assert not csrf_matches(session, session.csrf + "x")
 
 
 def test_a_tall_column_wraps_and_its_followers_stay_to_the_right() -> None:

@@ -7,6 +7,7 @@ may be restarting, so the caller tries again later).
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -39,18 +40,34 @@ def api_url(manager_url: str) -> str:
     return url if url.endswith(API_PREFIX) else url + API_PREFIX
 
 
+def tls_verify(cacert: str | None) -> ssl.SSLContext | bool:
+    """How https:// answers are checked: against the CA certificate(s) in `cacert` (PEM:
+    a private CA, or a self-signed certificate), else against the system's CAs. ValueError
+    when `cacert` cannot be read."""
+    if cacert is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        msg = f"cannot use --cacert {cacert}: {getattr(exc, 'strerror', None) or exc}"
+        raise ValueError(msg) from None
+
+
 class ManagerClient:
     """The two calls an agent makes (exchange, heartbeat). One httpx client, a connection
     pool that threads may share (httpx documents `Client` as thread-safe): a long-poll
     exchange holds one connection while a heartbeat or a delivery takes another."""
 
-    def __init__(self, manager_url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, manager_url: str, token: str, timeout: float = 10.0, cacert: str | None = None
+    ) -> None:
         self.base_url = api_url(manager_url)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout, connect=5.0),
             follow_redirects=False,
+            verify=tls_verify(cacert),
         )
 
     def exchange(

@@ -71,6 +71,7 @@ class AgentConfig:
     heartbeat_interval: float | None = None  # None: 2 s, or what the manager asks for
     claim_wait: float = CLAIM_WAIT
     backoff_cap: float = 10.0
+    cacert: str | None = None  # the CA certificate(s) of an https:// manager
 
 
 class AgentFailed(Exception):
@@ -86,7 +87,9 @@ class Agent:
             raise ValueError(msg)
         self.config = config
         self.name = config.name or default_name()
-        self.client = client or ManagerClient(config.manager_url, config.token)
+        self.client = client or ManagerClient(
+            config.manager_url, config.token, cacert=config.cacert
+        )
         self.outbox = Outbox(outbox_path(config.home, config.queue))
         self.deliveries = Deliveries(self.outbox)
         self.sender = Sender(

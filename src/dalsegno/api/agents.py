@@ -21,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from dalsegno.api.auth import MANAGE, READ, bearer, caller_of, queue_scope, require
 from dalsegno.api.errors import ApiError, JsonResponse, responses
-from dalsegno.model.access import TOKEN_NAME_PATTERN
+from dalsegno.api.schemas import WholeNumber
+from dalsegno.model.access import TOKEN_NAME_PATTERN, Role
 from dalsegno.model.names import NAME_LIMIT, NAME_PATTERN
 from dalsegno.service.agents import (
     MAX_LIMIT,
@@ -44,7 +45,7 @@ class _Body(BaseModel):
 class ClaimRequest(_Body):
     queue: Name
     agent: Name = Field(description="the agent's name (`--name`, default HOST:PID)")
-    limit: int = Field(default=1, ge=1, le=MAX_LIMIT, strict=True)
+    limit: WholeNumber = Field(default=1, ge=1, le=MAX_LIMIT)
     wait: float = Field(
         default=MAX_WAIT, ge=0, le=MAX_WAIT, strict=True, description="seconds to wait"
     )
@@ -115,8 +116,8 @@ class ExchangeRequest(_Body):
     queue: Name
     agent: Name = Field(description="the agent's name (`--name`, default HOST:PID)")
     results: list[DeliveredResult] = Field(default_factory=list, max_length=MAX_RESULTS)
-    limit: int = Field(
-        default=0, ge=0, le=MAX_LIMIT, strict=True, description="tasks to claim (0: none)"
+    limit: WholeNumber = Field(
+        default=0, ge=0, le=MAX_LIMIT, description="tasks to claim (0: none)"
     )
     wait: float = Field(
         default=0, ge=0, le=MAX_WAIT, strict=True, description="seconds a claim may wait"
@@ -149,8 +150,8 @@ class HeartbeatRequest(_Body):
     queue: Name
     agent: Name
     host: Name
-    pid: int = Field(ge=0, le=2**31 - 1, strict=True)
-    concurrency: int = Field(ge=1, le=100_000, strict=True)
+    pid: WholeNumber = Field(ge=0, le=2**31 - 1)
+    concurrency: WholeNumber = Field(ge=1, le=100_000)
     attempts: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=10_000
     )
@@ -198,6 +199,15 @@ def _attempt_answers() -> dict[int | str, dict[str, Any]]:
     found[404] = {**found[404], "description": "An unknown attempt id."}
     found[409] = {**found[409], "description": "The attempt is not held by this agent."}
     return found
+
+
+def _agent(request: Request) -> None:
+    """An attempt's routes: an agent's token or an admin, before the attempt is looked up
+    (a person's token learns nothing of attempts)."""
+    caller = caller_of(request)
+    if caller.role not in (Role.AGENT, Role.ADMIN):
+        msg = "this token may not do this: it needs an agent's token, or the admin role"
+        raise ApiError(403, msg)
 
 
 def _check_queue(request: Request, queue: str) -> None:
@@ -323,6 +333,7 @@ def agents_router(service: AgentService) -> APIRouter:
     def started(request: Request, attempt_id: AttemptId, body: AgentRequest) -> dict[str, Any]:
         """The task moves `sent -> started` (durable); run the operation only after this.
         409: the agent does not hold it any more and must not run it."""
+        _agent(request)
         _check_queue(request, service.queue_of(attempt_id))
         return service.start(attempt_id, body.agent)
 
@@ -336,6 +347,7 @@ def agents_router(service: AgentService) -> APIRouter:
     def result(request: Request, attempt_id: AttemptId, body: ResultRequest) -> dict[str, Any]:
         """Recorded durably for the execution's owner; a repeat is a harmless 200.
         409: the attempt is not held by this agent (lost, killed): dropped for good."""
+        _agent(request)
         _check_queue(request, service.queue_of(attempt_id))
         return service.report(attempt_id, body.agent, _report(body))
 

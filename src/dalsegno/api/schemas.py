@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+)
 
 from dalsegno.model.states import ExecutionState, TaskState
 
@@ -31,6 +39,18 @@ WorkflowReference = Annotated[
 # Event ids are the ones this API hands out; they are numbers the store compares, so only
 # digits that fit a 64-bit integer are let through to it.
 EventId = Annotated[str, Field(pattern=r"^[0-9]{1,18}$", description="an event id from this API")]
+
+
+def _whole(value: Any) -> Any:
+    """2.0 is the whole number 2: JSON has one number type, and the document's `integer`
+    admits it, so the server must take it (a bool and 2.5 stay refused)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+# A whole number as JSON Schema's `integer` means it: 7 and 7.0, never true or 7.5.
+WholeNumber = Annotated[int, BeforeValidator(_whole), Strict()]
 
 
 class Request(BaseModel):

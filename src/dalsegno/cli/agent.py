@@ -26,6 +26,12 @@ def _refuse(message: str) -> None:
 )
 @click.option("--token-file", metavar="PATH", help="Read the token from this file.")
 @click.option(
+    "--cacert",
+    metavar="FILE",
+    help="The CA (or self-signed) certificate of an https:// manager (also before the"
+    " command; env DALSEGNO_CACERT).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     help="Operations run at once by this agent (default 1).",
@@ -55,6 +61,7 @@ def agent(
     manager_url: str | None,
     token: str | None,
     token_file: str | None,
+    cacert: str | None,
     concurrency: int | None,
     name: str | None,
     home: Path | None,
@@ -63,7 +70,7 @@ def agent(
 ) -> None:
     """Claim this queue's tasks from a manager, run them here, and report their results."""
     from dalsegno.agent import Agent, AgentConfig
-    from dalsegno.agent.client import api_url
+    from dalsegno.agent.client import api_url, tls_verify
     from dalsegno.agent.worker import AgentFailed
     from dalsegno.cli.remote import resolve_token
     from dalsegno.service import default_home
@@ -76,8 +83,10 @@ def agent(
     assert manager_url is not None
     if name is not None and not name.strip():
         _refuse("--name is empty")
+    cacert = cacert or getattr(settings, "cacert", None)
     try:
         api_url(manager_url)
+        tls_verify(cacert)  # a CA file that cannot be read is refused now
         resolved = resolve_token(
             token if token is not None else getattr(settings, "token", None),
             token_file if token_file is not None else getattr(settings, "token_file", None),
@@ -98,6 +107,7 @@ def agent(
             concurrency=concurrency,
             grace=grace,
             heartbeat_interval=heartbeat_interval,
+            cacert=cacert,
         )
     )
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from dalsegno.cli import output
 from dalsegno.cli.main import Settings, pass_settings, refusals
-from dalsegno.cli.remote import RemoteClient, resolve_token
+from dalsegno.cli.remote import RemoteClient
 
 
 class AgentsClient(RemoteClient):
@@ -30,8 +30,7 @@ class AgentsClient(RemoteClient):
 
 
 def _client(settings: Settings) -> AgentsClient:
-    assert settings.manager_url
-    return AgentsClient(settings.manager_url, resolve_token(settings.token, settings.token_file))
+    return settings.client_of(AgentsClient)
 
 
 def _local(settings: Settings) -> Any:

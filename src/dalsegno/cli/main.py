@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -26,6 +26,8 @@ from dalsegno.service.views import plan_json
 
 if TYPE_CHECKING:
     from dalsegno.cli.remote import RemoteClient
+
+Client = TypeVar("Client", bound="RemoteClient")
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 0, 1, 2, 3
 OUTCOME_EXIT = {
@@ -46,6 +48,7 @@ class Settings:
     concurrency: int | None
     token: str | None = None
     token_file: str | None = None
+    cacert: str | None = None
 
     @property
     def remote(self) -> bool:
@@ -63,11 +66,20 @@ class Settings:
 
     def client(self) -> RemoteClient:
         """The manager's REST API, with the token of `--token`, `--token-file`,
-        `DALSEGNO_TOKEN` or `$DALSEGNO_HOME/token`, in that order."""
-        from dalsegno.cli.remote import RemoteClient, resolve_token
+        `DALSEGNO_TOKEN` or `$DALSEGNO_HOME/token`, in that order, and the CA of
+        `--cacert` for an https:// manager."""
+        from dalsegno.cli.remote import RemoteClient
+
+        return self.client_of(RemoteClient)
+
+    def client_of(self, kind: type[Client]) -> Client:
+        """`client()`, as the `RemoteClient` subclass `kind` (more routes)."""
+        from dalsegno.cli.remote import resolve_token
 
         assert self.manager_url
-        return RemoteClient(self.manager_url, resolve_token(self.token, self.token_file))
+        return kind(
+            self.manager_url, resolve_token(self.token, self.token_file), cacert=self.cacert
+        )
 
 
 def refuse(message: str) -> NoReturn:
@@ -116,6 +128,13 @@ class Commands(click.Group):
 )
 @click.option("--token-file", metavar="PATH", help="Read the manager's token from this file.")
 @click.option(
+    "--cacert",
+    metavar="FILE",
+    envvar="DALSEGNO_CACERT",
+    help="Check an https:// manager's certificate against this CA (PEM; a self-signed"
+    " certificate itself works); default: the system's CAs (env DALSEGNO_CACERT).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     help="Manager-side operations run at once by an execution run here (default 32).",
@@ -128,13 +147,14 @@ def main(
     manager_url: str | None,
     token: str | None,
     token_file: str | None,
+    cacert: str | None,
     concurrency: int | None,
 ) -> None:
     """dalsegno: task-graph workflows that resume exactly where they stopped."""
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    ctx.obj = Settings(store_url, manager_url, concurrency, token, token_file)
+    ctx.obj = Settings(store_url, manager_url, concurrency, token, token_file, cacert)
 
 
 # running ---------------------------------------------------------------------------
@@ -557,12 +577,14 @@ def _add_service_commands() -> None:
     from dalsegno.cli.listing import tasks
     from dalsegno.cli.serve import manager
     from dalsegno.cli.tokens import tokens
+    from dalsegno.cli.workflows import workflows
 
     main.add_command(manager)
     main.add_command(agent)
     main.add_command(agents)
     main.add_command(tokens)
     main.add_command(tasks)
+    main.add_command(workflows)
 
 
 _add_service_commands()

@@ -52,7 +52,7 @@ def resolve_token(token: str | None, token_file: str | None) -> str:
     if from_env:
         return from_env
     default = default_home() / "token"
-    if not default.exists():
+    if not os.path.lexists(default):
         msg = (
             f"no token for the manager: pass --token or --token-file, set {TOKEN_ENV}, "
             f"or put it in {default}"
@@ -62,15 +62,8 @@ def resolve_token(token: str | None, token_file: str | None) -> str:
 
 
 def _read_token(path: Path, what: str) -> str:
-    try:
-        found = read_token_file(path)
-    except OSError as exc:
-        msg = f"cannot read {what} {path}: {exc.strerror or exc}"
-        raise RemoteError(msg) from None
-    if found is None:
-        msg = f"{what} {path} does not exist or is empty"
-        raise RemoteError(msg)
-    return found
+    """The token in `path`, refused unless the file may be trusted (`read_token_file`)."""
+    return read_token_file(path, what)
 
 
 def api_url(manager_url: str) -> str:
@@ -91,11 +84,24 @@ class RemoteClient:
     sends its cancel from another thread while the main one follows the events).
     """
 
-    def __init__(self, base_url: str, token: str, timeout: float | httpx.Timeout = TIMEOUT) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float | httpx.Timeout = TIMEOUT,
+        cacert: str | None = None,
+    ) -> None:
+        from dalsegno.agent.client import tls_verify
+
         self.manager_url = base_url.strip().rstrip("/")
         self.base_url = api_url(base_url)
         self.timeout = timeout
+        try:
+            verify = tls_verify(cacert)
+        except ValueError as exc:
+            raise RemoteError(str(exc)) from None
         self._http = httpx.Client(
+            verify=verify,
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
@@ -224,6 +230,15 @@ class RemoteClient:
             else:
                 msg = f"the manager at {self.manager_url} did not answer in time ({exc})"
             raise RemoteError(msg, unreachable=True) from None
+        except httpx.ConnectError as exc:
+            if _is_tls(exc):  # not a restart: the certificate is not one this CLI trusts
+                msg = (
+                    f"cannot talk to the manager at {self.manager_url} over TLS: {_reason(exc)}"
+                    " (give its CA or self-signed certificate with --cacert FILE)"
+                )
+                raise RemoteError(msg) from None
+            msg = f"cannot reach the manager at {self.manager_url}: {_reason(exc)}"
+            raise RemoteError(msg, unreachable=True) from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             # Refused, reset or cut off mid-answer: the manager may be restarting.
             msg = f"cannot reach the manager at {self.manager_url}: {_reason(exc)}"
@@ -286,6 +301,17 @@ def _path(execution_id: str, action: str | None = None) -> str:
     quoted = quote(execution_id.strip(), safe="").replace(".", "%2E")
     path = f"/executions/{quoted}"
     return f"{path}/{action}" if action else path
+
+
+def _is_tls(exc: Exception) -> bool:
+    import ssl
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
 
 
 def _reason(exc: Exception) -> str:

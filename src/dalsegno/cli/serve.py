@@ -13,11 +13,17 @@ import signal
 import socket
 import sys
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from dalsegno.cli.logs import FORMATS, configure
+from dalsegno.cli.manager_security import (
+    secure,
+    serve_allowed_workflows,
+    tls_options,
+    workflows_option,
+)
 from dalsegno.model.errors import DalsegnoError
 
 DEFAULT_BIND = "127.0.0.1:8347"
@@ -98,6 +104,8 @@ def _refuse(message: str) -> NoReturn:
     show_default=True,
     help="Log every HTTP request (method, path, status, duration, client).",
 )
+@workflows_option
+@tls_options
 @click.pass_obj
 def manager(
     settings: object,
@@ -108,6 +116,10 @@ def manager(
     grace: float,
     log_format: str,
     access_log: bool,
+    workflow_specs: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    session_idle: float,
 ) -> None:
     """Run executions from the store, serve the REST API, resume what an outage left."""
     import uvicorn
@@ -118,7 +130,7 @@ def manager(
     from dalsegno.service import default_home, open_service, redacted, version
     from dalsegno.service.agents import agent_timeout_of
     from dalsegno.service.metrics import instrument
-    from dalsegno.service.tokens import ensure_admin_token, token_path
+    from dalsegno.service.tokens import token_path
 
     host, port = parse_bind(bind)
     if lease_timeout is not None:
@@ -131,20 +143,21 @@ def manager(
             getattr(settings, "store_url", None), getattr(settings, "concurrency", None)
         )
         agent_timeout_of(service)  # a malformed DALSEGNO_AGENT_TIMEOUT is refused here
+        secured = secure(tls_cert, tls_key, session_idle)  # TLS pair, admin token
     except (DalsegnoError, ValueError) as exc:
         _refuse(str(exc))
     home = default_home()
-    token = ensure_admin_token(home)  # written before the manager listens
-    try:
-        listening = listen(host, port)  # before the worker starts: a port in use changes nothing
-    except OSError as exc:
-        service.store.close()
-        _refuse(f"cannot listen on {bind}: {exc.strerror or exc}")
+    listening = _bind(bind, service, workflow_specs)
     metrics = instrument(service)  # before the worker and the API take the store
     workers = Manager(service, ManagerConfig(max_executions=max_executions, grace=grace))
     stopping = [False]
     app = create_app(
-        service, token, on_change=workers.wake, metrics=metrics, stopping=lambda: stopping[0]
+        service,
+        secured.admin_token,
+        on_change=workers.wake,
+        metrics=metrics,
+        stopping=lambda: stopping[0],
+        **secured.ui_options,
     )
     if access_log:
         app.add_middleware(AccessLog)
@@ -159,9 +172,18 @@ def manager(
             agents.stop_waiting()
             super().handle_exit(sig, frame)
 
-    server = Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False))
+    server = Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=secured.tls_cert,
+            ssl_keyfile=secured.tls_key,
+        )
+    )
     workers.start()
-    site = _site(host, port)
+    site = _site(host, port, "https" if secured.tls_cert else "http")
     log.info(
         "dalsegno manager %s on %s: web UI %s/, REST API %s/api/v1 (store %s)",
         version(),
@@ -185,7 +207,21 @@ def manager(
         log.info("stopped")
 
 
-def _site(host: str, port: int) -> str:
+def _bind(bind: str, service: Any, specs: tuple[str, ...]) -> socket.socket:
+    """Bind before the worker starts (a port in use changes nothing), then import the
+    allowed workflows once, before anything is served; either refused in one line."""
+    try:
+        listening = listen(*parse_bind(bind))
+        serve_allowed_workflows(service, specs)
+    except (OSError, DalsegnoError) as exc:
+        service.store.close()
+        if isinstance(exc, OSError):
+            _refuse(f"cannot listen on {bind}: {exc.strerror or exc}")
+        _refuse(str(exc))
+    return listening
+
+
+def _site(host: str, port: int, scheme: str = "http") -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a name, not a bind
     shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"

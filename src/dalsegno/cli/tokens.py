@@ -17,7 +17,7 @@ from rich.table import Table
 
 from dalsegno.cli import output
 from dalsegno.cli.main import Settings, pass_settings, refusals
-from dalsegno.cli.remote import RemoteClient, resolve_token
+from dalsegno.cli.remote import RemoteClient
 
 ROLES = ("viewer", "operator", "admin", "agent")
 
@@ -43,8 +43,7 @@ class TokensClient(RemoteClient):
 
 
 def _client(settings: Settings) -> TokensClient:
-    assert settings.manager_url
-    return TokensClient(settings.manager_url, resolve_token(settings.token, settings.token_file))
+    return settings.client_of(TokensClient)
 
 
 def _local(settings: Settings) -> Any:

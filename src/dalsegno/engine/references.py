@@ -14,7 +14,8 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Protocol
 
 from dalsegno.model.definitions import (
     OperationDefinition,
@@ -95,6 +96,30 @@ def resolve_workflow(reference: str) -> tuple[Callable[..., Any], WorkflowDefini
         msg = f"'{reference}' is not a workflow: decorate it with @workflow"
         raise BadReferenceError(msg)
     return func, definition
+
+
+class WorkflowSource(Protocol):
+    """Where the workflows a process runs come from: `resolve` gives the one a reference
+    names, or refuses it (`dalsegno.service.workflows` serves a manager's allow-list)."""
+
+    def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]: ...
+
+
+class ImportAny:
+    """Imports whatever a reference names: the CLI on the store runs its caller's own code."""
+
+    def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]:
+        return resolve_workflow(reference)
+
+
+IMPORT_ANY = ImportAny()
+
+
+def load_source(source: str) -> ModuleType:
+    """Import a module by name, or a file by path as `path/file.py:function` references
+    do (so its functions' references are the same); raises whatever its code raises."""
+    loaded: ModuleType = _load_file(source) if _is_path(source) else importlib.import_module(source)
+    return loaded
 
 
 def resolve_operation(reference: str) -> tuple[Callable[..., Any], OperationDefinition]:

@@ -26,7 +26,7 @@ from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
-from dalsegno.engine.references import resolve_operation
+from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, resolve_operation
 from dalsegno.engine.scheduler import Completion, GraphRun, describe, run_operation
 from dalsegno.model.errors import (
     DalsegnoError,
@@ -73,6 +73,9 @@ class EngineConfig:
     default_retries: int = 0
     default_retry_interval: float = 1.0
     agent_timeout: float | None = None  # None: DALSEGNO_AGENT_TIMEOUT, else lease_timeout
+    # which workflows this process runs: any it can import (the CLI), or a manager's
+    # allow-list (`dalsegno manager --workflows`), which refuses the rest before importing
+    workflows: WorkflowSource = IMPORT_ANY
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from dalsegno.engine import events
 from dalsegno.engine.lease import lease_is_free, this_owner
 from dalsegno.engine.pool import WorkerPool
-from dalsegno.engine.references import resolve_workflow
 from dalsegno.engine.runner import ExecutionRun, Outcome
 from dalsegno.model.errors import DalsegnoError, StoreFailedError, StoreUnavailableError
 from dalsegno.model.records import Claim, ExecutionRecord, StoredGraph
@@ -234,7 +233,7 @@ class Manager:
         resume = takeover or bool(graphs)
         name = record.workflow.rpartition(":")[2]
         try:
-            func, definition = resolve_workflow(record.workflow)
+            func, definition = self.engine.workflows.resolve(record.workflow)
             name = definition.name
         except DalsegnoError as exc:
             run = self._register(record, name, False, {})

@@ -47,6 +47,7 @@ LEAST_ROLE = {
 }
 
 ADMIN_ACTOR = "admin"  # the actor of the manager's admin token
+DEFAULT_SESSION_IDLE = 1800.0  # seconds a web UI session may go unused (--session-idle)
 LOCAL_PREFIX = "local:"  # the actor of the CLI working on the store: `local:USER`
 
 # A token's name: what `tokens revoke NAME` takes and what events record as the actor.

@@ -19,6 +19,7 @@ from dalsegno.model.access import (
     PEOPLE_ROLES,
     Caller,
     Role,
+    SessionRecord,
     TokenRecord,
     parse_role,
     token_name_problem,
@@ -27,6 +28,8 @@ from dalsegno.model.errors import NotFoundError, RefusedError
 from dalsegno.model.names import check_name
 from dalsegno.service.tokens import same_token, token_hash
 from dalsegno.store.access_records import AccessStore
+
+TOUCH_EVERY = 60.0  # seconds: how stale a session's last use may be in the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,53 @@ class AccessService:
 
     def list(self, include_revoked: bool = False) -> list[TokenRecord]:
         return self.store.list_tokens(include_revoked)
+
+    # web UI sessions --------------------------------------------------------------
+
+    def open_session(self, key: str, caller: Caller, token: str, lasts: float) -> SessionRecord:
+        """Store a signed-in session named by the secret `key` (kept as its hash)."""
+        now = time.time()
+        record = SessionRecord(
+            token_hash=token_hash(token),
+            name=caller.name,
+            role=caller.role,
+            csrf=secrets.token_urlsafe(24),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lasts,
+            token_active=True,
+        )
+        self.store.purge_sessions(now, lasts)  # the ended ones of everyone, now and then
+        self.store.add_session(token_hash(key), record)
+        return record
+
+    def session(self, key: str, idle: float) -> SessionRecord | None:
+        """The signed-in session `key` names, while it lasts: not expired, not idle for
+        `idle` seconds, its token not revoked (nor the admin token replaced)."""
+        id_hash = token_hash(key)
+        record = self.store.get_session(id_hash)
+        if record is None:
+            return None
+        now = time.time()
+        if (
+            record.expires_at <= now
+            or record.last_seen_at + idle <= now
+            or not (record.token_active or self._is_admin_token(record.token_hash))
+        ):
+            self.store.end_session(id_hash)
+            return None
+        if now - record.last_seen_at >= min(TOUCH_EVERY, idle / 10):
+            self.store.touch_session(id_hash, now)  # not on every request: a write each
+        return record
+
+    def close_session(self, key: str) -> None:
+        """Sign out: the session ends here and on every manager of the store."""
+        self.store.end_session(token_hash(key))
+
+    def _is_admin_token(self, hashed: str) -> bool:
+        if self._admin_token is None:
+            return False
+        return same_token(hashed, token_hash(self._admin_token))
 
     def revoke(self, name: str, revoked_by: str) -> TokenRecord:
         """Revoke the token `name`: it is refused from now on, and its sessions end."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from dalsegno.engine import events
 from dalsegno.engine.lease import lease_is_free, this_owner
-from dalsegno.engine.references import normalize, resolve_workflow
+from dalsegno.engine.references import normalize
 from dalsegno.engine.resume import ResumePlan, check_resumable, plan_resume
 from dalsegno.engine.runner import EngineConfig, EventListener, ExecutionRun, Outcome
 from dalsegno.model.definitions import WorkflowDefinition
@@ -143,7 +143,8 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             msg = "a workflow reference is required (module:function or path/file.py:function)"
             raise RefusedError(msg)
         reference = normalize(workflow.strip())
-        func, definition = resolve_workflow(reference)
+        # as given: an allow-list's refusal names what the caller asked for
+        func, definition = self.config.workflows.resolve(workflow.strip())
         checked = check_params(func, params, texts)
         return reference, func, definition, checked
 
@@ -249,14 +250,14 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         """Refuse a resume that is not allowed, before anything is shown or written."""
         execution = self.find(execution_id)
         check_resumable(execution)
-        resolve_workflow(execution.workflow)
+        self.config.workflows.resolve(execution.workflow)
         return execution
 
     def plan(self, execution_id: str, reset_operations: bool = False) -> ResumePlan:
         """What a resume would do, task by task; refuses what resume would refuse."""
         execution = self.find(execution_id)
         check_resumable(execution)
-        _, definition = resolve_workflow(execution.workflow)
+        _, definition = self.config.workflows.resolve(execution.workflow)
         tasks = self.store.list_tasks(execution.id)
         return plan_resume(execution, tasks, reset_operations, definition.resumable)
 
@@ -272,7 +273,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         """Resume a failed, cancelled or stuck execution here (DESIGN.md section 3)."""
         execution = self.find(execution_id)
         check_resumable(execution)
-        func, definition = resolve_workflow(execution.workflow)
+        func, definition = self.config.workflows.resolve(execution.workflow)
         if execution.status in CANCELLING_STATES:
             execution = self._finish_cancel(execution, definition.name)
         graphs = self.store.load_graphs(execution.id)
@@ -307,7 +308,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         """
         execution = self.find(execution_id)
         check_resumable(execution)
-        _, definition = resolve_workflow(execution.workflow)
+        _, definition = self.config.workflows.resolve(execution.workflow)
         if execution.status in CANCELLING_STATES or execution.status is E.STARTED:
             return execution
         graphs = self.store.load_graphs(execution.id)

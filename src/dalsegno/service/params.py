@@ -72,7 +72,7 @@ def check_params(
     except TypeError as exc:
         msg = f"malformed params for {func.__name__}: {exc}"
         raise RefusedError(msg) from None
-    hints = _hints(func)
+    hints = type_hints(func)
     extra = next(
         (p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD),
         None,
@@ -102,7 +102,7 @@ def fit(annotation: Annotation, value: Any, where: str, text: str | None = None)
         return check(annotation, from_text(annotation, text, where), where)
 
 
-def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+def type_hints(func: Callable[..., Any]) -> dict[str, Any]:
     """The resolved annotations of `func`; a name that cannot be resolved is left out (so
     its parameter takes any value), rather than refusing every start of the workflow."""
     target = inspect.unwrap(func)

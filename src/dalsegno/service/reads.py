@@ -26,6 +26,7 @@ from dalsegno.model.states import (
     can_move_execution,
 )
 from dalsegno.service.pages import PagedReads
+from dalsegno.service.workflows import AllowedWorkflow, AllowedWorkflows
 from dalsegno.store.agent_records import AgentRecord
 from dalsegno.store.base import Store
 
@@ -129,6 +130,12 @@ class ExecutionReads(PagedReads):
     def actions(self, execution_id: str) -> list[EventRecord]:
         """Who asked for what on the execution (start, resume, cancel), oldest first."""
         return self.store.list_actions(self.find(execution_id).id)
+
+    def allowed_workflows(self) -> list[AllowedWorkflow] | None:
+        """The workflows this manager serves (its `--workflows`), or None when it runs any
+        it can import (the CLI on the store)."""
+        source = self.config.workflows
+        return source.workflows if isinstance(source, AllowedWorkflows) else None
 
     def workflows(self) -> list[str]:
         """Every workflow reference some execution ran."""

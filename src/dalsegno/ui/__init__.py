@@ -13,30 +13,38 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from dalsegno.service import ExecutionService
+from dalsegno.service.access import AccessService
 from dalsegno.ui.access import Ui, install_access
 from dalsegno.ui.actions import actions_router
 from dalsegno.ui.agents import agents_router
 from dalsegno.ui.execution import execution_router
 from dalsegno.ui.pages import pages_router
 from dalsegno.ui.rendering import STATIC
-from dalsegno.ui.sessions import SessionCookies
+from dalsegno.ui.sessions import DEFAULT_IDLE, SessionCookies
+from dalsegno.ui.start import start_router
 
 
 def mount_ui(
     app: FastAPI,
     service: ExecutionService,
-    may_sign_in: Callable[[str], bool],
+    access: AccessService,
     secret: str,
     on_change: Callable[[], None] = lambda: None,
+    *,
+    session_idle: float = DEFAULT_IDLE,
+    secure_cookies: bool = False,
 ) -> None:
-    """Serve the UI from `app`: `may_sign_in(token)` says whether a token may sign in;
-    session cookies are signed with a key derived from `secret` (the admin token)."""
-    ui = Ui(service, may_sign_in, SessionCookies(secret), on_change)
+    """Serve the UI from `app`: `access` tells who a token is (people sign in with their
+    own); session cookies are signed with a key derived from `secret` (the admin token);
+    a session ends after `session_idle` seconds unused; `secure_cookies` when TLS is on."""
+    cookies = SessionCookies(secret, access, session_idle, secure_cookies)
+    ui = Ui(service, cookies, on_change)
     app.include_router(install_access(app, ui))
     app.include_router(pages_router(ui))
     app.include_router(execution_router(ui))
     app.include_router(agents_router(ui))
     app.include_router(actions_router(ui))
+    app.include_router(start_router(ui))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 

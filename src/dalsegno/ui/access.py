@@ -1,8 +1,11 @@
-"""Who may see the web UI: sign-in with a token, sessions, CSRF checks, refusals as pages.
+"""Who may see the web UI: sign-in with a token, sessions, CSRF checks, roles, refusals
+as pages.
 
-A page without a signed-in session redirects to `/login`; a POST must carry the session's
-CSRF token (form field `csrf` or header `X-CSRF-Token`), else it is answered 403 and
-changes nothing.
+A person signs in with their own token (viewer, operator or admin: `dalsegno tokens
+create`) or the manager's admin token; an agent's token is refused. A page without a
+signed-in session redirects to `/login`; a POST must carry the session's CSRF token (form
+field `csrf` or header `X-CSRF-Token`), else it is answered 403 and changes nothing; a
+start, resume or cancel needs the operator role (else 403), and records who asked.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
@@ -16,6 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from starlette.responses import RedirectResponse, Response
 
+from dalsegno.model.access import Permission, Role
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError
 from dalsegno.service import ExecutionService
 from dalsegno.ui.rendering import Pages
@@ -30,12 +34,15 @@ class CsrfRefused(Exception):
     """A state-changing request without the session's CSRF token."""
 
 
+class RoleRefused(Exception):
+    """A signed-in person whose role does not allow this."""
+
+
 @dataclass
 class Ui:
     """What every UI route works with: the service the CLI and REST API call too."""
 
     service: ExecutionService
-    may_sign_in: Callable[[str], bool]  # whether a token may use the UI (the admin token)
     cookies: SessionCookies
     on_change: Callable[[], None]  # wakes the manager after a write
     pages: Pages = field(default_factory=Pages)
@@ -46,6 +53,11 @@ class Ui:
         if session is None or not session.signed_in:
             raise SignInRequired
         return session
+
+    def check_operator(self, session: Session) -> None:
+        """A start, resume or cancel: the operator role or above."""
+        if not session.may(Permission.OPERATE):
+            raise RoleRefused
 
     def check_csrf(self, request: Request, session: Session, given: str) -> None:
         if not (
@@ -91,8 +103,17 @@ def install_access(app: FastAPI, ui: Ui) -> APIRouter:
         )
         return ui.pages.render("error.html", 403, session=None, message=message, request=request)
 
+    async def role_refused(request: Request, _: Exception) -> Response:
+        session = ui.cookies.read(request)
+        message = (
+            "your token may not do this: starting, resuming and cancelling need a token"
+            " with the operator role or above"
+        )
+        return ui.pages.render("error.html", 403, session=session, message=message, request=request)
+
     app.add_exception_handler(SignInRequired, sign_in_first)
     app.add_exception_handler(CsrfRefused, csrf_refused)
+    app.add_exception_handler(RoleRefused, role_refused)
     router = APIRouter(include_in_schema=False)
 
     @router.get("/login")
@@ -100,9 +121,7 @@ def install_access(app: FastAPI, ui: Ui) -> APIRouter:
         session = ui.cookies.read(request)
         if session is not None and session.signed_in:
             return RedirectResponse(safe_next(next), status_code=303)
-        return _login(
-            ui, request, session or ui.cookies.new(signed_in=False), safe_next(next), "", 200
-        )
+        return _login(ui, request, session or ui.cookies.new(), safe_next(next), "", 200)
 
     @router.post("/login")
     def login(
@@ -116,11 +135,15 @@ def install_access(app: FastAPI, ui: Ui) -> APIRouter:
             raise CsrfRefused
         if not token.strip():
             return _login(ui, request, session, safe_next(next), "enter a token", 400)
-        if not ui.may_sign_in(token.strip()):
-            message = "wrong token: the web UI takes the manager's admin token"
+        caller = ui.cookies.access.caller_of(token.strip())
+        if caller is None or caller.role is Role.AGENT:
+            message = (
+                "wrong token: the web UI takes the token of a person (dalsegno tokens"
+                " create) or the admin token of the manager"
+            )
             return _login(ui, request, session, safe_next(next), message, 401)
         response = RedirectResponse(safe_next(next), status_code=303)
-        ui.cookies.write(response, ui.cookies.new(signed_in=True), request)
+        ui.cookies.write(response, ui.cookies.sign_in(caller, token.strip()), request)
         return response
 
     @router.post("/logout")
@@ -130,8 +153,9 @@ def install_access(app: FastAPI, ui: Ui) -> APIRouter:
         csrf: Annotated[str, Form()] = "",
     ) -> Response:
         ui.check_csrf(request, session, csrf)
+        ui.cookies.sign_out(session)  # ended in the store: a copy of the cookie is worthless
         response = RedirectResponse("/login", status_code=303)
-        ui.cookies.write(response, ui.cookies.new(signed_in=False), request)
+        ui.cookies.write(response, ui.cookies.new(), request)
         return response
 
     return router

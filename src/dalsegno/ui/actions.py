@@ -1,15 +1,16 @@
-"""What a person asks of executions from the browser: start, resume, cancel.
+"""What a person asks of an execution from the browser: resume, cancel (the start form is
+`dalsegno.ui.start`).
 
-Each action is a page first (the resume's dry-run plan, a cancel's confirmation, the start
-form), then a POST carrying the CSRF token, answered by a redirect to the execution. The
-POSTs call the same `ExecutionService` methods as the REST API, and wake the manager.
+Each action is a page first (the resume's dry-run plan, a cancel's confirmation), then a
+POST carrying the CSRF token, answered by a redirect to the execution. Both need the
+operator role. The POSTs call the same `ExecutionService` methods as the REST API, with the
+signed-in person as the actor, and wake the manager.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
 # time, and they name aliases local to the function that builds the router.
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
@@ -41,26 +42,6 @@ CANCEL_MODES = {
 }
 
 
-def parse_params(text: str) -> dict[str, Any]:
-    """The start form's params: a JSON object, with a one-line reason when it is not."""
-    if not text.strip():
-        return {}
-    try:
-        params = json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:
-        msg = f"params must be a JSON object: {exc}"
-        raise RefusedError(msg) from None
-    if not isinstance(params, dict):
-        msg = f"params must be a JSON object, not a JSON {type(params).__name__}"
-        raise RefusedError(msg)
-    return params
-
-
-def _no_constant(name: str) -> Any:
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
-
-
 def actions_router(ui: Ui) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     SignedIn = Annotated[Session, Depends(ui.signed_in)]
@@ -73,6 +54,7 @@ def actions_router(ui: Ui) -> APIRouter:
     def resume_plan(
         request: Request, session: SignedIn, execution_id: str, reset_operations: str = ""
     ) -> Response:
+        ui.check_operator(session)
         reset = reset_operations == "1"
         try:
             plan = ui.service.plan(execution_id, reset)
@@ -97,8 +79,11 @@ def actions_router(ui: Ui) -> APIRouter:
         reset_operations: Field = "",
     ) -> Response:
         ui.check_csrf(request, session, csrf)
+        ui.check_operator(session)
         try:
-            execution = ui.service.hand_over_resume(execution_id, reset_operations == "1")
+            execution = ui.service.hand_over_resume(
+                execution_id, reset_operations == "1", actor=session.actor
+            )
         except DalsegnoError as exc:
             return ui.refusal(request, session, exc)
         ui.on_change()
@@ -108,6 +93,7 @@ def actions_router(ui: Ui) -> APIRouter:
     def cancel_confirm(
         request: Request, session: SignedIn, execution_id: str, mode: str = "cancel"
     ) -> Response:
+        ui.check_operator(session)
         try:
             if mode not in CANCEL_MODES:
                 msg = f"unknown cancel mode {mode!r}: use cancel, force or kill"
@@ -138,55 +124,12 @@ def actions_router(ui: Ui) -> APIRouter:
         mode: Field = "cancel",
     ) -> Response:
         ui.check_csrf(request, session, csrf)
+        ui.check_operator(session)
         try:
-            execution = ui.service.cancel(execution_id, mode)
+            execution = ui.service.cancel(execution_id, mode, actor=session.actor)
         except DalsegnoError as exc:
             return ui.refusal(request, session, exc)
         ui.on_change()
         return back_to(execution.id)
 
-    @router.get("/start")
-    def start_form(request: Request, session: SignedIn, workflow: str = "") -> Response:
-        return _start_page(ui, request, session, workflow, "{}", "", "", 200)
-
-    @router.post("/start")
-    def start(
-        request: Request,
-        session: SignedIn,
-        csrf: Field = "",
-        workflow: Field = "",
-        params: Field = "",
-        lock: Field = "",
-    ) -> Response:
-        ui.check_csrf(request, session, csrf)
-        try:
-            execution = ui.service.create(workflow, parse_params(params), lock.strip() or None)
-        except DalsegnoError as exc:
-            return _start_page(ui, request, session, workflow, params, lock, str(exc), 400)
-        ui.on_change()
-        return back_to(execution.id)
-
     return router
-
-
-def _start_page(
-    ui: Ui,
-    request: Request,
-    session: Session,
-    workflow: str,
-    params: str,
-    lock: str,
-    error: str,
-    status: int,
-) -> Response:
-    return ui.pages.render(
-        "start.html",
-        status,
-        session=session,
-        request=request,
-        workflows=ui.service.workflows(),
-        workflow=workflow,
-        params=params,
-        lock=lock,
-        error=error,
-    )

@@ -79,6 +79,7 @@ def execution_router(ui: Ui) -> APIRouter:
             "drawn": draw,
             "live_state": live_state(view, graphs, status),
             "actions": ui.service.allowed_actions(execution),
+            "asked": ui.service.actions(execution.id),  # who started, resumed, cancelled
             "events": ui.service.last_events(execution.id, 200)[::-1],
             "live": execution.status not in EXECUTION_END_STATES,
         }

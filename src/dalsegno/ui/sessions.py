@@ -1,13 +1,16 @@
-"""The web UI's sessions: a signed cookie (HMAC-SHA256) holding a CSRF token and whether
-the browser signed in, and until when.
+"""The web UI's sessions: kept in the store, named by a signed cookie.
 
-The signing key is derived from the manager's admin token (itself kept 0600 in
-`$DALSEGNO_HOME/token`): every manager sharing a home accepts the others' cookies, a
-restart keeps people signed in, and a new admin token signs everyone out. The cookie holds
-no token and nothing secret; it is HttpOnly, SameSite=Lax, and Secure over https.
+A browser that signs in gets a random session id in its cookie; the store keeps only its
+hash, with who signed in (the token's name and role), the session's CSRF token, and when it
+was last used. So signing out ends the session (a copied cookie is worth nothing after),
+revoking the token ends all its sessions at once, and a session idle past the idle timeout
+or older than `SIGNED_IN_FOR` ends, on every manager sharing the store.
 
-Every browser gets a session on its first page, signed in or not, so even the sign-in form
-carries a CSRF token (no login CSRF).
+Before signing in, a browser gets an anonymous session, a cookie holding only a CSRF token
+and its expiry, so even the sign-in form carries a CSRF token (no login CSRF); nothing is
+written for it. Every cookie is signed with HMAC-SHA256 under a key derived from the admin
+token (a new admin token signs everyone out). It is HttpOnly, SameSite=Lax, and Secure
+whenever the manager serves TLS (or the request came over https).
 """
 
 from __future__ import annotations
@@ -20,15 +23,20 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dalsegno.model.access import DEFAULT_SESSION_IDLE, GRANTS, Caller, Permission, Role
+from dalsegno.service.access import AccessService
+
 COOKIE = "dalsegno_session"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-SIGNED_IN_FOR = 12 * 3600.0  # seconds a sign-in lasts
+SIGNED_IN_FOR = 12 * 3600.0  # seconds a sign-in lasts at most
 ANONYMOUS_FOR = 3600.0  # seconds a sign-in form stays usable
+DEFAULT_IDLE = DEFAULT_SESSION_IDLE  # seconds without a request after which a session ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +44,80 @@ class Session:
     csrf: str
     signed_in: bool
     expires_at: float
+    actor: str | None = None  # who signed in: a token's name, or `admin`
+    role: Role | None = None
+    key: str | None = None  # a signed-in session's id (only the cookie holds it)
+
+    def may(self, permission: Permission) -> bool:
+        return self.role is not None and permission in GRANTS[self.role]
 
 
 class SessionCookies:
-    """Makes, signs and reads session cookies with a key derived from `secret`."""
+    """Makes, signs and reads session cookies; signed-in sessions live in the store."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(
+        self,
+        secret: str,
+        access: AccessService,
+        idle: float = DEFAULT_IDLE,
+        secure: bool = False,
+    ) -> None:
         if not secret:
             msg = "the session secret must not be empty"
             raise ValueError(msg)
         self._key = hmac.new(secret.encode(), b"dalsegno web UI sessions", hashlib.sha256).digest()
+        self.access = access
+        self.idle = idle
+        self.secure = secure  # TLS is on: every cookie is Secure
 
-    def new(self, signed_in: bool) -> Session:
-        """A fresh session with a new CSRF token (a sign-in always gets a new one)."""
-        lasts = SIGNED_IN_FOR if signed_in else ANONYMOUS_FOR
-        return Session(secrets.token_urlsafe(24), signed_in, time.time() + lasts)
+    def new(self) -> Session:
+        """A fresh anonymous session with a new CSRF token."""
+        return Session(secrets.token_urlsafe(24), False, time.time() + ANONYMOUS_FOR)
+
+    def sign_in(self, caller: Caller, token: str) -> Session:
+        """A new signed-in session for `caller` (a new id and a new CSRF token)."""
+        key = secrets.token_urlsafe(32)
+        record = self.access.open_session(key, caller, token, SIGNED_IN_FOR)
+        return Session(record.csrf, True, record.expires_at, caller.name, caller.role, key)
+
+    def sign_out(self, session: Session) -> None:
+        if session.key is not None:
+            self.access.close_session(session.key)
 
     def read(self, request: Request) -> Session | None:
-        """The request's session, or None when it has none, a forged one, or an expired one."""
-        value = request.cookies.get(COOKIE)
+        """The request's session, or None: none, forged, expired, idle, or signed out."""
+        fields = self._fields(request.cookies.get(COOKIE))
+        if fields is None:
+            return None
+        try:
+            if "i" in fields:
+                return self._signed_in(str(fields["i"]))
+            session = Session(str(fields["c"]), False, float(fields["e"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return session if session.expires_at > time.time() else None
+
+    def _signed_in(self, key: str) -> Session | None:
+        record = self.access.session(key, self.idle)
+        if record is None:
+            return None
+        return Session(record.csrf, True, record.expires_at, record.name, record.role, key)
+
+    def write(self, response: Response, session: Session, request: Request) -> None:
+        """Set the session's cookie on `response`."""
+        fields = {"i": session.key} if session.key else {"c": session.csrf, "e": session.expires_at}
+        payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+        response.set_cookie(
+            COOKIE,
+            f"{payload}.{self._sign(payload)}",
+            max_age=max(0, int(session.expires_at - time.time())),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure or request.url.scheme == "https",
+        )
+
+    def _fields(self, value: str | None) -> dict[str, Any] | None:
         if not value or value.count(".") != 1:
             return None
         payload, signature = value.split(".")
@@ -62,24 +125,9 @@ class SessionCookies:
             return None
         try:
             fields = json.loads(base64.urlsafe_b64decode(payload.encode()))
-            session = Session(str(fields["c"]), fields["s"] is True, float(fields["e"]))
-        except (binascii.Error, ValueError, KeyError, TypeError):
+        except (binascii.Error, ValueError):
             return None
-        return session if session.expires_at > time.time() else None
-
-    def write(self, response: Response, session: Session, request: Request) -> None:
-        """Set the session's cookie on `response`."""
-        fields = {"c": session.csrf, "s": session.signed_in, "e": session.expires_at}
-        payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
-        response.set_cookie(
-            COOKIE,
-            f"{payload}.{self._sign(payload)}",
-            max_age=int(session.expires_at - time.time()),
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-        )
+        return fields if isinstance(fields, dict) else None
 
     def _sign(self, payload: str) -> str:
         digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()

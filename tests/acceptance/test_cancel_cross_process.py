@@ -1,6 +1,6 @@
 """Cancel across processes: `dalsegno run` in one subprocess, `dalsegno executions cancel`
 in another. The run notices within a second of the cancel command's return, carries out the
-mode asked (DESIGN.md section 4) and exits 3."""
+mode asked (docs/design.md section 4) and exits 3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CLI contract of INTERFACE.md: exit codes, `--json` fields, events, params, messages.
+"""The CLI contract of docs/interface.md: exit codes, `--json` fields, events, params, messages.
 
 Every command runs as a real `python -m dalsegno` subprocess whose current directory is
 tests/workflows, on the SQLite file of the test's DALSEGNO_HOME.
@@ -227,7 +227,7 @@ def test_executions_list_json_newest_first(cli: Cli, three: list[str]) -> None:
     listed = json.loads(done.stdout)
     assert [e["id"] for e in listed] == list(reversed(three))
     for execution in listed:
-        assert set(execution) >= EXECUTION_FIELDS  # INTERFACE.md pins these; more may come
+        assert set(execution) >= EXECUTION_FIELDS  # docs/interface.md pins these; more may come
         assert isinstance(execution["id"], str)
         created = parse_time(execution["created_at"])
         assert parse_time(execution["started_at"]) >= created

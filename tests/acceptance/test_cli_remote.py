@@ -1,4 +1,4 @@
-"""The CLI in remote mode (INTERFACE.md, CLI and REST API): `--manager URL` speaks REST.
+"""The CLI in remote mode (docs/interface.md, CLI and REST API): `--manager URL` speaks REST.
 
 The manager here is the real one, assembled in the test process the way `dalsegno
 manager` assembles it (src/dalsegno/cli/serve.py): the REST API of `create_app` served by

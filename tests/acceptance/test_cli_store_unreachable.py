@@ -1,5 +1,5 @@
 """A store that cannot be reached or opened is one line on stderr and exit 2, on every
-CLI command (INTERFACE.md, exit codes), and the line never shows the password."""
+CLI command (docs/interface.md, exit codes), and the line never shows the password."""
 
 from __future__ import annotations
 

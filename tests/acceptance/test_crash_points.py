@@ -1,5 +1,5 @@
 """Crash tests at the engine's own points (`DALSEGNO_CRASH_AT=point[:task_key]`), while a
-task waits for its retry, and the resume rules of the workflow itself (DESIGN.md section 3).
+task waits for its retry, and the resume rules of the workflow itself (docs/design.md section 3).
 
 The helpers and the run log are those of test_crash_resume.py.
 """

@@ -6,7 +6,7 @@ tests/workflows/crashy.py), which is how a test proves that nothing completed ra
 Crashes at the engine's own points (`DALSEGNO_CRASH_AT`) are in test_crash_points.py,
 which shares the helpers below.
 
-Each row of DESIGN.md section 3 is proven here or there:
+Each row of docs/design.md section 3 is proven here or there:
 - succeeded: kept, never run again (every test);
 - pending: runs normally (every test: `c` after the interrupted task);
 - rescheduled: test_crash_points.py::test_kill_while_rescheduled_...;
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.crash
 
 QUICK = 5.0  # seconds: a resume right after a kill must not wait for any lease to expire
 # The runs that get killed hold a lease that cannot expire during a test, so a resume can
-# only take the execution over because its owner is dead (the same-host rule of DESIGN.md).
+# only take the execution over because its owner is dead (the same-host rule of docs/design.md).
 LONG_LEASE = {"DALSEGNO_LEASE_TIMEOUT": "600"}
 KILLED = -signal.SIGKILL
 PLAN_LINE = re.compile(r"^  (\S+)\s+(kept|run|reset|re-run|fail|awaited)\s+\((\w+)")

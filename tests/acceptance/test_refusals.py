@@ -1,4 +1,4 @@
-"""Refused requests (INTERFACE.md, exit codes): exit 2, one line on stderr, nothing changed.
+"""Refused requests (docs/interface.md, exit codes): exit 2, one line on stderr, nothing changed.
 
 "Nothing changed" is checked on the store: the executions list, and each execution's
 tasks, attempts and events, are the same before and after the refused command.

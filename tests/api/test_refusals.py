@@ -1,4 +1,4 @@
-"""Refused requests: the status INTERFACE.md gives, `{"error": "one line"}`, nothing changed.
+"""Refused requests: the status docs/interface.md gives, `{"error": "one line"}`, nothing changed.
 
 "Nothing changed" is checked on the store (executions, tasks, leases, attempts, events)
 and on the manager's wake-ups: a refused request wakes nobody.

@@ -1,4 +1,4 @@
-"""Cancel in process (DESIGN.md section 4): `cancel`, `force` and `kill` asked from another
+"""Cancel in process (docs/design.md section 4): `cancel`, `force` and `kill` asked from another
 thread while an operation runs, and the resume that runs what the cancel left pending."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Retries (DESIGN.md section 4): counts, intervals, `retry_after`, non-recoverable errors,
+"""Retries (docs/design.md section 4): counts, intervals, `retry_after`, non-recoverable errors,
 timeouts, the events they write and the attempts history (in process, real SQLite file)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The engine runs graphs as INTERFACE.md's Python API says (in process, real SQLite file).
+"""The engine runs graphs as docs/interface.md's Python API says (in process, real SQLite file).
 
 Keys, operation arguments, cycles, JSON results, `g.execute()` results, what `ctx` holds,
-task logs as events, and the failure rules of DESIGN.md section 4.
+task logs as events, and the failure rules of docs/design.md section 4.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def test_task_logs_are_events_of_the_task_before_its_success(service: ExecutionS
             assert position[id(started)] < position[id(event)] < position[id(succeeded)]
 
 
-# DESIGN.md section 4: failure ---------------------------------------------------------
+# docs/design.md section 4: failure ---------------------------------------------------------
 
 
 def test_a_failed_task_blocks_its_dependents_only(service: ExecutionService) -> None:

@@ -252,7 +252,7 @@ def test_a_claim_from_a_stale_state_returns_none_and_changes_nothing(store: Stor
 def test_a_claim_for_a_move_the_table_does_not_list_is_refused(
     store: Store, start: ExecutionState, status: ExecutionState
 ) -> None:
-    # DESIGN.md section 2: completed is an end state with no exit; queued only goes to pending.
+    # docs/design.md section 2: completed is an end state with no exit; queued only goes to pending.
     execution = store.create_execution(WORKFLOW, {}, start, None, None, [])
     before = snapshot(store, execution)
     try:
@@ -474,7 +474,7 @@ def test_a_task_move_not_in_the_table_is_refused(
 def test_a_manager_side_dispatch_commits_sent_and_started_together(
     store: Store, path: tuple[TaskState, ...]
 ) -> None:
-    # DESIGN.md section 2 lists sent -> started; a manager-side task walks both in one commit.
+    # docs/design.md section 2 lists sent -> started; a manager-side task walks both in one commit.
     running = create_running(store)
     vm1 = store_main_graph(store, running)["vm1"]
     state = T.PENDING

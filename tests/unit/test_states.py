@@ -1,4 +1,4 @@
-"""The state machines of DESIGN.md section 2, checked row by row against the code's tables."""
+"""The state machines of docs/design.md section 2, checked row by row against the code's tables."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dalsegno.model.states import (
 E = ExecutionState
 T = TaskState
 
-# DESIGN.md section 2, execution table: "state | may move to", copied word for word.
+# docs/design.md section 2, execution table: "state | may move to", copied word for word.
 DESIGN_EXECUTION_TABLE: dict[str, set[str]] = {
     "pending": {"started", "cancelled", "failed"},
     "queued": {"pending", "cancelled"},
@@ -48,7 +48,7 @@ DESIGN_EXECUTION_TABLE: dict[str, set[str]] = {
     "completed": set(),
 }
 
-# DESIGN.md section 2, task table: one entry per row, "from | to".
+# docs/design.md section 2, task table: one entry per row, "from | to".
 DESIGN_TASK_ROWS: list[tuple[set[str], set[str]]] = [
     ({"pending"}, {"sent"}),
     ({"sent"}, {"started"}),

@@ -348,7 +348,7 @@ def self_cancel(ctx: Any, store_url: str, linger: float = 0.0) -> None:
 
 @workflow(resumable=True)
 def deploy(ctx: Any, hosts: int = 2, fail_app: bool = False) -> None:
-    """The INTERFACE.md example, manager-side: vms, then the app."""
+    """The docs/interface.md example, manager-side: vms, then the app."""
     g = ctx.graph("main")
     vms = [g.add(echo, key=f"vm{i}", value=f"10.0.0.{i}") for i in range(hosts)]
     if fail_app:

@@ -1,4 +1,4 @@
-"""The remote worker: `dalsegno agent --queue NAME` (DESIGN.md section 5, `agent/`).
+"""The remote worker: `dalsegno agent --queue NAME` (docs/design.md section 7, `agent/`).
 
 An agent serves one queue of a manager over HTTP: it claims tasks by long-poll, reports
 `started` and waits for the manager's acknowledgement before an operation's first line

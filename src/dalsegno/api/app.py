@@ -1,4 +1,4 @@
-"""The manager's REST API (INTERFACE.md "REST API"): a FastAPI app under `/api/v1`.
+"""The manager's REST API (docs/interface.md "REST API"): a FastAPI app under `/api/v1`.
 
 `/` and everything outside `/api/v1` stay free for the web UI. The OpenAPI document and
 its docs page need no token: they describe the API and hold no data.

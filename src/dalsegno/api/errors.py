@@ -1,4 +1,4 @@
-"""Every refusal as `{"error": "one-line reason"}`, with the status INTERFACE.md gives it.
+"""Every refusal as `{"error": "one-line reason"}`, with the status docs/interface.md gives it.
 
 The service raises the refusals (`NotFoundError`, `ConflictError`, `RefusedError`); this
 module only names their status codes, and turns FastAPI's and Starlette's own errors

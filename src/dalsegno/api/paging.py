@@ -1,5 +1,5 @@
 """Paging in the REST API: `limit` and an opaque `cursor` on the lists, the next page's
-cursor in the answer's headers (the body stays the JSON array INTERFACE.md pins), and a
+cursor in the answer's headers (the body stays the JSON array docs/interface.md pins), and a
 422 for a query parameter the route does not know, rather than silence.
 
 - `X-Next-Cursor`: the cursor to pass as `?cursor=` for the rows after this page (on the

@@ -1,4 +1,4 @@
-"""The REST API's bodies and answers (INTERFACE.md "REST API"), as pydantic models.
+"""The REST API's bodies and answers (docs/interface.md "REST API"), as pydantic models.
 
 The answers mirror `dalsegno.service.views`, the same JSON the CLI prints with `--json`:
 the handlers return those dicts and FastAPI checks them against these models.
@@ -78,7 +78,7 @@ class StartRequest(Request):
 
 
 class ResumeRequest(Request):
-    """Resume a failed, cancelled or stuck execution (DESIGN.md section 3)."""
+    """Resume a failed, cancelled or stuck execution (docs/design.md section 3)."""
 
     reset_operations: StrictBool = Field(
         default=False, description="also reset interrupted (sent, started) tasks to pending"
@@ -102,7 +102,7 @@ class Error(BaseModel):
 
 class Answer(BaseModel):
     """An answer built by `dalsegno.service.views`: the fields listed here are pinned by
-    INTERFACE.md; fields the views add later pass through, as INTERFACE.md allows."""
+    docs/interface.md; fields the views add later pass through, as docs/interface.md allows."""
 
     model_config = ConfigDict(extra="allow")
 

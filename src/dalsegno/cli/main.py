@@ -1,4 +1,4 @@
-"""`dalsegno`: run, resume, cancel and read executions (INTERFACE.md, CLI)."""
+"""`dalsegno`: run, resume, cancel and read executions (docs/interface.md, CLI)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,13 @@ class Commands(click.Group):
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", "store_url", envvar="DALSEGNO_STORE", help="Store URL (sqlite:///PATH).")
+@click.option(
+    "--store",
+    "store_url",
+    envvar="DALSEGNO_STORE",
+    help="Store URL: sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (env "
+    "DALSEGNO_STORE; default sqlite:///$DALSEGNO_HOME/dalsegno.db).",
+)
 @click.option(
     "--manager",
     "manager_url",
@@ -444,7 +450,7 @@ def executions_resume(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Resume a failed, cancelled or stuck execution (DESIGN.md section 3): here, or with a
+    """Resume a failed, cancelled or stuck execution (docs/design.md section 3): here, or with a
     manager URL by handing it back to the manager."""
     if settings.remote:
         with refusals(), settings.client() as client:

@@ -1,4 +1,4 @@
-"""The CLI's remote mode: the REST API of a manager (INTERFACE.md, "REST API"), over httpx.
+"""The CLI's remote mode: the REST API of a manager (docs/interface.md, "REST API"), over httpx.
 
 Records come back as the JSON dicts the API answers, the same ones the CLI prints with
 `--json` in local mode (`dalsegno.service.views`). Every failure is a `RemoteError` with a

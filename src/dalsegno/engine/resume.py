@@ -1,4 +1,4 @@
-"""Resume: who may resume, and what resume does to each task (DESIGN.md section 3).
+"""Resume: who may resume, and what resume does to each task (docs/design.md section 3).
 
 The same plan serves `--dry-run` (printed) and the resume itself (carried out).
 """

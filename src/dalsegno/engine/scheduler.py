@@ -1,5 +1,5 @@
 """Runs one stored graph: ready-set scheduling in O(tasks + edges), retries, timeouts,
-cancel, and the resume rules of DESIGN.md section 3 for each task state.
+cancel, and the resume rules of docs/design.md section 3 for each task state.
 
 One thread (the one running the workflow function) owns every decision and every write;
 worker threads only run operations and hand back a `Completion`.
@@ -135,7 +135,7 @@ class GraphRun:
     # set-up ------------------------------------------------------------------------
 
     def _take_up(self) -> None:
-        """Place every task by its stored state (DESIGN.md section 3)."""
+        """Place every task by its stored state (docs/design.md section 3)."""
         now_wall, now_mono = time.time(), time.monotonic()
         for task in self.tasks.values():
             status = task.status

@@ -1,7 +1,7 @@
 """The management worker: takes executions from the store and runs them, many at once.
 
 It claims `pending` executions, and takes over every execution whose lease expired (or
-whose owner on this host is dead): a `started` one is resumed by the rules of DESIGN.md
+whose owner on this host is dead): a `started` one is resumed by the rules of docs/design.md
 section 3, a `*cancelling` one has its cancel finished. Claims are guarded updates on the
 state and lease token read, so two managers never take one execution twice.
 """
@@ -224,7 +224,7 @@ class Manager:
             self._wake.set()
 
     def _execute(self, record: ExecutionRecord, takeover: bool) -> Outcome:
-        """Run a claimed execution: a takeover is an automatic resume (DESIGN.md section 3).
+        """Run a claimed execution: a takeover is an automatic resume (docs/design.md section 3).
 
         A claimed `pending` execution that has stored graphs was handed over by a resume
         (its resets and "Resuming" event are already written); one without runs afresh.

@@ -1,4 +1,4 @@
-"""Execution and task states, and the only moves between them (DESIGN.md section 2).
+"""Execution and task states, and the only moves between them (docs/design.md section 2).
 
 The transition tables are data: the engine plans with them and the store builds its
 guarded updates from them, so a move that is not listed here can never be written.
@@ -75,7 +75,7 @@ UNOWNED_CANCEL_SOURCES = frozenset({E.PENDING, E.QUEUED})
 
 
 class CancelMode(StrEnum):
-    """How a cancel stops an execution (DESIGN.md section 4), weakest first."""
+    """How a cancel stops an execution (docs/design.md section 4), weakest first."""
 
     CANCEL = "cancel"  # start nothing new, await the running tasks
     FORCE = "force"  # stop now; running operations end alone, their results ignored

@@ -270,7 +270,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         crash_hook: CrashHook | None = None,
         actor: str | None = None,
     ) -> RunResult:
-        """Resume a failed, cancelled or stuck execution here (DESIGN.md section 3)."""
+        """Resume a failed, cancelled or stuck execution here (docs/design.md section 3)."""
         execution = self.find(execution_id)
         check_resumable(execution)
         func, definition = self.config.workflows.resolve(execution.workflow)

@@ -1,4 +1,4 @@
-"""The JSON shapes of INTERFACE.md, shared by the CLI's `--json` and the REST API."""
+"""The JSON shapes of docs/interface.md, shared by the CLI's `--json` and the REST API."""
 
 from __future__ import annotations
 

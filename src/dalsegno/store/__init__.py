@@ -1,4 +1,4 @@
-"""The store: the only package that talks to a database (DESIGN.md section 5)."""
+"""The store: the only package that talks to a database (docs/design.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Executions: create, read, list, and a cancel asked from outside the owner; their events.
 
 A cancel request holds no lease: it moves the execution to a `*cancelling` state guarded
-by the state alone, and the owner carries it out (DESIGN.md section 2).
+by the state alone, and the owner carries it out (docs/design.md section 2).
 """
 
 from __future__ import annotations

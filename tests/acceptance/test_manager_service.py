@@ -146,6 +146,34 @@ def test_the_log_says_where_the_ui_and_token_are_and_each_claim_and_end_as_json(
     assert messages[-2:] == ["stopping: handing executions over", "stopped"]
 
 
+def test_a_takeover_is_logged_as_info_and_counted_in_the_metrics(home: Path) -> None:
+    # a CLI run SIGKILLs itself once every task succeeded, before the end is written: the
+    # execution stays `started` under the lease of a dead process of this host
+    crashed = run_cli(
+        home, "run", f"{BEHAVIOUR}:deploy", "-p", "hosts=2", DALSEGNO_CRASH_AT="before_finish"
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    running = Running(home, "--log-format", "json")
+    try:
+        with running.api() as api:
+            [execution] = api.get("/executions").json()
+            wait_for(
+                lambda: api.get(f"/executions/{execution['id']}").json()["status"] == "completed",
+                30.0,
+                "the takeover to complete the execution",
+            )
+        metrics = httpx.get(f"{running.url}/metrics").text
+    finally:
+        log = running.stop()
+    assert "\ndalsegno_takeovers_total 1.0\n" in metrics
+    lines = [json.loads(line) for line in log.splitlines()]
+    took = [line for line in lines if line["message"].startswith("took over execution")]
+    assert [(line["level"], line["execution_id"]) for line in took] == [("INFO", execution["id"])]
+    assert took[0]["message"] == f"took over execution {execution['id']} (started)"
+    ended = [line["message"] for line in lines if line.get("execution_id") == execution["id"]]
+    assert ended[-1] == f"execution {execution['id']} ended completed"
+
+
 def test_text_logs_without_an_access_log_by_default(home: Path) -> None:
     running = Running(home)
     httpx.get(f"{running.url}/healthz")

@@ -195,6 +195,7 @@ def test_through_a_manager_the_read_commands_print_what_local_mode_prints(
         ("tasks", "get", flaky, "build", "--graph", "main", "--json"),
         ("tasks", "get", flaky, "lint"),
         ("events", flaky, "--level", "warning", "--json"),
+        ("events", flaky, "--type", "task_failed", "--type", "workflow_failed", "--json"),
         ("events", flaky, "--task", "build", "--graph", "main"),
     ]
     for args in commands:

@@ -8,6 +8,7 @@ tokens are the store's own (made with POST /agents/tokens). The executions run i
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -328,6 +329,33 @@ def test_a_body_that_is_not_json_is_refused_with_400(app_client: httpx.Client) -
     )
     assert answer.status_code == 400
     assert error_of(answer).startswith("malformed JSON body")
+
+
+def test_the_document_and_the_server_agree_on_names_and_whole_numbers(
+    app_client: httpx.Client,
+) -> None:
+    """The two cases issue 12 found: a name with a non-printable character (the document
+    admitted it, the server refused it) and `pid: 4305208.0` (the other way round)."""
+    document = app_client.get("/openapi.json").json()
+    fields = document["components"]["schemas"]["HeartbeatRequest"]["properties"]
+    name = re.compile(fields["agent"]["pattern"])
+    assert fields["pid"]["type"] == "integer"  # JSON Schema's integer admits 4305208.0
+    token = new_token(app_client, "web")
+
+    def beat(**changes: Any) -> httpx.Response:
+        body = {"queue": "web", "agent": "b", "host": "h", "pid": 2, "concurrency": 1}
+        return app_client.post(
+            "/agents/heartbeat", json={**body, **changes}, headers=as_token(token)
+        )
+
+    for refused in ("bell\x07", "zero\u200bwidth", "line\u2028break", "del\x7f"):
+        assert name.search(refused) is None, refused
+        assert beat(agent=refused).status_code == 422, refused
+    assert name.search("web-1.example.com") is not None
+    assert beat(agent="web-1.example.com").status_code == 200
+    assert beat(pid=4305208.0).status_code == 200
+    for not_whole in (4305208.5, True, "4305208"):
+        assert beat(pid=not_whole).status_code == 422, not_whole
 
 
 def test_a_new_token_lists_no_agent_until_it_beats(app_client: httpx.Client) -> None:

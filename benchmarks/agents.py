@@ -148,7 +148,7 @@ def run_once(
 def measure_backend(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with fresh_store(backend, args.postgres) as (home, url):
-        manager, api = start_manager(home, url, 64)
+        manager, api = start_manager(home, url, 64, WORKLOADS)
         headers = {"Authorization": f"Bearer {(home / 'token').read_text().strip()}"}
         try:
             with httpx.Client(headers=headers, timeout=60) as client:

@@ -73,10 +73,15 @@ def fresh_store(backend: str, server: str) -> Iterator[tuple[Path, str]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def start_manager(home: Path, url: str, max_executions: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_manager(
+    home: Path, url: str, max_executions: int, workflows: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A manager on `url` serving the workflows of `workflows` (default: this script's
+    workloads.py; a manager runs only the workflows it is allowed, docs/security.md)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DALSEGNO_")}
     env.update(DALSEGNO_HOME=str(home), DALSEGNO_STORE=url)
+    env["DALSEGNO_WORKFLOWS"] = str(workflows or WORKLOADS)
     command = [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
         [*command, "--max-executions", str(max_executions)],

@@ -70,6 +70,9 @@ class AgentBeat:
     pid: int
     concurrency: int
     attempt_ids: list[str]
+    # An idle beat (no attempt listed) is not written while the stored one is younger
+    # than this many seconds (the service asks for two thirds of the agent timeout).
+    idle_write_every: float = 5.0
 
 
 @dataclass(slots=True)

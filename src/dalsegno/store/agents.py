@@ -43,13 +43,19 @@ __all__ = ["ACCEPTED", "CONFLICT", "DUPLICATE", "STARTED", "UNKNOWN", "AgentQueu
 STARTED = "started"
 _IN_FLIGHT = [TaskState.SENT.value, TaskState.STARTED.value]
 CLAIM_PASSES = 5  # statements a claim tries before it says the queue is empty
-# An idle agent's beat (it lists no attempt) is written at most this often: a fleet of
-# idle agents costs reads, not commits. A beat that lists attempts is always written.
-IDLE_BEAT_WRITE = 5.0
+# An idle agent's beat (it lists no attempt) is written only when the stored one is
+# `AgentBeat.idle_write_every` seconds old: a fleet of idle agents costs few commits, and
+# the beats this process wrote are remembered, so most idle beats cost no read either.
+# A beat that lists attempts is always written.
+BEATS_KEPT = 100_000  # agents whose last written beat this process remembers
 
 
 def _now() -> float:
     return time.time()
+
+
+def _beat_key(beat: AgentBeat) -> tuple[str, str, int, int]:
+    return (beat.queue, beat.host, beat.pid, beat.concurrency)
 
 
 def _unheld(queue: str) -> Any:
@@ -422,9 +428,17 @@ class AgentQueue(AgentResults):
     def agent_heartbeat(self, beat: AgentBeat) -> tuple[list[str], list[str]]:
         """Record the agent's beat; returns the attempts to kill and those it does not hold."""
         now = _now()
-        agents = t.agents
         if not beat.attempt_ids and self._fresh(beat, now):
             return [], []
+        self._beat_written(beat, now)
+        try:
+            return self._write_beat(beat, now)
+        except BaseException:
+            self._beats().pop(beat.agent, None)  # not written: the next beat writes it
+            raise
+
+    def _write_beat(self, beat: AgentBeat, now: float) -> tuple[list[str], list[str]]:
+        agents = t.agents
         with self._write() as conn:
             updated = conn.execute(
                 update(agents)
@@ -483,7 +497,15 @@ class AgentQueue(AgentResults):
 
     def _fresh(self, beat: AgentBeat, now: float) -> bool:
         """Whether the store shows this agent as it beats, written less than
-        `IDLE_BEAT_WRITE` seconds ago (a read: an idle fleet takes no write lock)."""
+        `beat.idle_write_every` seconds ago: known from this process's own last write, else
+        read (another manager may have written it). No write lock either way."""
+        written = self._beats().get(beat.agent)
+        if (
+            written is not None
+            and written[0] == _beat_key(beat)
+            and now - written[1] < beat.idle_write_every
+        ):
+            return True
         agents = t.agents
         with self._read() as conn:
             row = conn.execute(
@@ -495,7 +517,22 @@ class AgentQueue(AgentResults):
                     agents.c.concurrency == beat.concurrency,
                 )
             ).first()
-        return row is not None and now - row[0] < IDLE_BEAT_WRITE
+        if row is None or now - row[0] >= beat.idle_write_every:
+            return False
+        self._beat_written(beat, float(row[0]))
+        return True
+
+    def _beats(self) -> dict[str, tuple[tuple[str, str, int, int], float]]:
+        """Agent name -> what its last written beat said and when (this process's memory)."""
+        found: dict[str, tuple[tuple[str, str, int, int], float]]
+        found = self.__dict__.setdefault("_agent_beats", {})
+        return found
+
+    def _beat_written(self, beat: AgentBeat, at: float) -> None:
+        beats = self._beats()
+        if len(beats) > BEATS_KEPT:
+            beats.clear()
+        beats[beat.agent] = (_beat_key(beat), at)
 
     def list_agents(self) -> list[AgentRecord]:
         tasks = t.tasks

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,20 @@ StartManager = Callable[..., Manager]
 
 @pytest.fixture
 def managers(home: Path) -> Iterator[StartManager]:
-    """`managers(name="a", **env)` starts a manager on the test's home and store."""
+    """`managers(name="a", args=(...), **env)` starts a manager on the test's home and
+    store; each one's process group is killed at the end, whatever happened."""
     started: list[Manager] = []
 
-    def start(name: str = "manager", wait: bool = True, **env: str) -> Manager:
-        manager = Manager(home, name, **env)
+    def start(
+        name: str = "manager", wait: bool = True, args: Iterable[str] = (), **env: str
+    ) -> Manager:
+        manager = Manager(home, name, args, **env)
         started.append(manager)
         return manager.start(wait)
 
-    yield start
-    for manager in started:
-        manager.kill()
+    try:
+        yield start
+    finally:
+        for manager in started:
+            with contextlib.suppress(Exception):
+                manager.kill()

@@ -9,8 +9,10 @@ ended records the real cause. `Tally` counts them for the figures of docs/reliab
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +30,23 @@ from conftest import WORKFLOWS, cli_env
 
 END_STATES = {"completed", "failed", "cancelled"}
 FIGURES = os.environ.get("DALSEGNO_FAULT_FIGURES")  # a file each case appends its tally to
+# A manager dies with the test process, even one killed by SIGKILL (no orphan managers).
+WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 
 
 class Manager:
-    """`python -m dalsegno manager` on a home, its log kept in a file of the home."""
+    """`python -m dalsegno manager` on a home, its log kept in a file of the home.
 
-    def __init__(self, home: Path, name: str = "manager", **env: str) -> None:
+    It runs in a process group of its own (with the processes of its operations), which
+    `kill` ends whole; and it dies with the test process (`WITH_PARENT`).
+    """
+
+    def __init__(
+        self, home: Path, name: str = "manager", args: Iterable[str] = (), **env: str
+    ) -> None:
         self.home = home
         self.name = name
+        self.args = list(args)
         self.port = free_port()
         self.site = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.site}/api/v1"
@@ -46,12 +57,22 @@ class Manager:
     def start(self, wait: bool = True) -> Manager:
         with self.log_path.open("a") as logged:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{self.port}"],
+                [
+                    *WITH_PARENT,
+                    sys.executable,
+                    "-m",
+                    "dalsegno",
+                    "manager",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    *self.args,
+                ],
                 cwd=WORKFLOWS,
                 env=cli_env(self.home, **self.env),
                 stdout=subprocess.DEVNULL,
                 stderr=logged,
                 text=True,
+                start_new_session=True,
             )
         if wait:
             wait_for(self.ready, 30)
@@ -122,9 +143,13 @@ class Manager:
         return self.process.wait(timeout)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
+        """SIGKILL to its whole process group (a stopped one too), and reap it."""
+        if self.process is None:
+            return
+        for sent in (signal.SIGCONT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, sent)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import WORKFLOWS, cli_env
-from faults.harness import free_port, wait_for
+from faults.harness import WITH_PARENT, free_port, wait_for
 
 pytestmark = pytest.mark.sqlite_only("the modes of the SQLite files")
 
@@ -22,8 +22,9 @@ def mode(path: Path) -> int:
 
 def test_a_new_home_and_its_store_are_readable_by_their_user_only(tmp_path: Path) -> None:
     home = tmp_path / "nested" / "home"  # neither exists yet
+    bind = ["--bind", f"127.0.0.1:{free_port()}"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{free_port()}"],
+        [*WITH_PARENT, sys.executable, "-m", "dalsegno", "manager", *bind],
         cwd=WORKFLOWS,
         env=cli_env(home),
         stdout=subprocess.DEVNULL,

@@ -68,6 +68,14 @@ def step(
     return {"done": ctx.task_key}
 
 
+@operation(resumable=True)
+def again(ctx: Any, log: str, pause: float = 0.0) -> dict[str, str]:
+    """Resumable: running it again after an interruption is safe (the log says `resume`)."""
+    _record(ctx, log)
+    time.sleep(pause)
+    return {"done": ctx.task_key}
+
+
 @operation
 def misbehave(ctx: Any, log: str, how: str) -> Any:
     _record(ctx, log, how=how)
@@ -107,6 +115,31 @@ def chain(ctx: Any, log: str, steps: int = 3, hold: str = "", pause: float = 0.0
     g = ctx.graph("main")
     tasks = [
         g.add(step, key=f"s{i}", log=log, hold=hold if i == 0 else "", pause=pause)
+        for i in range(steps)
+    ]
+    g.sequence(*tasks)
+    g.execute()
+
+
+@workflow(resumable=True)
+def mixed(
+    ctx: Any,
+    log: str,
+    steps: int = 4,
+    pause: float = 0.0,
+    first: float | None = None,
+    resumable_first: bool = False,
+) -> None:
+    """`steps` operations in a row, not resumable (`step`) and resumable (`again`) in turn
+    (`resumable_first` swaps them); the first lasts `first` seconds, the others `pause`."""
+    g = ctx.graph("main")
+    tasks = [
+        g.add(
+            again if (i % 2 == 0) == resumable_first else step,
+            key=f"m{i}",
+            log=log,
+            pause=pause if i or first is None else first,
+        )
         for i in range(steps)
     ]
     g.sequence(*tasks)

@@ -17,10 +17,12 @@ def workflow_started(workflow: str) -> NewEvent:
     )
 
 
-def workflow_resumed(workflow: str, reset: list[str], taken_over_by: str = "") -> NewEvent:
+def workflow_resumed(
+    workflow: str, reset: list[str], taken_over_by: str = "", cause: str = ""
+) -> NewEvent:
     detail = f" (reset: {', '.join(reset)})" if reset else ""
     if taken_over_by:
-        detail = f" (taken over by {taken_over_by}: its previous owner stopped)"
+        detail = f" (taken over by {taken_over_by}: {cause or 'its previous owner stopped'})"
     return NewEvent(
         "workflow_resumed", f"Resuming '{workflow}' workflow execution{detail}", created_at=_now()
     )

@@ -17,9 +17,9 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dalsegno.engine import events
+from dalsegno.engine import events, store_health
 from dalsegno.engine.context import EventLogger, OperationContext, WorkflowContext
 from dalsegno.engine.graph import Graph
 from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
@@ -33,7 +33,9 @@ from dalsegno.model.errors import (
     GraphError,
     LeaseLostError,
     RefusedTransitionError,
+    StoreFailedError,
     StoreUnavailableError,
+    StoreWriteUnknownError,
 )
 from dalsegno.model.limits import clip, too_long
 from dalsegno.model.records import (
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from dalsegno.engine.scheduler import GraphRun as _GraphRun
 
 E = ExecutionState
+T = TypeVar("T")
 
 CrashHook = Callable[[str, str, str], bool]
 EventListener = Callable[[Sequence[NewEvent]], None]
@@ -194,6 +197,7 @@ class ExecutionRun:
         except ExecutionAbandoned:
             raise
         except StoreUnavailableError as exc:  # an outage, not the workflow's failure
+            store_health.of(self.store).abandoned(self.execution_id, str(exc))
             self._lost = str(exc)
             raise ExecutionAbandoned(str(exc)) from None
         except (GraphFailed, DalsegnoError) as exc:
@@ -266,13 +270,11 @@ class ExecutionRun:
             self.crash_point("graph_storing", name, "")
 
         stored = events.graph_stored(name, len(tasks), len(edges))
-        try:
-            graph = self.store.store_graph(
+        graph = self._patiently(
+            lambda: self.store.store_graph(
                 self.execution_id, self.token, name, tasks, edges, [stored], before_commit
             )
-        except (LeaseLostError, StoreUnavailableError) as exc:
-            self._lost = str(exc)
-            raise ExecutionAbandoned(str(exc)) from None
+        )
         if self._listener is not None:
             self._listener([stored])
         return graph
@@ -290,13 +292,12 @@ class ExecutionRun:
         batch = self.batch
         if not batch:
             return
-        batch.lease_expires_at = time.time() + self.config.lease_timeout
-        try:
-            status = self.store.apply(batch)
-        except (LeaseLostError, StoreUnavailableError) as exc:
-            # An outage past the lease: another manager (or this one) takes it over.
-            self._lost = str(exc)
-            raise ExecutionAbandoned(str(exc)) from None
+
+        def apply() -> ExecutionState:
+            batch.lease_expires_at = time.time() + self.config.lease_timeout
+            return self.store.apply(batch)
+
+        status = self._patiently(apply)
         self._last_renewal = time.monotonic()
         self.batch = self._new_batch()
         self._observe(status)
@@ -304,6 +305,34 @@ class ExecutionRun:
             written = batch.events + batch.start_events if status is E.STARTED else batch.events
             if written:
                 self._listener(written)
+
+    def _patiently(self, write: Callable[[], T]) -> T:
+        """`write()`, tried again while the store fails on a passing fault and the owner's
+        patience lasts (`store_health`); past it, or when the lease is lost, the run is
+        abandoned to a takeover, nothing failed."""
+        health = store_health.of(self.store)
+        while True:
+            began = time.time()
+            try:
+                done = write()
+            except LeaseLostError as exc:
+                self._lost = str(exc)
+                raise ExecutionAbandoned(str(exc)) from None
+            except StoreUnavailableError as exc:
+                health.failed(str(exc))
+                waited = time.monotonic() - self._last_renewal
+                if (
+                    isinstance(exc, StoreFailedError | StoreWriteUnknownError)
+                    or self.draining
+                    or not health.owner_may_wait(waited, self.config.lease_timeout)
+                ):
+                    health.abandoned(self.execution_id, str(exc))
+                    self._lost = str(exc)
+                    raise ExecutionAbandoned(str(exc)) from None
+                time.sleep(min(1.0, self.config.lease_timeout / 10))
+                continue
+            health.answered(began, self.config.lease_timeout)
+            return done
 
     def _observe(self, status: ExecutionState) -> None:
         self.status = status
@@ -483,7 +512,9 @@ class ExecutionRun:
 
     def _beat(self) -> None:
         renew_every = self.config.lease_timeout / 3
+        health = store_health.of(self.store)
         while not self._stop.wait(min(self.poll_interval, renew_every)):
+            began = time.time()
             try:
                 seen = self.store.read_status(self.execution_id)
                 if seen is None or seen[1] != self.token:
@@ -496,6 +527,9 @@ class ExecutionRun:
                         self._lose("the lease could not be renewed: another owner holds it")
                         return
                     self._last_renewal = time.monotonic()
+                health.answered(began, self.config.lease_timeout)
+            except StoreUnavailableError as exc:  # a passing fault: try again at the next beat
+                health.failed(str(exc))
             except Exception:  # noqa: BLE001, S112 - a store hiccup: try again at the next beat
                 continue
 

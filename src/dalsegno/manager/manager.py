@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from dalsegno.engine import events
-from dalsegno.engine.lease import lease_is_free, this_owner
+from dalsegno.engine import events, store_health
+from dalsegno.engine.lease import this_owner
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.runner import ExecutionRun, Outcome
 from dalsegno.model.errors import DalsegnoError, StoreFailedError, StoreUnavailableError
@@ -44,6 +44,7 @@ class Manager:
         self.engine = service.config
         self.config = config or ManagerConfig()
         self.owner = this_owner()
+        self.health = store_health.of(self.store)  # it counts from now (DESIGN.md section 3)
         self.pool = WorkerPool(self.engine.concurrency, name="dalsegno-op")
         self._runs: dict[str, ExecutionRun] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -105,6 +106,7 @@ class Manager:
         faulted = False
         while not self._stopping.is_set():
             wait = tick
+            began = time.time()
             try:
                 self._take_over_stale()
                 self._claim_pending()
@@ -112,12 +114,14 @@ class Manager:
                 now = time.time()
                 if expiry is not None and expiry > now:  # be there when a lease runs out
                     wait = min(tick, expiry - now + 0.01)
+                self.health.answered(began, self.engine.lease_timeout)
                 if faulted:
                     log.info("the store answers again; claiming executions")
                 faulted = False
             except StoreFailedError:
                 pass  # said once by the store; nothing can be claimed from it any more
             except StoreUnavailableError as exc:  # a passing fault: said once, tried again
+                self.health.failed(str(exc))
                 if not faulted:
                     log.warning("claiming executions: %s; retrying", exc)
                 faulted = True
@@ -156,10 +160,10 @@ class Manager:
         for record in self.store.list_stale(now, self.owner.host, free + len(mine) + SLACK):
             if free <= 0:
                 break
-            if record.id in mine or not lease_is_free(
-                record.lease_owner, record.lease_expires_at, now
+            if record.id in mine or not self.health.lease_is_free(
+                record.lease_owner, record.lease_expires_at, self.engine.lease_timeout, now
             ):
-                continue
+                continue  # a stall every process shared is not its owner's death
             claimed = self.store.claim(
                 Claim(
                     execution_id=record.id,
@@ -247,7 +251,8 @@ class Manager:
             )
         if takeover:
             by = f"manager {self.owner.host}:{self.owner.pid}"
-            run.batch.events.append(events.workflow_resumed(name, [], taken_over_by=by))
+            cause = self.health.cause_of_takeover(record.id, self.engine.lease_timeout)
+            run.batch.events.append(events.workflow_resumed(name, [], by, cause))
         return run.run(func, record.params)
 
     def _register(

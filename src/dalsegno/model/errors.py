@@ -57,6 +57,11 @@ class StoreUnavailableError(DalsegnoError):
     statement that timed out. The work is not at fault; the same call may succeed later."""
 
 
+class StoreWriteUnknownError(StoreUnavailableError):
+    """A write's COMMIT was cut off and the database did not say whether it went through:
+    the write must not be sent again (its owner abandons the run to a takeover)."""
+
+
 class StoreFailedError(StoreUnavailableError):
     """The store cannot be used any more until an operator acts: its SQLite file was
     deleted, replaced or found corrupt. Every later call of this process is refused."""

@@ -22,6 +22,9 @@ from contextlib import contextmanager, suppress
 
 from sqlalchemy import Connection, RootTransaction
 
+from dalsegno.model.errors import StoreUnavailableError
+from dalsegno.store.retry import budget_left
+
 # A group commits when nobody waits to join, or at this many writes or seconds: a steady
 # stream of writers never keeps a leader from committing.
 MAX_WRITES = 64
@@ -97,10 +100,19 @@ class GroupCommit:
 
     def _take_turn(self) -> tuple[_Group, bool]:
         """Wait until no other writer's work runs; join the open group, or open one."""
+        left = budget_left()  # a request waits no longer than its budget (then 503)
+        deadline = None if left is None else time.monotonic() + left
         with self._state:
             self._waiting += 1
             while self._turn is not None:
-                self._state.wait()
+                if deadline is None:
+                    self._state.wait()
+                    continue
+                if time.monotonic() >= deadline:
+                    self._waiting -= 1
+                    msg = "the store file is locked: another write held it too long"
+                    raise StoreUnavailableError(msg)
+                self._state.wait(deadline - time.monotonic())
             self._waiting -= 1
             self._turn = threading.get_ident()
             group = self._group

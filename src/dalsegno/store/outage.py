@@ -26,7 +26,7 @@ from typing import TypeVar
 import psycopg
 from sqlalchemy import Engine, exc, text
 
-from dalsegno.model.errors import StoreFailedError, StoreUnavailableError
+from dalsegno.model.errors import StoreFailedError, StoreUnavailableError, StoreWriteUnknownError
 from dalsegno.store.retry import BACKOFF, WINDOW, Backoff
 
 log = logging.getLogger("dalsegno.store")
@@ -175,7 +175,7 @@ def retrying(
                     return recover()
                 if done is None:
                     msg = f"{name()}: the database did not answer whether the write committed"
-                    raise StoreUnavailableError(msg) from error
+                    raise StoreWriteUnknownError(msg) from error
             backoff.wait_or_give_up(fault, error)
         finally:
             if recover is not None:

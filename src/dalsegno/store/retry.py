@@ -44,6 +44,12 @@ def budget(seconds: float) -> Iterator[None]:
         _budget.reset(token)
 
 
+def budget_left() -> float | None:
+    """Seconds left of the current request's budget (None outside a request)."""
+    limit = _budget.get()
+    return None if limit is None else max(0.0, limit - time.time())
+
+
 def within_budget(deadline: float | None) -> float:
     """When a retried call gives up: its `deadline` (default: `WINDOW` from now), or the
     end of the current request's budget if that comes first."""

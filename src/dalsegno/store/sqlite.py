@@ -29,7 +29,7 @@ from dalsegno.store.faults import (
     sqlite_error,
 )
 from dalsegno.store.group_commit import GroupCommit
-from dalsegno.store.retry import retry_passing, within_budget
+from dalsegno.store.retry import budget_left, retry_passing, within_budget
 from dalsegno.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -66,6 +66,13 @@ def _configure(engine: Engine, begin: str) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
+        # A request waits for another process's lock no longer than its budget (then 503).
+        left = budget_left()
+        busy = BUSY_TIMEOUT_MS if left is None else max(1, min(BUSY_TIMEOUT_MS, int(left * 1000)))
+        info = conn.connection.info
+        if info.get("busy_timeout", BUSY_TIMEOUT_MS) != busy:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy}")
+            info["busy_timeout"] = busy
         conn.exec_driver_sql(begin)
 
 

@@ -3,8 +3,9 @@
 A stall that every process shares (a table locked on PostgreSQL, the file's write lock
 held by a foreign process on SQLite) is nobody's death (docs/design.md, section 3): no
 manager takes a lease over until it has itself seen the store answer for a whole lease
-timeout since that lease could last have been renewed, and the owners ride the stall out. Every execution completes, each operation runs once,
-requests answer 503 with `Retry-After` in a few seconds, and both managers stay up.
+timeout since that lease could last have been renewed, and the owners ride the stall out.
+Every execution completes, each operation runs once, requests answer 503 with
+`Retry-After` in a few seconds, and both managers stay up.
 """
 
 from __future__ import annotations

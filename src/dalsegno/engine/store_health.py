@@ -1,7 +1,7 @@
 """What one process has seen of its store, and what that allows it to do with leases.
 
-DESIGN.md section 3, "Faults of the store are not faults of the work": a stall that every
-process shares (the database unreachable, a table or the file locked for all) is nobody's
+docs/design.md section 3, "Faults of the store are not faults of the work": a stall that
+every process shares (the database unreachable, a table or the file locked for all) is nobody's
 death. A lease that ran out during it was not renewed because nobody could write, not
 because its owner died. So:
 

@@ -44,7 +44,7 @@ class Manager:
         self.engine = service.config
         self.config = config or ManagerConfig()
         self.owner = this_owner()
-        self.health = store_health.of(self.store)  # it counts from now (DESIGN.md section 3)
+        self.health = store_health.of(self.store)  # it counts from now (docs/design.md section 3)
         self.pool = WorkerPool(self.engine.concurrency, name="dalsegno-op")
         self._runs: dict[str, ExecutionRun] = {}
         self._threads: dict[str, threading.Thread] = {}

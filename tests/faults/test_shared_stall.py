@@ -11,6 +11,7 @@ Every execution completes, each operation runs once, requests answer 503 with
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -129,6 +130,45 @@ def test_two_managers_ride_out_a_table_locked_for_four_leases(
         assert answer.status_code == 503, answer.text
         assert answer.headers["Retry-After"] == "2"
         assert "lock_timeout" in answer.json()["error"]
+
+
+@pytest.mark.postgres_only("the lock is PostgreSQL's")
+def test_an_owner_slow_to_come_back_after_a_shared_stall_keeps_its_leases(
+    managers: StartManager, postgres: PostgresServer, postgres_database: str, tmp_path: Path
+) -> None:
+    """The owner comes back 2.5 s after the store does (it was frozen: SIGSTOP), its leases
+    long expired; the other manager, which saw the store answer again only then, waits a
+    whole lease (5 s) before it may take them, and so takes nothing."""
+    tally = Tally(
+        "PostgreSQL LOCK TABLE executions held 12 s, the owner back 2.5 s later", "postgres"
+    )
+    log = tmp_path / "runs.log"
+    owner = managers("a", args=["--max-executions", "2"], DALSEGNO_LEASE_TIMEOUT=LEASE)
+    running = [
+        owner.start_execution("faults.py:mixed", log=str(log), steps=4, pause=1.0),
+        owner.start_execution(
+            "faults.py:mixed", log=str(log), steps=3, pause=1.0, first=6.0, resumable_first=True
+        ),
+    ]
+    wait_for(lambda: {entry[0] for entry in run_counts(log)} >= set(running))
+    other = managers("b", DALSEGNO_LEASE_TIMEOUT=LEASE)
+    assert owner.process is not None
+    with locked(postgres.dsn(postgres_database), 12.0):
+        tally.injected += 1
+        time.sleep(1.0)
+        owner.process.send_signal(signal.SIGSTOP)
+    time.sleep(2.5)  # the store answers; the owner's leases expired long ago
+    owner.process.send_signal(signal.SIGCONT)
+    ended = other.wait_ended(running, timeout=60)
+    failed = {key: value["error"] for key, value in ended.items() if value["status"] != "completed"}
+    tally.lost = len(running) - len(ended)
+    tally.doubled = len(doubled(log))
+    assert failed == {}
+    assert doubled(log) == []
+    assert "took over" not in other.log(), other.log()
+    assert owner.alive and other.alive
+    tally.survived += 1
+    tally.record()
 
 
 @pytest.mark.postgres_only("the lock is PostgreSQL's")

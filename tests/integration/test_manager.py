@@ -162,6 +162,39 @@ def test_an_expired_lease_of_another_host_is_taken_over(
     assert service.find(execution.id).lease_token == claimed.lease_token + 1
 
 
+def test_a_store_fault_before_a_run_began_leaves_it_to_a_takeover_that_names_it(
+    service: ExecutionService,
+    store: Store,
+    managers: Callable[..., Manager],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store fails (a passing fault, injected at its edge) as a claimed execution's
+    graphs are read: the run is left, nothing failed, and taken over once the store has
+    answered for a lease; the takeover's event names the fault."""
+    from dalsegno.model.errors import StoreUnavailableError
+
+    log = tmp_path / "runs.log"
+    execution = service.create("crashy:chain", {"log": str(log)})
+    load_graphs, failures = store.load_graphs, [1]
+
+    def failing(execution_id: str) -> object:
+        if failures:
+            failures.pop()
+            raise StoreUnavailableError("the store's disk is full (injected)")
+        return load_graphs(execution_id)
+
+    monkeypatch.setattr(store, "load_graphs", failing)
+    managers()
+    wait_for(lambda: status_of(service, execution.id) == "completed", timeout=15)
+    messages = [event.message for event in service.events(execution.id)]
+    resumed = [message for message in messages if "taken over by manager" in message]
+    assert len(resumed) == 1, messages
+    assert "its previous owner abandoned the run: the store was unavailable" in resumed[0]
+    assert "the store's disk is full (injected)" in resumed[0]
+    assert runs(log) == {"a": [False], "b": [False], "c": [False]}
+
+
 def test_a_graceful_stop_hands_over_without_waiting_for_the_lease(
     store_url: str, store: Store, tmp_path: Path
 ) -> None:

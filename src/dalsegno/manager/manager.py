@@ -214,6 +214,10 @@ class Manager:
                 )
             else:
                 log.info("execution %s handed over (%s)", record.id, outcome.status, extra=where)
+        except StoreUnavailableError as exc:  # before its run began (loading its graphs)
+            self.health.failed(str(exc))
+            self.health.abandoned(record.id, str(exc))
+            log.warning("execution %s left here: %s", record.id, exc)
         except Exception:
             log.exception("execution %s stopped on an unexpected error", record.id)
         finally:

@@ -110,10 +110,22 @@ def wait_for_agents(client: httpx.Client, api: str, queue: str, count: int) -> N
     raise RuntimeError(f"{count} agents of {queue} did not show up")
 
 
+def store_calls(client: httpx.Client, api: str) -> dict[str, float]:
+    """The manager's store calls so far, by operation (its `/metrics`)."""
+    site = api.removesuffix("/api/v1")
+    found: dict[str, float] = {}
+    for line in client.get(f"{site}/metrics").text.splitlines():
+        if line.startswith("dalsegno_store_seconds_count{"):
+            name = line.split('operation="', 1)[1].split('"', 1)[0]
+            found[name] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 def run_once(
     client: httpx.Client, api: str, tasks: int, queue: str | None, manager: int
 ) -> dict[str, Any]:
     """One execution of `tasks` no-op tasks; its rate from the store's own times."""
+    calls = store_calls(client, api)
     cpu = cpu_seconds(manager)
     created = client.post(
         f"{api}/executions",
@@ -130,7 +142,7 @@ def run_once(
             break
         if status in ("failed", "cancelled"):
             raise RuntimeError(f"the benchmark execution ended {status}: {found[execution_id]}")
-        time.sleep(0.05)
+        time.sleep(0.25)  # the figure is the store's own times: looking often buys nothing
     else:
         raise RuntimeError("the benchmark execution did not complete")
     execution = found[execution_id]
@@ -138,10 +150,18 @@ def run_once(
         datetime.fromisoformat(execution["ended_at"])
         - datetime.fromisoformat(execution["created_at"])
     ).total_seconds()
+    cpu = cpu_seconds(manager) - cpu
+    after = store_calls(client, api)
     return {
         "tasks_per_s": tasks / seconds,
         "seconds": seconds,
-        "manager_cpu_s": cpu_seconds(manager) - cpu,
+        "manager_cpu_s": cpu,
+        # store calls per task, by operation (the benchmark's own looks included)
+        "store_calls_per_task": {
+            name: round((count - calls.get(name, 0.0)) / tasks, 3)
+            for name, count in sorted(after.items())
+            if count > calls.get(name, 0.0)
+        },
     }
 
 
@@ -216,6 +236,9 @@ def _row(backend: str, label: str, runs: list[dict[str, Any]]) -> dict[str, Any]
         * 1000
         / max(1, round(runs[0]["tasks_per_s"] * runs[0]["seconds"])),
         "runs": runs,
+        "exchanges_per_task": statistics.median(
+            run["store_calls_per_task"].get("exchange_agent_tasks", 0.0) for run in runs
+        ),
     }
 
 
@@ -235,15 +258,19 @@ def main() -> None:
     before = uptime()
     print(f"{args.tasks} independent no-op tasks per execution, {args.repeat} runs each; {before}")
     results: list[dict[str, Any]] = []
-    print("| store | where the tasks run | tasks/s (median) | manager CPU ms/task | runs |")
-    print("|---|---|---|---|---|")
+    print(
+        "| store | where the tasks run | tasks/s (median) | manager CPU ms/task"
+        " | exchanges/task | runs |"
+    )
+    print("|---|---|---|---|---|---|")
     for backend in args.backends.split(","):
         found = measure_backend(args, backend)
         for row in found:
             each = ", ".join(f"{run['tasks_per_s']:.0f}" for run in row["runs"])
             print(
                 f"| {backend} | {row['setup']} | **{row['tasks_per_s']:,.0f}** |"
-                f" {row['manager_cpu_ms_per_task']:.2f} | {each} |",
+                f" {row['manager_cpu_ms_per_task']:.2f} | {row['exchanges_per_task']:.3f}"
+                f" | {each} |",
                 flush=True,
             )
         results += found

@@ -6,7 +6,10 @@ own fsync in turn makes the fsync the bound of the whole manager. Here the first
 opens a transaction (`BEGIN IMMEDIATE`) and becomes the group's leader; writers that
 arrive while it is open run their work in the same transaction, one at a time, each in a
 SAVEPOINT of its own, so one that fails rolls back its own work only; when no writer is
-left waiting (or the group is large or old enough), the leader commits once for all.
+left waiting (or the group is large or old enough), the leader commits once for all. The
+leader's own work runs first, alone in the transaction, so it needs no savepoint: if it
+fails, the transaction is rolled back before anyone joins it (two statements fewer for
+every write that finds no group open, which is most of them when writers come one by one).
 
 A writer returns only once the commit that holds its work is durable, as with a
 transaction of its own; if that commit fails, every writer of the group gets the error.
@@ -67,14 +70,21 @@ class GroupCommit:
         group, leader = self._take_turn()
         error: BaseException | None = None
         try:
-            with self._savepoint(group.conn) as conn:
-                yield conn
+            if leader:  # alone in the transaction so far: it needs no savepoint of its own
+                yield group.conn
+            else:
+                with self._savepoint(group.conn) as conn:
+                    yield conn
         except BaseException as exc:  # noqa: BLE001 - re-raised once the group is settled
             error = exc
         finally:
-            self._pass_turn(group)
+            if leader and error is not None:
+                self._end(group, commit=False)  # its work is all the group holds: undone
+            else:
+                self._pass_turn(group)
         if leader:
-            self._commit(group)
+            if error is None:
+                self._commit(group)
         else:
             group.done.wait()
         if error is not None:
@@ -152,12 +162,21 @@ class GroupCommit:
                 self._state.wait(MAX_AGE)
             while self._turn is not None:  # a writer of this group finishes its work
                 self._state.wait()
+        self._end(group, commit=True)
+
+    def _end(self, group: _Group, commit: bool) -> None:
+        """Commit the group (or roll back a leader's failed work, before anyone joined),
+        release the file, and let the next writer open the next group."""
+        with self._state:
             # the turn is the commit's; the next writer opens the next group (and waits
             # for the file's lock until this commit is done)
             self._group = None
             self._turn = threading.get_ident()
         try:
-            group.transaction.commit()
+            if commit:
+                group.transaction.commit()
+            else:
+                group.transaction.rollback()
         except BaseException as exc:  # noqa: BLE001 - every writer of the group gets it
             group.error = exc
             with suppress(Exception):

@@ -12,12 +12,13 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from dalsegno.model.states import ACTIVE_STATES, ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.agent_records import RESULTS_CHANNEL, AgentReport, AwaitedTask, Delivery
 from dalsegno.store.retry import retried
+from dalsegno.store.statements import AGENT_ATTEMPT_START, EVENT_INSERT, Compiled
 
 ACCEPTED, DUPLICATE, CONFLICT, UNKNOWN = "accepted", "duplicate", "conflict", "unknown"
 _ACTIVE = [state.value for state in ACTIVE_STATES]
@@ -105,6 +106,7 @@ def event_row(
         "level": level,
         "message": message,
         "created_at": at,
+        "actor": None,
     }
 
 
@@ -118,7 +120,28 @@ def notify_results(conn: Connection) -> bool:
 
 
 class AgentResults:
-    """Recording agents' results, and the owner's view of the tasks it awaits."""
+    """Recording agents' results, and the owner's view of the tasks it awaits.
+
+    The writes of an exchange that need no answer (results kept, attempts started,
+    events) run compiled once, on the driver's cursor, as the owner's writes do
+    (`dalsegno.store.statements`): SQLAlchemy's work per call is most of their cost."""
+
+    def _compiled(self, conn: Connection) -> dict[str, Compiled]:
+        found: dict[str, Compiled] | None = self.__dict__.get("_agent_statements")
+        if found is None:
+            dialect = conn.dialect
+            found = {
+                "reported": Compiled(_REPORTED, dialect),
+                "attempt": Compiled(AGENT_ATTEMPT_START, dialect),
+                "event": Compiled(EVENT_INSERT, dialect),
+            }
+            self.__dict__["_agent_statements"] = found
+        return found
+
+    def _run_many(self, conn: Connection, name: str, rows: list[dict[str, Any]]) -> None:
+        """Run a compiled write for `rows` in `conn`'s transaction."""
+        if rows:
+            self._compiled(conn)[name].run_many(conn.connection.cursor(), rows)
 
     def _write(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -189,10 +212,8 @@ class AgentResults:
                 answers.append(ACCEPTED)
                 done.add(delivery.attempt_id)
                 self._keep(row, delivery.report, now, reported, events)
-        if reported:
-            conn.execute(_REPORTED, reported)
-        if events:
-            conn.execute(insert(t.events), events)
+        self._run_many(conn, "reported", reported)
+        self._run_many(conn, "event", events)
         return answers
 
     @staticmethod

@@ -316,14 +316,14 @@ class AgentQueue(AgentResults):
             )
         return {graph_id: cache[graph_id] for graph_id in graph_ids}
 
-    @staticmethod
-    def _started(conn: Connection, agent: str, started: Sequence[Assignment]) -> None:
+    def _started(self, conn: Connection, agent: str, started: Sequence[Assignment]) -> None:
         """The attempt rows and `task_started` events of tasks `agent` just started."""
         if not started:
             return
         now = _now()
-        conn.execute(
-            insert(t.attempts),
+        self._run_many(
+            conn,
+            "attempt",
             [
                 {
                     "task_id": task.task_id,
@@ -346,7 +346,7 @@ class AgentQueue(AgentResults):
                     "info", now,
                 )
             )  # fmt: skip
-        conn.execute(insert(t.events), events)
+        self._run_many(conn, "event", events)
 
     def attempt_queue(self, attempt_id: str) -> str | None:
         """The queue of the task an attempt id was given for, or None when unknown."""

@@ -93,6 +93,8 @@ def _insert_of(table: Any, *skip: str) -> Any:
 _AGENT_TASK_COLUMNS = ("holder", "attempt_id", "claimed_at")
 _AGENT_ATTEMPT_COLUMNS = tuple(c.name for c in t.attempts.columns if c.name.startswith("report"))
 ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error", "attempt_id", *_AGENT_ATTEMPT_COLUMNS)
+# an attempt an agent starts: with its attempt id (dalsegno.store.agents)
+AGENT_ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error", *_AGENT_ATTEMPT_COLUMNS)
 EVENT_INSERT = _insert_of(t.events, "id")
 TASK_INSERT = _insert_of(
     t.tasks, "id", "error", "result", "next_run_at", "started_at", "ended_at", *_AGENT_TASK_COLUMNS

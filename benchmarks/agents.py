@@ -2,7 +2,7 @@
 the same graph run manager-side in the same run, on SQLite and on PostgreSQL.
 
     .venv/bin/python benchmarks/agents.py [--tasks 2000] [--repeat 3] [--idle 200]
-        [--backends sqlite,postgres] [--setups 4x8,1x1]
+        [--backends sqlite,postgres] [--setups 4x8,1x1 ("": manager-side only)]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 For each backend: a fresh store (a new SQLite file, or a new database on the PostgreSQL
@@ -177,7 +177,7 @@ def measure_backend(args: argparse.Namespace, backend: str) -> list[dict[str, An
                     run_once(client, api, args.tasks, None, manager.pid) for _ in range(args.repeat)
                 ]
                 rows.append(_row(backend, "manager-side, concurrency 32", runs))
-                for setup in args.setups.split(","):
+                for setup in filter(None, args.setups.split(",")):  # "": manager-side only
                     count, _, slots = setup.partition("x")
                     rows += measure_setup(
                         args, backend, client, home, api, manager, (int(count), int(slots))

@@ -85,10 +85,11 @@ def create_app(
     app.add_middleware(Guards, failure=lambda: service.store.failure())  # noqa: PLW0108
     app.add_middleware(SecurityHeaders, api_prefix=PREFIX)  # outermost: on every answer
     api = APIRouter(prefix=PREFIX)
+    # first: routes are matched in order, and agents' calls are most of a manager's requests
+    api.include_router(agents_router(agents))
     api.include_router(executions_router(service, on_change))
     api.include_router(tasks_router(service))
     api.include_router(housekeeping_router(service))
-    api.include_router(agents_router(agents))
     api.include_router(tokens_router(access))
     api.include_router(workflows_router(service))
     app.include_router(api)

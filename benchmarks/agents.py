@@ -98,13 +98,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def wait_for_agents(client: httpx.Client, api: str, queue: str, count: int) -> None:
-    """Until `count` agents of `queue` have sent a heartbeat (they are claiming)."""
+def wait_for_agents(
+    client: httpx.Client, api: str, queue: str, count: int, since: float = 0.0
+) -> None:
+    """Until `count` agents of `queue` have sent a heartbeat since `since` (they are
+    claiming; agents of an earlier fleet of the same names are still listed)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         found = client.get(f"{api}/agents").json()
-        if sum(1 for agent in found if agent["queue"] == queue) >= count:
-            time.sleep(1.0)  # their first long-polls are in place
+        fresh = [a for a in found if a["queue"] == queue and a["last_heartbeat_at"] >= since]
+        if len(fresh) >= count:
+            time.sleep(3.0)  # their first long-polls are in place, their start is over
             return
         time.sleep(0.2)
     raise RuntimeError(f"{count} agents of {queue} did not show up")
@@ -208,9 +212,10 @@ def measure_setup(
         for _ in range(args.repeat):
             alone.append(run_once(client, api, args.tasks, "bench", manager.pid))
             if args.idle:
+                since = time.time()
                 fleet = start_idle(home, api, args.idle)
                 try:
-                    wait_for_agents(client, api, "idle", args.idle)
+                    wait_for_agents(client, api, "idle", args.idle, since)
                     crowded.append(run_once(client, api, args.tasks, "bench", manager.pid))
                 finally:
                     stop([fleet])

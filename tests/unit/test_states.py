@@ -1,4 +1,4 @@
-"""The state machines of docs/design.md section 2, checked row by row against the code's tables."""
+"""The state machines of DESIGN.md section 2, checked row by row against the code's tables."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dalsegno.model.states import (
 E = ExecutionState
 T = TaskState
 
-# docs/design.md section 2, execution table: "state | may move to", copied word for word.
+# docs/design.md, execution table: "state | may move to", copied word for word.
 DESIGN_EXECUTION_TABLE: dict[str, set[str]] = {
     "pending": {"started", "cancelled", "failed"},
     "queued": {"pending", "cancelled"},
@@ -43,12 +43,14 @@ DESIGN_EXECUTION_TABLE: dict[str, set[str]] = {
     "cancelling": {"cancelled", "failed", "force_cancelling", "kill_cancelling"},
     "force_cancelling": {"cancelled", "kill_cancelling"},
     "kill_cancelling": {"cancelled"},
-    "cancelled": {"pending", "started"},
-    "failed": {"pending", "started"},
+    # a resume waits in `queued` while another execution holds its lock key (docs/design.md,
+    # "Lock keys hold on every path")
+    "cancelled": {"pending", "queued", "started"},
+    "failed": {"pending", "queued", "started"},
     "completed": set(),
 }
 
-# docs/design.md section 2, task table: one entry per row, "from | to".
+# DESIGN.md section 2, task table: one entry per row, "from | to".
 DESIGN_TASK_ROWS: list[tuple[set[str], set[str]]] = [
     ({"pending"}, {"sent"}),
     ({"sent"}, {"started"}),
@@ -124,9 +126,10 @@ def test_end_states() -> None:
     assert set(RESUMABLE_END_STATES) == {E.FAILED, E.CANCELLED}
     assert EXECUTION_TRANSITIONS[E.COMPLETED] == frozenset()
     assert TASK_TRANSITIONS[T.SUCCEEDED] == frozenset()
-    # The resumable end states leave only by a resume: to pending or started.
+    # The resumable end states leave only by a resume: to pending or started, or to
+    # queued behind their lock key.
     for state in RESUMABLE_END_STATES:
-        assert EXECUTION_TRANSITIONS[state] == {E.PENDING, E.STARTED}
+        assert EXECUTION_TRANSITIONS[state] == {E.PENDING, E.QUEUED, E.STARTED}
 
 
 def test_groups_of_states() -> None:
@@ -160,7 +163,7 @@ def test_execution_sources_examples() -> None:
         E.FORCE_CANCELLING,
     }
     assert execution_sources(E.COMPLETED) == {E.STARTED}
-    assert execution_sources(E.QUEUED) == frozenset()
+    assert execution_sources(E.QUEUED) == {E.CANCELLED, E.FAILED}  # a resume behind a lock
 
 
 def test_task_sources_examples() -> None:
@@ -267,7 +270,7 @@ class StateWalk(RuleBasedStateMachine):
     def a_resumable_end_state_leaves_only_by_resume(self) -> None:
         if self.execution in RESUMABLE_END_STATES:
             exits = {s for s in ExecutionState if can_move_execution(self.execution, s)}
-            assert exits == {E.PENDING, E.STARTED}
+            assert exits == {E.PENDING, E.QUEUED, E.STARTED}
 
     @invariant()
     def every_step_walked_is_listed(self) -> None:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dalsegno.engine.attempts import Completion, run_operation
 from dalsegno.engine.context import EventLogger, OperationContext
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import resolve_operation
-from dalsegno.engine.scheduler import Completion, run_operation
 from dalsegno.model.errors import DalsegnoError
 from dalsegno.model.limits import MAX_AGENT_LOGS, MAX_TEXT, clip
 

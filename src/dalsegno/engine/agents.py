@@ -15,18 +15,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dalsegno.engine import events
-from dalsegno.engine.references import resolve_operation
-from dalsegno.model.errors import BadReferenceError
-from dalsegno.model.records import AttemptEnd, NewEvent
-from dalsegno.model.states import TaskState
+from dalsegno.engine.attempts import Completion, change_of
+from dalsegno.engine.fates import Action, Resumability, lost_attempt
+from dalsegno.model.records import AttemptEnd, Batch, NewEvent, TaskRecord
+from dalsegno.model.states import CancelMode, TaskState
 from dalsegno.store.agent_records import RELEASED, RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import EngineConfig
-    from dalsegno.engine.scheduler import GraphRun
+    from dalsegno.store.base import Store
 
 S = TaskState
 CHECK_EVERY = 1.0  # seconds between two looks at the store when no notification came
@@ -53,8 +53,31 @@ def agent_timeout(config: EngineConfig) -> float:
     return config.lease_timeout
 
 
-def interrupted_reason(agent: str, key: str, operation: str) -> str:
-    return f"operation interrupted on agent {agent} and not resumable: {key} ({operation})"
+class AwaitingGraph(Protocol):
+    """What a graph's scheduler offers the agent tasks it awaits."""
+
+    name: str
+    tasks: dict[int, TaskRecord]
+    awaited: set[int]
+    resumability: Resumability
+
+    def agent_attempt_ended(self, completion: Completion) -> None: ...
+
+    def agent_task_failed(self, task_id: int) -> None: ...
+
+
+class OwnerRun(Protocol):
+    """What the run that owns the execution offers: its store, batch and fenced flush."""
+
+    store: Store
+    execution_id: str
+    config: EngineConfig
+    batch: Batch
+    cancel_mode: CancelMode | None
+
+    def flush(self) -> None: ...
+
+    def wake(self) -> None: ...
 
 
 def _agent_lost(graph: str, key: str, agent: str, what: str, now: float) -> NewEvent:
@@ -71,9 +94,9 @@ def _agent_lost(graph: str, key: str, agent: str, what: str, now: float) -> NewE
 class AgentTasks:
     """The agent tasks one graph run awaits."""
 
-    def __init__(self, graph: GraphRun) -> None:
+    def __init__(self, graph: AwaitingGraph, run: OwnerRun) -> None:
         self.graph = graph
-        self.run = graph.run
+        self.run = run
         self.timeout = agent_timeout(self.run.config)
         self.took_over_at = time.time()  # a manager's downtime never makes an agent look lost
         self.started: set[int] = set()  # awaited tasks the store has `started`
@@ -117,7 +140,7 @@ class AgentTasks:
     def check(self, force: bool = False) -> None:
         """Apply recorded results and requeue or fail the attempts of lost agents."""
         graph = self.graph
-        if not graph._awaited:
+        if not graph.awaited:
             return
         self._watch()
         mode = self.run.cancel_mode
@@ -132,7 +155,7 @@ class AgentTasks:
             self._next_check = now_mono + CHECK_EVERY
             self.started.clear()
         found = self.run.store.awaited_agent_tasks(
-            self.run.execution_id, graph._awaited, reported_only=not full
+            self.run.execution_id, graph.awaited, reported_only=not full
         )
         now = time.time()
         requeued = lost = False
@@ -167,8 +190,6 @@ class AgentTasks:
 
     def _apply(self, seen: AwaitedTask, now: float) -> bool:
         """Apply the result of `seen`; True when its task went back to its queue."""
-        from dalsegno.engine.scheduler import Completion, _change
-
         report = seen.report
         assert report is not None
         graph = self.graph
@@ -181,7 +202,7 @@ class AgentTasks:
                 AttemptEnd(task.id, number, RELEASED, now, f"released by agent {seen.holder}")
             )
             task.status = S.SENT
-            batch.tasks.append(_change(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED))
             batch.events.append(
                 NewEvent(
                     "task_released",
@@ -192,8 +213,6 @@ class AgentTasks:
                 )
             )
             return True
-        graph._awaited.discard(seen.task_id)
-        graph._running[seen.task_id] = number
         if report.outcome == "succeeded":
             completion = Completion(seen.task_id, number, True, report.result_json)
         else:
@@ -207,42 +226,35 @@ class AgentTasks:
                 report.recoverable,
                 report.retry_after,
             )
-        graph._complete(completion)
+        graph.agent_attempt_ended(completion)
         return False
 
     def _lose(self, seen: AwaitedTask, now: float) -> bool:
-        """The holder of `seen` is lost; returns True when the task went back to its queue."""
-        from dalsegno.engine.scheduler import _change
-
+        """The holder of `seen` is lost (`dalsegno.engine.fates.lost_attempt`); returns True
+        when the task went back to its queue."""
         graph, batch = self.graph, self.run.batch
         task = graph.tasks[seen.task_id]
         agent = seen.holder or "?"
+        fate = lost_attempt(seen.status, task.key, task.operation, agent, graph.resumability)
         if seen.status is S.SENT:  # claimed, never started: it never ran
-            batch.tasks.append(_change(task, S.SENT))
+            batch.tasks.append(change_of(task, S.SENT))
             batch.events.append(_agent_lost(graph.name, task.key, agent, "queued again", now))
             return True
         batch.attempt_ends.append(
             AttemptEnd(task.id, seen.attempts - 1, "lost", now, f"agent {agent} missed heartbeats")
         )
         self.started.discard(task.id)
-        try:
-            _, definition = resolve_operation(task.operation)
-            resumable = definition.resumable
-        except BadReferenceError:
-            resumable = False
-        if resumable:
+        if fate.action is not Action.FAIL:
             task.status = S.SENT
-            batch.tasks.append(_change(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED))
             batch.events.append(
                 _agent_lost(graph.name, task.key, agent, "queued again (resumable)", now)
             )
             return True
-        task.status, task.ended_at = S.FAILED, now
-        task.error = interrupted_reason(agent, task.key, task.operation)
-        batch.tasks.append(_change(task, S.STARTED))
+        task.status, task.ended_at, task.error = S.FAILED, now, fate.reason
+        batch.tasks.append(change_of(task, S.STARTED))
         batch.events.append(events.task_failed(graph.name, task.key, task.error, now))
-        graph._awaited.discard(task.id)
-        graph._failed.append(task.id)
+        graph.agent_task_failed(task.id)
         return False
 
     # cancel ------------------------------------------------------------------------
@@ -250,18 +262,16 @@ class AgentTasks:
     def kill(self) -> None:
         """Kill-cancel: every agent task that started fails "killed by cancel"; the
         heartbeat answer tells its agent to stop it. One that reported already counts."""
-        from dalsegno.engine.scheduler import _change
-
         self.check(force=True)
         graph, batch = self.graph, self.run.batch
         now = time.time()
         for task_id in sorted(self.started):
             task = graph.tasks[task_id]
             task.status, task.error, task.ended_at = S.FAILED, "killed by cancel", now
-            batch.tasks.append(_change(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED))
             batch.attempt_ends.append(
                 AttemptEnd(task_id, task.attempts - 1, "killed", now, "killed by cancel")
             )
             batch.events.append(events.task_failed(graph.name, task.key, task.error, now))
-            graph._awaited.discard(task_id)
+            graph.awaited.discard(task_id)
         self.started.clear()

@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from dalsegno.engine.attempts import run_operation
 from dalsegno.engine.context import EventLogger, OperationContext
 from dalsegno.engine.references import resolve_operation
-from dalsegno.engine.scheduler import run_operation
 from dalsegno.model.records import NewEvent
 
 

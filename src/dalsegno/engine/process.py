@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dalsegno.engine.scheduler import Completion
+from dalsegno.engine.attempts import Completion
 from dalsegno.model.limits import MAX_RESULT, MAX_TEXT, clip, too_large
 from dalsegno.model.records import NewEvent
 

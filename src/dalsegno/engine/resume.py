@@ -1,6 +1,8 @@
-"""Resume: who may resume, and what resume does to each task (docs/design.md section 3).
+"""Resume: who may resume, and the plan of what a take-up does to each task
+(docs/design.md, "Resume: the rules").
 
-The same plan serves `--dry-run` (printed) and the resume itself (carried out).
+The same plan serves `--dry-run` (printed) and the resume itself (its resets written);
+each task's line comes from `dalsegno.engine.fates.fate`, the one home of the rules.
 """
 
 from __future__ import annotations
@@ -8,16 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from dalsegno.engine.fates import Resumability, fate, operation_resumability, resets
 from dalsegno.engine.lease import lease_is_free
-from dalsegno.engine.references import resolve_operation
-from dalsegno.model.errors import BadReferenceError, ConflictError
+from dalsegno.model.errors import ConflictError
 from dalsegno.model.records import ExecutionRecord, TaskChange, TaskRecord
-from dalsegno.model.states import ExecutionState, TaskState
+from dalsegno.model.states import RESUMABLE_END_STATES, ExecutionState, TakeUp, TaskState
 
 E = ExecutionState
 S = TaskState
-RESETTABLE = frozenset({S.FAILED, S.RESCHEDULED})
-RESETTABLE_WITH_OPERATIONS = RESETTABLE | {S.SENT, S.STARTED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,9 @@ class ResumePlan:
     status: str
     reset_operations: bool
     workflow_resumable: bool
+    take_up: str = TakeUp.RESUME.value
+    lock_key: str | None = None
+    lock_holder: str | None = None  # the execution it would wait for in `queued`
     tasks: list[PlannedTask] = field(default_factory=list)
     resets: list[TaskChange] = field(default_factory=list)
 
@@ -73,30 +76,45 @@ def check_resumable(execution: ExecutionRecord, now: float | None = None) -> Non
         raise ConflictError(msg)
 
 
+def manual_take_up(execution: ExecutionRecord) -> TakeUp:
+    """The kind of take-up of a person's resume: of a failed or cancelled execution, or
+    of a crashed one (its owner gone), which is the takeover a manager would do."""
+    return TakeUp.RESUME if execution.status in RESUMABLE_END_STATES else TakeUp.RECOVER
+
+
 def plan_resume(
     execution: ExecutionRecord,
     tasks: list[TaskRecord],
     reset_operations: bool,
     workflow_resumable: bool,
     *,
+    take_up: TakeUp | None = None,
     detail: bool = True,
+    resumable: Resumability = operation_resumability,
 ) -> ResumePlan:
-    """What a manual resume does to each task, and the resets it writes first.
+    """What a take-up does to each task (`dalsegno.engine.fates.fate`), and the resets it
+    writes first. A workflow that is not resumable fails at once: nothing runs, nothing
+    is reset, and the plan lists no task.
 
     Without `detail` only the resets are worked out (a resume of a big graph needs
     nothing else, and the plan of a task that is kept or simply pending costs time).
     """
+    kind = take_up if take_up is not None else manual_take_up(execution)
     plan = ResumePlan(
         execution_id=execution.id,
         workflow=execution.workflow,
         status=execution.status.value,
         reset_operations=reset_operations,
         workflow_resumable=workflow_resumable,
+        take_up=kind.value,
     )
-    resettable = RESETTABLE_WITH_OPERATIONS if reset_operations else RESETTABLE
+    if not workflow_resumable:
+        return plan
     for task in tasks:
         if detail:
-            action, reason = _action(task, reset_operations)
+            found = fate(
+                task.status, task.key, task.operation, task.agent, kind, reset_operations, resumable
+            )
             plan.tasks.append(
                 PlannedTask(
                     task.graph,
@@ -104,11 +122,11 @@ def plan_resume(
                     task.operation,
                     task.agent,
                     task.status.value,
-                    action,
-                    reason,
+                    found.action.value,
+                    found.reason,
                 )
             )
-        if task.status in resettable:
+        if resets(task.status, kind, reset_operations):
             plan.resets.append(
                 TaskChange(
                     task_id=task.id,
@@ -125,30 +143,4 @@ def plan_resume(
             )
             name = task.key if task.graph == "main" else f"{task.graph}/{task.key}"
             plan.reset_keys.append(name)
-    if not workflow_resumable:
-        plan.resets.clear()
-        plan.reset_keys.clear()
     return plan
-
-
-def _action(task: TaskRecord, reset_operations: bool) -> tuple[str, str]:  # noqa: PLR0911 - a table
-    status = task.status
-    if status is S.SUCCEEDED:
-        return "kept", "succeeded: never run again"
-    if status is S.PENDING:
-        return "run", "pending: runs when its dependencies succeeded"
-    if status in (S.FAILED, S.RESCHEDULED):
-        return "reset", f"{status}: reset to pending with retries 0, then run"
-    if reset_operations:
-        return "reset", f"{status}: reset to pending (--reset-operations), then run"
-    if task.agent is not None:
-        return "awaited", f"{status} on agent queue '{task.agent}': its result is awaited"
-    if status is S.SENT:
-        return "re-run", "sent but never started: submitted again"
-    try:
-        _, definition = resolve_operation(task.operation)
-    except BadReferenceError as exc:
-        return "fail", f"started, and its operation does not import: {exc}"
-    if definition.resumable:
-        return "re-run", "started and interrupted; the operation is resumable: run again"
-    return "fail", (f"Cannot resume - operation not resumable: {task.key} ({task.operation})")

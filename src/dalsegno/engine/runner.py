@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dalsegno.engine import events, store_health
+from dalsegno.engine.attempts import Completion, describe, run_operation
 from dalsegno.engine.context import EventLogger, OperationContext, WorkflowContext
 from dalsegno.engine.graph import Graph
 from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
@@ -27,7 +28,7 @@ from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, Gra
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, resolve_operation
-from dalsegno.engine.scheduler import Completion, GraphRun, describe, run_operation
+from dalsegno.engine.scheduler import GraphRun
 from dalsegno.model.errors import (
     DalsegnoError,
     GraphError,

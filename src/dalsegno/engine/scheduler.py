@@ -1,5 +1,5 @@
 """Runs one stored graph: ready-set scheduling in O(tasks + edges), retries, timeouts,
-cancel, and the resume rules of docs/design.md section 3 for each task state.
+cancel; each task is placed by its stored state with `dalsegno.engine.fates.placement`.
 
 One thread (the one running the workflow function) owns every decision and every write;
 worker threads only run operations and hand back a `Completion`.
@@ -8,28 +8,17 @@ worker threads only run operations and hand back a `Completion`.
 from __future__ import annotations
 
 import heapq
-import json
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine import events
 from dalsegno.engine.agents import AgentTasks
-from dalsegno.engine.context import OperationContext
+from dalsegno.engine.attempts import Completion, change_of
+from dalsegno.engine.fates import Action, Resumability, operation_resumability, placement
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
-from dalsegno.engine.references import resolve_operation
-from dalsegno.model.errors import BadReferenceError, NonRecoverableError, RecoverableError
-from dalsegno.model.limits import MAX_RESULT, clip, too_large
-from dalsegno.model.records import (
-    AttemptEnd,
-    AttemptStart,
-    StoredGraph,
-    TaskChange,
-    TaskRecord,
-)
+from dalsegno.model.limits import clip
+from dalsegno.model.records import AttemptEnd, AttemptStart, StoredGraph, TaskRecord
 from dalsegno.model.states import CancelMode, ExecutionState, TaskState
 
 if TYPE_CHECKING:
@@ -38,76 +27,6 @@ if TYPE_CHECKING:
 S = TaskState
 # A task's state before a start the store may refuse: status, attempts, started, ended, due.
 _Before = tuple[TaskState, int, float | None, float | None, float | None]
-
-
-@dataclass(slots=True)
-class Completion:
-    """What a worker hands back when an operation returns or raises."""
-
-    task_id: int
-    attempt: int
-    succeeded: bool
-    result_json: str | None = None
-    error: str | None = None
-    detail: str | None = None
-    recoverable: bool = True
-    retry_after: float | None = None
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an error: its type and message (cut at `MAX_TEXT` characters)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-
-def run_operation(
-    func: Callable[..., Any], ctx: OperationContext, kwargs: dict[str, Any], task_id: int
-) -> Completion:
-    """Run one attempt in the calling (worker) thread; never raises.
-
-    Whatever the operation does ends as an outcome (docs/design.md, "Misbehaving
-    operations"): `SystemExit` and `KeyboardInterrupt` are failures like any other
-    exception, and so is a result that cannot be encoded or exceeds `MAX_RESULT`.
-    """
-    attempt = ctx.attempt
-    try:
-        result = func(ctx, **kwargs)
-    except NonRecoverableError as exc:
-        return Completion(task_id, attempt, False, None, describe(exc), _trace(), False)
-    except RecoverableError as exc:
-        return Completion(
-            task_id, attempt, False, None, describe(exc), _trace(), True, exc.retry_after
-        )
-    except BaseException as exc:  # noqa: BLE001 - any other exception counts as recoverable
-        return Completion(task_id, attempt, False, None, describe(exc), _trace(), True)
-    try:
-        encoded = json.dumps(result, allow_nan=False)
-    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError...
-        error = clip(f"result is not JSON: {exc}")
-        return Completion(task_id, attempt, False, None, error, None, False)
-    refused = too_large("the result", encoded, MAX_RESULT)
-    if refused is not None:
-        return Completion(task_id, attempt, False, None, refused, None, False)
-    return Completion(task_id, attempt, True, encoded)
-
-
-def _trace() -> str:
-    return clip(traceback.format_exc().rstrip())
-
-
-def _change(task: TaskRecord, expected: TaskState) -> TaskChange:
-    return TaskChange(
-        task_id=task.id,
-        expected=expected,
-        status=task.status,
-        retries=task.retries,
-        attempts=task.attempts,
-        error=task.error,
-        result_json=task.result_json,
-        next_run_at=task.next_run_at,
-        started_at=task.started_at,
-        ended_at=task.ended_at,
-    )
 
 
 class GraphRun:
@@ -128,54 +47,62 @@ class GraphRun:
         self._timers: list[tuple[float, int]] = []  # (monotonic due time, task id)
         self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task id, attempt)
         self._running: dict[int, int] = {}  # task id -> attempt number
-        self._awaited: set[int] = set()  # agent tasks sent to a queue
+        self.awaited: set[int] = set()  # agent tasks sent to a queue
         self._failed: list[int] = []
-        self.agents = AgentTasks(self)
+        self.resumability: Resumability = operation_resumability
+        self.agents = AgentTasks(self, run)
 
     # set-up ------------------------------------------------------------------------
 
     def _take_up(self) -> None:
-        """Place every task by its stored state (docs/design.md section 3)."""
+        """Place every task by its stored state (`dalsegno.engine.fates.placement`)."""
         now_wall, now_mono = time.time(), time.monotonic()
         for task in self.tasks.values():
             status = task.status
             if status is S.SUCCEEDED:
                 continue
-            if status is S.FAILED:
+            placed = placement(status, task.key, task.operation, task.agent, self.resumability)
+            action = placed.action
+            if action is Action.FAILED:
                 self._failed.append(task.id)
-            elif task.agent is not None and status in (S.SENT, S.STARTED):
-                self._awaited.add(task.id)
-            elif status is S.PENDING:
-                if task.id not in self._waiting:
-                    self._ready.append((task.id, False))
-            elif status is S.RESCHEDULED:
+            elif action is Action.AWAITED:
+                self.awaited.add(task.id)
+            elif status is S.RESCHEDULED:  # keeps its retry count and its due time
                 due = now_mono + max(0.0, (task.next_run_at or now_wall) - now_wall)
                 heapq.heappush(self._timers, (due, task.id))
-            elif status is S.SENT:
-                self._ready.append((task.id, False))
-            elif status is S.STARTED:
-                self._interrupted(task, now_wall)
+            elif action is Action.RUN:
+                if task.id not in self._waiting:
+                    self._ready.append((task.id, False))
+            else:  # a manager-side operation interrupted while it ran
+                self._interrupted(task, action is Action.RERUN, placed.reason, now_wall)
 
-    def _interrupted(self, task: TaskRecord, now: float) -> None:
-        """A manager-side task found `started`: re-run it if resumable, else fail it."""
+    def _interrupted(self, task: TaskRecord, rerun: bool, reason: str, now: float) -> None:
+        """A manager-side task found `started`: its attempt ended; re-run it or fail it."""
         batch = self.run.batch
         if task.attempts:
             batch.attempt_ends.append(
                 AttemptEnd(task.id, task.attempts - 1, "interrupted", now, None)
             )
-        try:
-            _, definition = resolve_operation(task.operation)
-            resumable = definition.resumable
-            reason = f"Cannot resume - operation not resumable: {task.key} ({task.operation})"
-        except BadReferenceError as exc:
-            resumable, reason = False, f"Cannot resume - {exc}"
-        if resumable:
+        if rerun:
             self._ready.append((task.id, True))
             return
         task.status, task.error, task.ended_at = S.FAILED, reason, now
-        batch.tasks.append(_change(task, S.STARTED))
+        batch.tasks.append(change_of(task, S.STARTED))
         batch.events.append(events.task_failed(self.name, task.key, reason, now))
         self._failed.append(task.id)
+
+    # what the agent tasks hand back (`dalsegno.engine.agents`) --------------------
+
+    def agent_attempt_ended(self, completion: Completion) -> None:
+        """An awaited agent task reported: its outcome, as a manager-side attempt's."""
+        self.awaited.discard(completion.task_id)
+        self._running[completion.task_id] = completion.attempt
+        self._complete(completion)
+
+    def agent_task_failed(self, task_id: int) -> None:
+        """An awaited agent task failed without an outcome (its agent was lost)."""
+        self.awaited.discard(task_id)
+        self._failed.append(task_id)
 
     # the loop ----------------------------------------------------------------------
 
@@ -200,7 +127,7 @@ class GraphRun:
                 self._drain()
             else:
                 self._dispatch()
-            if mode is None and not (self._ready or self._running or self._timers or self._awaited):
+            if mode is None and not (self._ready or self._running or self._timers or self.awaited):
                 break
             run.flush()
             self._wait()
@@ -222,7 +149,7 @@ class GraphRun:
             for task_id, attempt in self._running.items():
                 task = self.tasks[task_id]
                 task.status, task.error, task.ended_at = S.FAILED, "killed by cancel", now
-                run.batch.tasks.append(_change(task, S.STARTED))
+                run.batch.tasks.append(change_of(task, S.STARTED))
                 run.batch.attempt_ends.append(
                     AttemptEnd(task_id, attempt, "killed", now, "killed by cancel")
                 )
@@ -251,7 +178,7 @@ class GraphRun:
             before = (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at)
             if task.agent is not None:
                 task.status = S.SENT
-                batch.starts.append(_change(task, before[0]))
+                batch.starts.append(change_of(task, before[0]))
                 batch.start_events.append(events.task_sent(self.name, task.key, task.agent, now))
                 handed.append((task, before, resume))
                 continue
@@ -262,7 +189,7 @@ class GraphRun:
                 None,
                 None,
             )
-            batch.starts.append(_change(task, before[0]))
+            batch.starts.append(change_of(task, before[0]))
             batch.attempt_starts.append(AttemptStart(task_id, before[1], worker, now))
             batch.start_events.append(events.task_sent(self.name, task.key, None, now))
             batch.start_events.append(
@@ -284,7 +211,7 @@ class GraphRun:
             self.agents.sent()
         for task, before, resume in handed:
             if task.agent is not None:
-                self._awaited.add(task.id)
+                self.awaited.add(task.id)
                 continue
             attempt = before[1]
             run.crash_point("before_operation", self.name, task.key)
@@ -338,7 +265,7 @@ class GraphRun:
             self.run.crash_point("after_operation", self.name, task.key)
             task.status, task.error = S.SUCCEEDED, None
             task.result_json = completion.result_json
-            batch.tasks.append(_change(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED))
             batch.attempt_ends.append(AttemptEnd(task_id, attempt, "succeeded", now, None))
             batch.events.append(events.task_succeeded(self.name, task.key, now))
             for dependent in self._dependents.get(task_id, ()):
@@ -359,7 +286,7 @@ class GraphRun:
                 task.retry_interval if completion.retry_after is None else completion.retry_after
             )
             task.status, task.next_run_at = S.RESCHEDULED, now + max(0.0, delay)
-            batch.tasks.append(_change(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED))
             batch.events.append(
                 events.task_rescheduled(
                     self.name, task.key, error, task.retries, task.max_retries, now
@@ -368,7 +295,7 @@ class GraphRun:
             heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), task_id))
             return
         task.status = S.FAILED
-        batch.tasks.append(_change(task, S.STARTED))
+        batch.tasks.append(change_of(task, S.STARTED))
         batch.events.append(events.task_failed(self.name, task.key, error, now))
         self._failed.append(task_id)
 

@@ -1,8 +1,9 @@
 """The management worker: takes executions from the store and runs them, many at once.
 
 It claims `pending` executions, and takes over every execution whose lease expired (or
-whose owner on this host is dead): a `started` one is resumed by the rules of docs/design.md
-section 3, a `*cancelling` one has its cancel finished. Claims are guarded updates on the
+whose owner on this host is dead): a `started` one is resumed by the rules of
+docs/design.md, a `*cancelling` one has its cancel finished; each through the lifecycle
+(`dalsegno.engine.lifecycle`), as every other path. Claims are guarded updates on the
 state and lease token read, so two managers never take one execution twice.
 """
 
@@ -13,13 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from dalsegno.engine import events, store_health
+from dalsegno.engine import store_health
 from dalsegno.engine.lease import this_owner
+from dalsegno.engine.lifecycle import take_up_of_claimed
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.runner import ExecutionRun, Outcome
 from dalsegno.model.errors import DalsegnoError, StoreFailedError, StoreUnavailableError
-from dalsegno.model.records import Claim, ExecutionRecord, StoredGraph
-from dalsegno.model.states import CANCELLING_STATES, EXECUTION_END_STATES, ExecutionState
+from dalsegno.model.records import ExecutionRecord, StoredGraph
+from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState, TakeUp
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store.notify import PENDING
 
@@ -42,6 +44,7 @@ class Manager:
         self.service = service
         self.store = service.store
         self.engine = service.config
+        self.lifecycle = service.lifecycle
         self.config = config or ManagerConfig()
         self.owner = this_owner()
         self.health = store_health.of(self.store)  # it counts from now (docs/design.md section 3)
@@ -164,17 +167,9 @@ class Manager:
                 record.lease_owner, record.lease_expires_at, self.engine.lease_timeout, now
             ):
                 continue  # a stall every process shared is not its owner's death
+            # a takeover keeps the state; the token grows
             claimed = self.store.claim(
-                Claim(
-                    execution_id=record.id,
-                    expected_status=record.status,
-                    expected_token=record.lease_token,
-                    owner=self.owner,
-                    lease_expires_at=time.time() + self.engine.lease_timeout,
-                    status=record.status,  # a takeover keeps the state; the token grows
-                ),
-                [],
-                [],
+                self.lifecycle.claim(record, record.status, owner=self.owner), [], []
             )
             if claimed is not None:
                 log.info(
@@ -232,49 +227,34 @@ class Manager:
             self._wake.set()
 
     def _execute(self, record: ExecutionRecord, takeover: bool) -> Outcome:
-        """Run a claimed execution: a takeover is an automatic resume (docs/design.md section 3).
-
-        A claimed `pending` execution that has stored graphs was handed over by a resume
-        (its resets and "Resuming" event are already written); one without runs afresh.
-        """
+        """Run a claimed execution by the kind of its take-up (`dalsegno.engine.lifecycle`):
+        a takeover is an automatic resume by the rules of docs/design.md."""
         graphs = self.store.load_graphs(record.id)
-        resume = takeover or bool(graphs)
+        take_up = take_up_of_claimed(record, takeover, bool(graphs))
         name = record.workflow.rpartition(":")[2]
         try:
             func, definition = self.engine.workflows.resolve(record.workflow)
             name = definition.name
         except DalsegnoError as exc:
-            run = self._register(record, name, False, {})
-            return run.finish(E.FAILED, f"Cannot resume - {exc}" if resume else str(exc))
-        run = self._register(record, name, resume, graphs)
-        if record.status in CANCELLING_STATES:
-            return run.finish(E.CANCELLED, None)  # its owner is gone: finish the cancel
-        if resume and not definition.resumable:
-            return run.finish(
-                E.FAILED, f"Cannot resume - workflow not resumable: {record.workflow}"
-            )
+            run = self._register(record, name, take_up, {})
+            return run.finish(E.FAILED, f"Cannot resume - {exc}" if take_up.resumes else str(exc))
+        run = self._register(record, name, take_up, graphs)
+        by = cause = None
         if takeover:
             by = f"manager {self.owner.host}:{self.owner.pid}"
             cause = self.health.cause_of_takeover(record.id, self.engine.lease_timeout)
-            run.batch.events.append(events.workflow_resumed(name, [], by, cause))
-        return run.run(func, record.params)
+        return self.lifecycle.run(
+            run, record, take_up, func, definition, taken_over_by=by, cause=cause
+        )
 
     def _register(
         self,
         record: ExecutionRecord,
         name: str,
-        resume: bool,
+        take_up: TakeUp,
         graphs: dict[str, StoredGraph],
     ) -> ExecutionRun:
-        run = ExecutionRun(
-            self.store,
-            record,
-            name,
-            self.engine,
-            resume=resume,
-            stored_graphs=graphs,
-            pool=self.pool,
-        )
+        run = self.lifecycle.open(record, name, take_up, graphs=graphs, pool=self.pool)
         with self._lock:
             self._runs[record.id] = run
         if self._stopping.is_set():

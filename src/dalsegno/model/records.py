@@ -38,6 +38,9 @@ class ExecutionRecord:
     lease_token: int
     lock_key: str | None = None
     params_omitted: bool = False  # a list view left out params over `LIST_PARAMS`
+    runs: int = 0  # how many times it was taken up: its start, each resume, each takeover
+    first_started_at: float | None = None  # its duration runs from here to `ended_at`
+    take_up: str | None = None  # `TakeUp` of the run it waits for, while pending or queued
 
 
 @dataclass(slots=True)
@@ -224,3 +227,7 @@ class Claim:
     owner: LeaseOwner | None
     lease_expires_at: float | None
     status: ExecutionState = ExecutionState.STARTED
+    # the kind of take-up (`TakeUp`) recorded with the execution, for a hand-over
+    take_up: str | None = None
+    # leaving an end state, the execution waits in `queued` while another holds its lock key
+    honour_lock: bool = False

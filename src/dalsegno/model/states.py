@@ -49,8 +49,8 @@ EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     E.CANCELLING: frozenset({E.CANCELLED, E.FAILED, E.FORCE_CANCELLING, E.KILL_CANCELLING}),
     E.FORCE_CANCELLING: frozenset({E.CANCELLED, E.KILL_CANCELLING}),
     E.KILL_CANCELLING: frozenset({E.CANCELLED}),
-    E.CANCELLED: frozenset({E.PENDING, E.STARTED}),
-    E.FAILED: frozenset({E.PENDING, E.STARTED}),
+    E.CANCELLED: frozenset({E.PENDING, E.QUEUED, E.STARTED}),
+    E.FAILED: frozenset({E.PENDING, E.QUEUED, E.STARTED}),
     E.COMPLETED: frozenset(),
 }
 
@@ -161,3 +161,22 @@ _EXECUTION_SOURCES = _invert(EXECUTION_TRANSITIONS)
 _TASK_SOURCES = _invert(TASK_TRANSITIONS)
 # A manager-side task is handed to a free worker: its `sent` and `started` commit together.
 DISPATCH_SOURCES = task_path_sources((T.SENT, T.STARTED))
+
+
+class TakeUp(StrEnum):
+    """How an execution is taken up (docs/design.md, "The lifecycle").
+
+    Stored with a `pending` or `queued` execution so that whoever claims it next knows what
+    kind of run it starts, instead of guessing it from what the store holds.
+    """
+
+    START = "start"  # a new execution
+    RESUME = "resume"  # a person resumed a failed or cancelled execution
+    RECOVER = "recover"  # a person resumed a crashed one (its owner gone): as a takeover
+    TAKEOVER = "takeover"  # a manager took over an expired or void lease
+    FINISH_CANCEL = "finish_cancel"  # the owner of a `*cancelling` execution is gone
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the workflow function runs again over stored graphs (`ctx.resume`)."""
+        return self is not TakeUp.START

@@ -14,19 +14,16 @@ from typing import Any
 
 from dalsegno.engine import events
 from dalsegno.engine.lease import lease_is_free, this_owner
+from dalsegno.engine.lifecycle import Lifecycle, by, holder_line
 from dalsegno.engine.references import normalize
-from dalsegno.engine.resume import ResumePlan, check_resumable, plan_resume
-from dalsegno.engine.runner import EngineConfig, EventListener, ExecutionRun, Outcome
+from dalsegno.engine.resume import ResumePlan, check_resumable, manual_take_up, plan_resume
+from dalsegno.engine.runner import EngineConfig, EventListener, Outcome
 from dalsegno.model.definitions import WorkflowDefinition
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
 from dalsegno.model.limits import MAX_PARAMS, too_large
 from dalsegno.model.records import (
-    AttemptEnd,
-    Claim,
     EventRecord,
     ExecutionRecord,
-    NewEvent,
-    StoredGraph,
     TaskRecord,
 )
 from dalsegno.model.states import (
@@ -34,7 +31,7 @@ from dalsegno.model.states import (
     EXECUTION_END_STATES,
     CancelMode,
     ExecutionState,
-    TaskState,
+    TakeUp,
     can_move_execution,
 )
 from dalsegno.service.housekeeping import ExecutionHousekeeping
@@ -67,6 +64,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
     def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
         self.store = store
         self.config = config or EngineConfig()
+        self.lifecycle = Lifecycle(store, self.config)
 
     # reading -------------------------------------------------------------------
 
@@ -181,16 +179,15 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         if listener is not None:
             listener([started])
         if execution.status is E.QUEUED:
-            claimed = self._wait_for_lock(execution)
+            claimed = self.lifecycle.claim_when_free(execution)
             if claimed is None:  # cancelled while it waited, or a manager took it first
-                return RunResult(execution.id, self._await_end(execution))
+                return RunResult(execution.id, self.lifecycle.await_end(execution.id))
             execution = claimed
-        run = ExecutionRun(
-            self.store,
+        run = self.lifecycle.open(
             execution,
             definition.name,
-            self.config,
-            resume=False,
+            TakeUp.START,
+            graphs={},
             listener=listener,
             crash_hook=crash_hook,
         )
@@ -220,30 +217,6 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             lock_key=check_lock(lock),
         )
 
-    def _wait_for_lock(self, execution: ExecutionRecord) -> ExecutionRecord | None:
-        """Wait in `queued` until the lock is free, then claim the execution here.
-
-        Returns None when it left `queued` some other way (cancelled, or claimed first by
-        a manager that shares the store).
-        """
-        while True:
-            current = self.find(execution.id)
-            if current.status is E.PENDING:
-                claimed = self.store.claim(self._claim(current), [], [])
-                if claimed is not None:
-                    return claimed
-            elif current.status is not E.QUEUED:
-                return None
-            time.sleep(self.config.poll_interval)
-
-    def _await_end(self, execution: ExecutionRecord) -> Outcome:
-        """Someone else runs it (a manager claimed it first): wait for its end state."""
-        current = execution
-        while current.status not in EXECUTION_END_STATES:
-            time.sleep(self.config.poll_interval)
-            current = self.find(execution.id)
-        return Outcome(current.status, current.error)
-
     # resuming ------------------------------------------------------------------
 
     def check_resume(self, execution_id: str) -> ExecutionRecord:
@@ -258,8 +231,12 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         execution = self.find(execution_id)
         check_resumable(execution)
         _, definition = self.config.workflows.resolve(execution.workflow)
-        tasks = self.store.list_tasks(execution.id)
-        return plan_resume(execution, tasks, reset_operations, definition.resumable)
+        tasks = self.store.list_tasks(execution.id) if definition.resumable else []
+        plan = plan_resume(execution, tasks, reset_operations, definition.resumable)
+        if execution.lock_key is not None and plan.take_up == TakeUp.RESUME:
+            plan.lock_key = execution.lock_key
+            plan.lock_holder = self.store.lock_holder(execution.lock_key, execution.id)
+        return plan
 
     def resume(
         self,
@@ -270,126 +247,66 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         crash_hook: CrashHook | None = None,
         actor: str | None = None,
     ) -> RunResult:
-        """Resume a failed, cancelled or stuck execution here (docs/design.md section 3)."""
+        """Resume a failed, cancelled or crashed execution here (docs/design.md, "Resume:
+        the rules"): a crashed one is taken over, as a manager would; a failed or cancelled
+        one has its failed tasks reset first; either waits in `queued` while another
+        execution holds its lock key."""
         execution = self.find(execution_id)
         check_resumable(execution)
         func, definition = self.config.workflows.resolve(execution.workflow)
         if execution.status in CANCELLING_STATES:
-            execution = self._finish_cancel(execution, definition.name)
+            execution = self.lifecycle.finish_cancel(execution, definition.name)
+        take_up = manual_take_up(execution)
         graphs = self.store.load_graphs(execution.id)
-        claim = self._claim(execution)
-        claimed, written = self._claim_with_resets(
-            execution, claim, graphs, reset_operations, definition, actor
+        claimed, written = self.lifecycle.claim_resume(
+            execution, graphs, take_up, reset_operations, definition, here=True, actor=actor
         )
+        if claimed.status is E.QUEUED:
+            holder = self.store.lock_holder(claimed.lock_key or "", claimed.id)
+            written = [*written, *holder_line(claimed, holder)]
         if listener is not None:
             listener(written)
-        run = ExecutionRun(
-            self.store,
+        if claimed.status is E.QUEUED:
+            waited = self.lifecycle.claim_when_free(claimed)
+            if waited is None:  # cancelled while it waited, or a manager took it first
+                return RunResult(claimed.id, self.lifecycle.await_end(claimed.id))
+            claimed = waited
+        run = self.lifecycle.open(
             claimed,
             definition.name,
-            self.config,
-            resume=True,
+            take_up,
+            graphs=graphs,
             listener=listener,
             crash_hook=crash_hook,
-            stored_graphs=graphs,
         )
-        if not definition.resumable:
-            error = f"Cannot resume - workflow not resumable: {execution.workflow}"
-            return RunResult(claimed.id, run.finish(E.FAILED, error))
-        return RunResult(claimed.id, run.run(func, claimed.params))
+        return RunResult(claimed.id, self.lifecycle.run(run, claimed, take_up, func, definition))
 
     def hand_over_resume(
         self, execution_id: str, reset_operations: bool = False, *, actor: str | None = None
     ) -> ExecutionRecord:
-        """Resume through a manager: write the resets and leave the execution `pending`.
+        """Resume through a manager: write the resets and leave the execution `pending`
+        (or `queued` behind its lock key) with the kind of take-up it waits for.
 
-        A `started` execution whose owner is gone needs no write: a manager takes it over
-        by itself. Returns the execution as it now is.
+        A crashed execution keeps its state with a void lease: a manager takes it over at
+        once, by the same rules. A `*cancelling` one whose owner is gone has its cancel
+        finished by the manager that takes it over. Returns the execution as it now is.
         """
         execution = self.find(execution_id)
         check_resumable(execution)
         _, definition = self.config.workflows.resolve(execution.workflow)
-        if execution.status in CANCELLING_STATES or execution.status is E.STARTED:
+        if execution.status in CANCELLING_STATES:
             return execution
         graphs = self.store.load_graphs(execution.id)
-        claim = Claim(
-            execution_id=execution.id,
-            expected_status=execution.status,
-            expected_token=execution.lease_token,
-            owner=None,
-            lease_expires_at=None,
-            status=E.PENDING,
-        )
-        claimed, _ = self._claim_with_resets(
-            execution, claim, graphs, reset_operations, definition, actor
+        claimed, _ = self.lifecycle.claim_resume(
+            execution,
+            graphs,
+            manual_take_up(execution),
+            reset_operations,
+            definition,
+            here=False,
+            actor=actor,
         )
         return claimed
-
-    def _claim_with_resets(
-        self,
-        execution: ExecutionRecord,
-        claim: Claim,
-        graphs: dict[str, StoredGraph],
-        reset_operations: bool,
-        definition: WorkflowDefinition,
-        actor: str | None = None,
-    ) -> tuple[ExecutionRecord, list[NewEvent]]:
-        """Claim the execution and write a manual resume's resets in the same transaction.
-
-        The graphs in memory are updated to match what was committed.
-        """
-        tasks = [task for graph in graphs.values() for task in graph.tasks]
-        plan = plan_resume(execution, tasks, reset_operations, definition.resumable, detail=False)
-        resumed = by(actor, events.workflow_resumed(definition.name, plan.reset_keys))
-        now = time.time()
-        wanted = {change.task_id for change in plan.resets}
-        touched = {task.id: task for task in tasks if task.id in wanted}
-        reset_events = [
-            by(
-                actor,
-                events.task_reset(
-                    touched[c.task_id].graph, touched[c.task_id].key, c.expected, now
-                ),
-            )
-            for c in plan.resets
-        ]
-        interrupted = [
-            AttemptEnd(c.task_id, touched[c.task_id].attempts - 1, "interrupted", now, None)
-            for c in plan.resets
-            if c.expected in (TaskState.SENT, TaskState.STARTED) and touched[c.task_id].attempts
-        ]
-        claimed = self.store.claim(claim, plan.resets, [resumed, *reset_events], interrupted)
-        if claimed is None:
-            msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
-            raise ConflictError(msg)
-        for change in plan.resets:
-            task = touched[change.task_id]
-            task.status, task.retries, task.error = change.status, change.retries, change.error
-            task.result_json, task.next_run_at = change.result_json, change.next_run_at
-        return claimed, [resumed, *reset_events]
-
-    def _claim(self, execution: ExecutionRecord, status: ExecutionState = E.STARTED) -> Claim:
-        return Claim(
-            execution_id=execution.id,
-            expected_status=execution.status,
-            expected_token=execution.lease_token,
-            owner=this_owner(),
-            lease_expires_at=time.time() + self.config.lease_timeout,
-            status=status,
-        )
-
-    def _finish_cancel(self, execution: ExecutionRecord, workflow_name: str) -> ExecutionRecord:
-        """Take over a `*cancelling` execution whose owner is gone and end it `cancelled`."""
-        claimed = self.store.claim(self._claim(execution, execution.status), [], [])
-        if claimed is None:
-            msg = f"execution {execution.id} changed while finishing its cancel; try again"
-            raise ConflictError(msg)
-        run = ExecutionRun(self.store, claimed, workflow_name, self.config, resume=True)
-        outcome = run.finish(E.CANCELLED, None)
-        if outcome.status is not E.CANCELLED:
-            msg = f"execution {execution.id} changed while finishing its cancel; try again"
-            raise ConflictError(msg)
-        return self.find(execution.id)
 
     # cancelling ----------------------------------------------------------------
 
@@ -419,32 +336,14 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             msg = f"Cannot cancel - execution {execution.id} is {status}; {mode} is not allowed"
             raise ConflictError(msg)
         if lease_is_free(execution.lease_owner, execution.lease_expires_at):
-            return self._cancel_orphan(execution, target, requested, name)
+            return self.lifecycle.cancel_orphan(execution, target, requested, name)
         return self._moved(self.store.request_cancel(execution.id, target, [requested]), execution)
-
-    def _cancel_orphan(
-        self, execution: ExecutionRecord, target: ExecutionState, requested: NewEvent, name: str
-    ) -> ExecutionRecord:
-        """Nobody runs it (its owner died): take it over and end it `cancelled` here."""
-        claimed = self.store.claim(self._claim(execution, target), [], [requested])
-        if claimed is None:
-            msg = f"execution {execution.id} changed while cancelling; try again"
-            raise ConflictError(msg)
-        run = ExecutionRun(self.store, claimed, name, self.config, resume=True)
-        run.finish(E.CANCELLED, None)
-        return self.find(execution.id)
 
     def _moved(self, done: ExecutionRecord | None, before: ExecutionRecord) -> ExecutionRecord:
         if done is None:
             msg = f"execution {before.id} changed while cancelling; try again"
             raise ConflictError(msg)
         return done
-
-
-def by(actor: str | None, event: NewEvent) -> NewEvent:
-    """`event`, recorded as asked for by `actor`."""
-    event.actor = actor
-    return event
 
 
 def check_lock(lock: str | None) -> str | None:

@@ -19,6 +19,7 @@ from dalsegno.model.states import (
     CANCELLING_STATES,
     UNOWNED_CANCEL_SOURCES,
     ExecutionState,
+    TakeUp,
     execution_sources,
 )
 from dalsegno.store import tables as t
@@ -80,6 +81,9 @@ class Executions(LockKeys):
             "lease_expires_at": lease_expires_at,
             "lease_token": 1 if owner else 0,
             "lock_key": lock_key,
+            "runs": 1 if status is ExecutionState.STARTED else 0,
+            "first_started_at": now if status is ExecutionState.STARTED else None,
+            "take_up": None if status is ExecutionState.STARTED else TakeUp.START.value,
         }
         with self._write() as conn:
             if lock_key is not None and self._lock_held(conn, lock_key):
@@ -91,6 +95,9 @@ class Executions(LockKeys):
                     lease_proc_start=None,
                     lease_expires_at=None,
                     lease_token=0,
+                    runs=0,
+                    first_started_at=None,
+                    take_up=TakeUp.START.value,
                 )
                 queued = NewEvent(
                     "lock_waiting", f"Queued: lock '{lock_key}' is held", created_at=clock()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from dalsegno.model.errors import RefusedTransitionError
 from dalsegno.model.records import (
@@ -46,6 +46,26 @@ def _claimed_pending(
     ]
 
 
+def _lease_values(owner: LeaseOwner | None, lease_expires_at: float | None) -> dict[str, Any]:
+    """The columns of a new lease (none, with no owner); the token grows by one."""
+    return {
+        "lease_host": owner.host if owner else None,
+        "lease_pid": owner.pid if owner else None,
+        "lease_proc_start": owner.proc_start if owner else None,
+        "lease_expires_at": lease_expires_at if owner else None,
+        "lease_token": t.executions.c.lease_token + 1,
+    }
+
+
+def _run_values(now: float) -> dict[str, Any]:
+    """The columns of one more run: it starts now, its first start stays (`runs: 2`)."""
+    return {
+        "started_at": now,
+        "first_started_at": func.coalesce(t.executions.c.first_started_at, now),
+        "runs": t.executions.c.runs + 1,
+    }
+
+
 class Leases(Executions):
     """The queries of leases: claims, takeovers, renewals, releases."""
 
@@ -66,19 +86,8 @@ class Leases(Executions):
             msg = f"a claim cannot move an execution from {claim.expected_status} to {claim.status}"
             raise RefusedTransitionError(msg)
         now = clock()
-        owner = claim.owner
-        values: dict[str, Any] = {
-            "status": claim.status.value,
-            "lease_host": owner.host if owner else None,
-            "lease_pid": owner.pid if owner else None,
-            "lease_proc_start": owner.proc_start if owner else None,
-            "lease_expires_at": claim.lease_expires_at if owner else None,
-            "lease_token": t.executions.c.lease_token + 1,
-            "error": None,
-            "ended_at": None,
-        }
-        if claim.status is ExecutionState.STARTED and claim.expected_status is not claim.status:
-            values["started_at"] = now
+        values = _lease_values(claim.owner, claim.lease_expires_at)
+        values.update(error=None, ended_at=None)
         guard: tuple[Any, ...] = (
             t.executions.c.id == claim.execution_id,
             t.executions.c.status == claim.expected_status.value,
@@ -88,6 +97,18 @@ class Leases(Executions):
             locked = select(t.executions.c.id).where(*guard).with_for_update(skip_locked=True)
             guard = (t.executions.c.id.in_(locked.scalar_subquery()),)
         with self._write() as conn:
+            status, events = claim.status, list(events)
+            if claim.honour_lock:
+                holder = self._holder_of_key(conn, claim.execution_id)
+                if holder is not None:  # it waits in `queued`, like a new execution
+                    status = ExecutionState.QUEUED
+                    values.update(_lease_values(None, None))
+                    events.append(holder)
+            values["status"] = status.value
+            if status is ExecutionState.STARTED and claim.owner is not None:
+                values.update(_run_values(now))  # one more run (a takeover too)
+            if status is not ExecutionState.STARTED:  # whoever claims it next reads it
+                values["take_up"] = claim.take_up
             claimed = conn.execute(update(t.executions).where(*guard).values(values)).rowcount
             if claimed != 1:  # nothing was written: nothing to roll back
                 return None
@@ -95,6 +116,22 @@ class Leases(Executions):
             self._end_attempts(conn, attempt_ends)
             self._insert_events(conn, claim.execution_id, events)
         return self.get_execution(claim.execution_id)
+
+    def _holder_of_key(self, conn: Connection, execution_id: str) -> NewEvent | None:
+        """The event saying which execution holds the lock key of `execution_id`, if any."""
+        lock_key = conn.execute(
+            select(t.executions.c.lock_key).where(t.executions.c.id == execution_id)
+        ).scalar()
+        if lock_key is None:
+            return None
+        holder = self._lock_holder(conn, lock_key, other_than=execution_id)
+        if holder is None:
+            return None
+        return NewEvent(
+            "lock_waiting",
+            f"Queued: lock '{lock_key}' is held by execution {holder}",
+            created_at=clock(),
+        )
 
     @retried("claiming pending executions", recover=_claimed_pending)
     def claim_pending(
@@ -122,12 +159,8 @@ class Leases(Executions):
                     )
                     .values(
                         status=ExecutionState.STARTED.value,
-                        lease_host=owner.host,
-                        lease_pid=owner.pid,
-                        lease_proc_start=owner.proc_start,
-                        lease_expires_at=lease_expires_at,
-                        lease_token=t.executions.c.lease_token + 1,
-                        started_at=func.coalesce(t.executions.c.started_at, now),
+                        **_lease_values(owner, lease_expires_at),
+                        **_run_values(now),
                         error=None,
                         ended_at=None,
                     )

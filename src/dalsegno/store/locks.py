@@ -52,15 +52,31 @@ class LockKeys(SQLBase):
 
     def _lock_held(self, conn: Connection, lock_key: str) -> bool:
         """Whether an execution holds `lock_key`; the key stays serialised until commit."""
+        return self._lock_holder(conn, lock_key) is not None
+
+    def _lock_holder(
+        self, conn: Connection, lock_key: str, other_than: str | None = None
+    ) -> str | None:
+        """The execution (but `other_than`) that holds `lock_key`; serialised until commit."""
         serialise_key(conn, lock_key)
-        return (
-            conn.execute(
-                select(t.executions.c.id)
-                .where(t.executions.c.lock_key == lock_key, t.executions.c.status.in_(_HOLDING))
-                .limit(1)
-            ).first()
-            is not None
+        query = select(t.executions.c.id).where(
+            t.executions.c.lock_key == lock_key, t.executions.c.status.in_(_HOLDING)
         )
+        if other_than is not None:
+            query = query.where(t.executions.c.id != other_than)
+        found: str | None = conn.execute(query.limit(1)).scalar()
+        return found
+
+    def lock_holder(self, lock_key: str, other_than: str | None = None) -> str | None:
+        """The execution (but `other_than`) that holds `lock_key` now, if any."""
+        with self._read() as conn:
+            query = select(t.executions.c.id).where(
+                t.executions.c.lock_key == lock_key, t.executions.c.status.in_(_HOLDING)
+            )
+            if other_than is not None:
+                query = query.where(t.executions.c.id != other_than)
+            found: str | None = conn.execute(query.limit(1)).scalar()
+        return found
 
     def _promote_queued(self, conn: Connection, execution_id: str) -> None:
         """The execution ended: the oldest one queued behind its lock key becomes pending."""

@@ -222,6 +222,9 @@ def execution_of(row: Row[Any]) -> ExecutionRecord:
         lease_token=row.lease_token,
         lock_key=row.lock_key,
         params_omitted=omitted,
+        runs=row.runs,
+        first_started_at=row.first_started_at,
+        take_up=row.take_up,
     )
 
 

@@ -45,6 +45,7 @@ executions = Table(
     Column("deleting_at", Float),  # a delete or purge is removing it (migration 0006)
     Column("runs", Integer, nullable=False, server_default="0"),
     Column("first_started_at", Float),
+    Column("take_up", String(20)),  # the kind of take-up a pending execution waits for (0008)
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_lock_key", "lock_key"),

@@ -1,0 +1,137 @@
+"""What happens to each task when an execution is taken up again: the one home of the
+resume rules of docs/design.md ("Resume: the rules", "The lifecycle").
+
+`fate` decides it from the task's state, where it runs, whether its operation is
+resumable, the kind of take-up and `--reset-operations`. The dry-run plan prints it, a
+manual resume writes the resets it names, the scheduler places each task with `placement`
+(the same rules, after the resets), and the owner decides a lost agent's attempt with
+`lost_attempt`; so the plan shown is, by construction, the plan carried out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dalsegno.engine.references import resolve_operation
+from dalsegno.model.errors import BadReferenceError
+from dalsegno.model.states import TakeUp, TaskState
+
+S = TaskState
+
+
+class Action(StrEnum):
+    """What a take-up does to one task."""
+
+    KEPT = "kept"  # succeeded: never runs again
+    RUN = "run"  # runs normally: a new attempt, `ctx.resume` false
+    RERUN = "re-run"  # interrupted and resumable: runs again with `ctx.resume` true
+    RESET = "reset"  # reset to pending with retries 0 first, then runs
+    AWAITED = "awaited"  # on an agent: its result is awaited, it is not sent twice
+    FAIL = "fail"  # interrupted and not resumable: fails at the take-up
+    FAILED = "failed"  # failed, and nothing resets it: stays failed
+
+
+@dataclass(frozen=True, slots=True)
+class Fate:
+    action: Action
+    reason: str
+
+    @property
+    def resets(self) -> bool:
+        return self.action is Action.RESET
+
+
+# Whether an operation may run again after an interruption: (resumable, why not when it
+# cannot be known: the reference does not import).
+Resumability = Callable[[str], tuple[bool, str | None]]
+
+IN_FLIGHT = frozenset({S.SENT, S.STARTED})
+
+
+def resets(state: TaskState, take_up: TakeUp, reset_operations: bool) -> bool:
+    """Whether the take-up resets the task to `pending` (retries 0) before it runs.
+
+    Only a person resets: a resume of a failed or cancelled execution resets its failed
+    and rescheduled tasks; `--reset-operations` also resets interrupted ones, for a crashed
+    execution too. A takeover resets nothing.
+    """
+    if take_up is TakeUp.RESUME:
+        return state in (S.FAILED, S.RESCHEDULED) or (reset_operations and state in IN_FLIGHT)
+    if take_up is TakeUp.RECOVER:
+        return reset_operations and state in IN_FLIGHT
+    return False
+
+
+def fate(
+    state: TaskState,
+    key: str,
+    operation: str,
+    agent: str | None,
+    take_up: TakeUp,
+    reset_operations: bool,
+    resumable: Resumability,
+) -> Fate:
+    """What the take-up does to one task (the row of the rule table for its state)."""
+    if resets(state, take_up, reset_operations):
+        if state in IN_FLIGHT:
+            why = f"{state}: reset to pending (--reset-operations), then run"
+        else:
+            why = f"{state}: reset to pending with retries 0, then run"
+        return Fate(Action.RESET, why)
+    return placement(state, key, operation, agent, resumable)
+
+
+def placement(  # noqa: PLR0911 - the rule table, one row a return
+    state: TaskState, key: str, operation: str, agent: str | None, resumable: Resumability
+) -> Fate:
+    """Where a task goes when a run takes the graph up, from its stored state (after the
+    resets of a manual resume, which are written first)."""
+    if state is S.SUCCEEDED:
+        return Fate(Action.KEPT, "succeeded: never run again")
+    if state is S.FAILED:
+        return Fate(Action.FAILED, "failed: stays failed and blocks its dependents")
+    if state is S.PENDING:
+        return Fate(Action.RUN, "pending: runs when its dependencies succeeded")
+    if state is S.RESCHEDULED:
+        return Fate(Action.RUN, "rescheduled: runs when its retry is due (retry count kept)")
+    if agent is not None:
+        return Fate(Action.AWAITED, f"{state} on agent queue '{agent}': its result is awaited")
+    if state is S.SENT:
+        return Fate(Action.RUN, "sent but never started: submitted again")
+    can, why_not = resumable(operation)
+    if why_not is not None:
+        return Fate(Action.FAIL, f"Cannot resume - {why_not}")
+    if can:
+        return Fate(Action.RERUN, "started and interrupted; the operation is resumable: run again")
+    return Fate(Action.FAIL, f"Cannot resume - operation not resumable: {key} ({operation})")
+
+
+def interrupted_on_agent(agent: str, key: str, operation: str) -> str:
+    return f"operation interrupted on agent {agent} and not resumable: {key} ({operation})"
+
+
+def lost_attempt(
+    state: TaskState, key: str, operation: str, agent: str, resumable: Resumability
+) -> Fate:
+    """An agent task whose agent missed its heartbeats: queued again, or failed.
+
+    A claim that never started never ran; a started resumable operation may run again; a
+    started non-resumable one fails with the documented message.
+    """
+    if state is S.SENT:
+        return Fate(Action.RUN, "claimed, never started: queued again")
+    can, _ = resumable(operation)
+    if can:
+        return Fate(Action.RERUN, "queued again (resumable)")
+    return Fate(Action.FAIL, interrupted_on_agent(agent, key, operation))
+
+
+def operation_resumability(operation: str) -> tuple[bool, str | None]:
+    """The `Resumability` of the engine: the operation's declaration, imported."""
+    try:
+        _, definition = resolve_operation(operation)
+    except BadReferenceError as exc:
+        return False, str(exc)
+    return definition.resumable, None

@@ -158,6 +158,10 @@ class Execution(Answer):
     started_at: Timestamp | None
     ended_at: Timestamp | None
     lock: str | None = Field(description="its lock key, or null")
+    runs: int = Field(0, description="how many times it was taken up: start, resumes, takeovers")
+    first_started_at: Timestamp | None = Field(
+        None, description="its first start; its duration runs from here to `ended_at`"
+    )
 
 
 class Action(Answer):
@@ -218,4 +222,7 @@ class ResumePlan(Answer):
     status: str
     reset_operations: bool
     workflow_resumable: bool
+    take_up: str | None = None  # "resume" (failed or cancelled) or "recover" (crashed)
+    lock_key: str | None = None
+    lock_holder: str | None = None  # the execution it would wait for in `queued`
     tasks: list[PlannedTask]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 Client = TypeVar("Client", bound="RemoteClient")
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED, EXIT_TAKEN_OVER = 0, 1, 2, 3, 4
 OUTCOME_EXIT = {
     ExecutionState.COMPLETED: EXIT_OK,
     ExecutionState.FAILED: EXIT_FAILED,
@@ -233,8 +233,8 @@ class CancelOnInterrupt:
 def _finish(result: Any, service: Any, quiet: bool) -> NoReturn:
     outcome = result.outcome
     if outcome.abandoned:
-        click.echo(f"execution {result.execution_id} abandoned here: {outcome.error}", err=True)
-        sys.exit(EXIT_FAILED)
+        click.echo(_left_here(result.execution_id, outcome.error, service), err=True)
+        sys.exit(EXIT_TAKEN_OVER)
     status = outcome.status
     line = f"Execution {result.execution_id} {status.value}"
     if outcome.error:
@@ -242,6 +242,22 @@ def _finish(result: Any, service: Any, quiet: bool) -> NoReturn:
     click.echo(line, err=True)
     _ = (service, quiet)
     sys.exit(OUTCOME_EXIT[status])
+
+
+def _left_here(execution_id: str, reason: str | None, service: Any) -> str:
+    """This process stopped running the execution: who goes on with it (exit 4)."""
+    try:
+        now = service.find(execution_id)
+    except DalsegnoError:
+        now = None
+    owner = now.lease_owner if now is not None else None
+    if owner is not None:
+        where = f"taken over by {owner.host} pid {owner.pid}; it goes on there"
+    elif now is not None and now.status in EXECUTION_END_STATES:
+        where = f"it ended {now.status.value} elsewhere"
+    else:
+        where = "left for the next manager or resume to take over"
+    return f"Execution {execution_id} left this process ({reason or 'abandoned'}): {where}"
 
 
 def _run_here(
@@ -536,13 +552,13 @@ def events(
     last = batch[-1].id if batch else after
     try:
         while True:
-            ended = service.find(execution.id).status in EXECUTION_END_STATES
+            status = service.find(execution.id).status
             batch = service.events(execution.id, last, **filters)
             output.print_events(batch, as_json)
             if batch:
                 last = batch[-1].id
-            elif ended:
-                return
+            elif status in EXECUTION_END_STATES:
+                sys.exit(OUTCOME_EXIT[status])  # like `run`: 0 completed, 1 failed, 3 cancelled
             else:
                 time.sleep(0.25)
     except KeyboardInterrupt:
@@ -565,7 +581,7 @@ def _remote_events(
             return
         last = str(batch[-1]["id"]) if batch else after
         try:
-            _follow_remote(
+            final = _follow_remote(
                 client,
                 str(execution["id"]),
                 last,
@@ -574,6 +590,7 @@ def _remote_events(
             )
         except KeyboardInterrupt:
             return
+    sys.exit(OUTCOME_EXIT.get(ExecutionState(final["status"]), EXIT_FAILED))
 
 
 def _add_service_commands() -> None:

@@ -66,8 +66,10 @@ def when(moment: str | float | None, short: bool = False) -> str:
 
 
 def how_long(document: dict[str, Any]) -> str:
-    """How long a document's run lasted: `started_at` to `ended_at` (now while it runs)."""
-    return _duration(_timestamp(document.get("started_at")), _timestamp(document.get("ended_at")))
+    """How long an execution lasted: from its first start, over all its runs, to its last
+    end (now while it runs); `runs` says how many there were."""
+    first = document.get("first_started_at") or document.get("started_at")
+    return _duration(_timestamp(first), _timestamp(document.get("ended_at")))
 
 
 def _status(status: str) -> str:
@@ -95,8 +97,18 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
+TAKE_UP_LINES = {
+    "resume": "failed and rescheduled tasks are reset to pending (retries 0), then it runs",
+    "recover": (
+        "it crashed: it is taken over as a manager would (nothing is reset"
+        " but interrupted tasks with --reset-operations)"
+    ),
+}
+
+
 def show_plan(plan: ResumePlan) -> None:
-    """The dry-run plan: one line per task, named by its key, with what resume does to it."""
+    """The dry-run plan: one line per task, named by its key, with what resume does to it;
+    or, for a workflow that is not resumable, the one thing that happens."""
     out = sys.stdout
     out.write(
         f"Resume plan for execution {plan.execution_id} ({plan.workflow}, {plan.status})"
@@ -105,7 +117,16 @@ def show_plan(plan: ResumePlan) -> None:
     if not plan.workflow_resumable:
         out.write(
             f"  the workflow is not resumable: the resume fails at once with "
-            f"'Cannot resume - workflow not resumable: {plan.workflow}'\n"
+            f"'Cannot resume - workflow not resumable: {plan.workflow}'; no task runs and "
+            f"none is reset.\nNothing was changed (dry run).\n"
+        )
+        return
+    if plan.take_up in TAKE_UP_LINES:
+        out.write(f"  {TAKE_UP_LINES[plan.take_up]}\n")
+    if plan.lock_holder is not None:
+        out.write(
+            f"  it waits in queued first: lock '{plan.lock_key}' is held by execution "
+            f"{plan.lock_holder}\n"
         )
     width = max((len(task.key) for task in plan.tasks), default=4)
     for task in plan.tasks:
@@ -213,6 +234,9 @@ def plan_from_json(document: dict[str, Any]) -> ResumePlan:
         status=str(document["status"]),
         reset_operations=bool(document.get("reset_operations")),
         workflow_resumable=bool(document.get("workflow_resumable", True)),
+        take_up=str(document.get("take_up") or "resume"),
+        lock_key=document.get("lock_key"),
+        lock_holder=document.get("lock_holder"),
         tasks=[
             PlannedTask(
                 graph=str(task["graph"]),

@@ -29,6 +29,7 @@ from dalsegno.model.errors import DalsegnoError
 DEFAULT_BIND = "127.0.0.1:8347"
 BACKLOG = 2048
 log = logging.getLogger("dalsegno.manager")
+EXIT_STOPPED_AT_ONCE = 1  # a second stop signal: no hand-over, as after a crash
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -89,7 +90,10 @@ def _refuse(message: str) -> NoReturn:
     type=click.FloatRange(min=0),
     default=10.0,
     show_default=True,
-    help="On SIGTERM/SIGINT: seconds running operations get to end before the hand-over.",
+    help=(
+        "On SIGTERM/SIGINT: seconds resumable running operations get to end before the "
+        "hand-over (non-resumable ones are awaited to their end; a second signal stops at once)."
+    ),
 )
 @click.option(
     "--log-format",
@@ -165,10 +169,13 @@ def manager(
     agents = app.state.agents
 
     class Server(uvicorn.Server):
+        signals_seen = 0
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Agents' claims wait up to 30 s, and uvicorn waits for open requests before
             # it returns: answer them now, so the hand-over below starts at once.
             stopping[0] = True
+            self.signals_seen += 1
             agents.stop_waiting()
             super().handle_exit(sig, frame)
 
@@ -194,16 +201,36 @@ def manager(
         extra={"pid": os.getpid(), "max_executions": max_executions},
     )
     log.info("sign in to the web UI with the admin token in %s", token_path(home))
-    # uvicorn re-raises the signal that stopped it through the handler it found installed:
-    # make that one harmless, so the graceful hand-over below runs.
+    _serve(server, listening, workers, service.store, grace)
+
+
+def _serve(server: Any, listening: socket.socket, workers: Any, store: Any, grace: float) -> None:
+    """Serve until SIGTERM or SIGINT, then hand the executions over; a second signal
+    stops at once."""
+    # uvicorn re-raises the signals that stopped it through the handler it found installed:
+    # those are the first stop, already under way. Any later one stops at once, with the
+    # consequences of a crash (docs/design.md, "Graceful stop").
+    reraised = [0]
+
+    def second_stop(sig: int, _frame: FrameType | None) -> None:
+        if reraised[0] > 0:
+            reraised[0] -= 1
+            return
+        log.warning("signal %s again: stopping at once, leases left to expire", sig)
+        os._exit(EXIT_STOPPED_AT_ONCE)
+
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, lambda *_: None)
+        signal.signal(stop_signal, second_stop)
     try:
         server.run(sockets=[listening])  # returns on SIGTERM or SIGINT
     finally:
+        if server.signals_seen > 1:
+            log.warning("stop asked twice: stopping at once, leases left to expire")
+            os._exit(EXIT_STOPPED_AT_ONCE)
+        reraised[0] = server.signals_seen
         log.info("stopping: handing executions over", extra={"running": len(workers.running)})
         workers.stop(grace)
-        service.store.close()
+        store.close()
         log.info("stopped")
 
 

@@ -8,6 +8,7 @@ heartbeat thread renews the lease and looks for a cancel while the graph is quie
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 E = ExecutionState
 T = TypeVar("T")
+log = logging.getLogger("dalsegno.manager")
 
 CrashHook = Callable[[str, str, str], bool]
 EventListener = Callable[[Sequence[NewEvent]], None]
@@ -152,6 +154,7 @@ class ExecutionRun:
         self._own_pool = pool is None
         self.draining = False
         self._drain_deadline = 0.0
+        self._said_waiting = False
         self._ignored: dict[tuple[int, int], tuple[str, str]] = {}
         self._children: dict[tuple[int, int], ChildOperation] = {}
         self._abandoned: dict[tuple[int, int], tuple[str, str]] = {}
@@ -343,7 +346,8 @@ class ExecutionRun:
             self._completions.put(None)  # wake the scheduler
 
     def drain(self, grace: float) -> None:
-        """Hand over: start no new task, let running ones end for up to `grace` seconds.
+        """Hand over: start no new task, give resumable running operations up to `grace`
+        seconds to end and non-resumable ones all the time they take.
 
         The run then stops with what it wrote (the execution stays `started`) and the
         caller releases the lease, so another manager resumes it at once.
@@ -354,6 +358,18 @@ class ExecutionRun:
 
     def drain_expired(self) -> bool:
         return self.draining and time.monotonic() >= self._drain_deadline
+
+    def waiting_for(self, keys: list[str]) -> None:
+        """A hand-over waits for non-resumable operations: said once, in the log."""
+        if not self._said_waiting:
+            self._said_waiting = True
+            log.info(
+                "execution %s: handed over once %s end%s (not resumable)",
+                self.execution_id,
+                ", ".join(keys),
+                "s" if len(keys) == 1 else "",
+                extra={"execution_id": self.execution_id},
+            )
 
     @property
     def lost(self) -> bool:

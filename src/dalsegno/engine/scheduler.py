@@ -134,10 +134,31 @@ class GraphRun:
         run.flush()
 
     def _drain(self) -> None:
-        """This process hands the execution over: start nothing, let running tasks end."""
-        if not self._running or self.run.drain_expired():
-            self.run.flush()
-            raise ExecutionAbandoned("handed over to another manager")
+        """This process hands the execution over: start nothing, and leave once no running
+        operation would be failed by the next owner (docs/design.md, "Graceful stop").
+
+        Resumable operations get the drain's grace to end (after it, the next owner runs
+        them again); a non-resumable manager-side operation is waited for to its end,
+        however long: handing it over would fail it.
+        """
+        if not self._running:
+            self._hand_over()
+        if self.run.drain_expired() and not self._unresumable_running():
+            self._hand_over()
+
+    def _unresumable_running(self) -> list[str]:
+        keys = []
+        for task_id in self._running:
+            task = self.tasks[task_id]
+            if not self.resumability(task.operation)[0]:
+                keys.append(task.key)
+        if keys:
+            self.run.waiting_for(keys)
+        return keys
+
+    def _hand_over(self) -> None:
+        self.run.flush()
+        raise ExecutionAbandoned("handed over to another manager")
 
     def _cancel(self, mode: CancelMode) -> None:
         run = self.run

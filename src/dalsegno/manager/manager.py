@@ -81,7 +81,10 @@ class Manager:
         self._wake.set()
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop taking work, let running operations end within `grace`, release the leases."""
+        """Stop taking work and hand every execution over (docs/design.md, "Graceful
+        stop"): resumable running operations get `grace` seconds to end, non-resumable
+        ones are awaited to their end, then the leases are released. Waits in short steps,
+        so a second signal can still stop the process at once."""
         self._stopping.set()
         self._wake.set()
         grace = self.config.grace if grace is None else grace
@@ -90,9 +93,9 @@ class Manager:
             threads = list(self._threads.values())
         for run in runs:
             run.drain(grace)
-        deadline = time.monotonic() + grace + 5.0
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive():
+                thread.join(0.2)
         if self._loop_thread is not None:
             self._loop_thread.join(5.0)
         self.pool.shutdown()

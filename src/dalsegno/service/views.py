@@ -38,6 +38,8 @@ def execution_json(
         "started_at": iso(execution.started_at),
         "ended_at": iso(execution.ended_at),
         "lock": execution.lock_key,
+        "runs": execution.runs,
+        "first_started_at": iso(execution.first_started_at),
     }
     if tasks is not None:
         found["tasks"] = [task_json(task) for task in tasks]
@@ -140,6 +142,9 @@ def plan_json(plan: ResumePlan) -> dict[str, Any]:
         "status": plan.status,
         "reset_operations": plan.reset_operations,
         "workflow_resumable": plan.workflow_resumable,
+        "take_up": plan.take_up,
+        "lock_key": plan.lock_key,
+        "lock_holder": plan.lock_holder,
         "tasks": [
             {
                 "graph": task.graph,

@@ -40,7 +40,7 @@ QUICK = 5.0  # seconds: a resume right after a kill must not wait for any lease 
 # only take the execution over because its owner is dead (the same-host rule of docs/design.md).
 LONG_LEASE = {"DALSEGNO_LEASE_TIMEOUT": "600"}
 KILLED = -signal.SIGKILL
-PLAN_LINE = re.compile(r"^  (\S+)\s+(kept|run|reset|re-run|fail|awaited)\s+\((\w+)")
+PLAN_LINE = re.compile(r"^  (\S+)\s+(kept|run|reset|re-run|failed|fail|awaited)\s+\((\w+)")
 
 
 @dataclass(frozen=True)

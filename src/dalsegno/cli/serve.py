@@ -207,14 +207,14 @@ def manager(
 def _serve(server: Any, listening: socket.socket, workers: Any, store: Any, grace: float) -> None:
     """Serve until SIGTERM or SIGINT, then hand the executions over; a second signal
     stops at once."""
-    # uvicorn re-raises the signals that stopped it through the handler it found installed:
-    # those are the first stop, already under way. Any later one stops at once, with the
-    # consequences of a crash (docs/design.md, "Graceful stop").
-    reraised = [0]
+    # While it serves, uvicorn's own handlers take the signals, and re-raise the ones that
+    # stopped it through this handler as it returns: that is the first stop, under way.
+    # A signal after that stops at once, with the consequences of a crash (docs/design.md,
+    # "Graceful stop").
+    serving = [True]
 
     def second_stop(sig: int, _frame: FrameType | None) -> None:
-        if reraised[0] > 0:
-            reraised[0] -= 1
+        if serving[0]:
             return
         log.warning("signal %s again: stopping at once, leases left to expire", sig)
         os._exit(EXIT_STOPPED_AT_ONCE)
@@ -224,10 +224,10 @@ def _serve(server: Any, listening: socket.socket, workers: Any, store: Any, grac
     try:
         server.run(sockets=[listening])  # returns on SIGTERM or SIGINT
     finally:
+        serving[0] = False
         if server.signals_seen > 1:
             log.warning("stop asked twice: stopping at once, leases left to expire")
             os._exit(EXIT_STOPPED_AT_ONCE)
-        reraised[0] = server.signals_seen
         log.info("stopping: handing executions over", extra={"running": len(workers.running)})
         workers.stop(grace)
         store.close()

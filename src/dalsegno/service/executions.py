@@ -289,13 +289,14 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
 
         A crashed execution keeps its state with a void lease: a manager takes it over at
         once, by the same rules. A `*cancelling` one whose owner is gone has its cancel
-        finished by the manager that takes it over. Returns the execution as it now is.
+        finished first, then is resumed as a cancelled one, as `resume` does here. Returns
+        the execution as it now is.
         """
         execution = self.find(execution_id)
         check_resumable(execution)
         _, definition = self.config.workflows.resolve(execution.workflow)
-        if execution.status in CANCELLING_STATES:
-            return execution
+        if execution.status in CANCELLING_STATES:  # as here: the cancel ends, then resume
+            execution = self.lifecycle.finish_cancel(execution, definition.name)
         graphs = self.store.load_graphs(execution.id)
         claimed, _ = self.lifecycle.claim_resume(
             execution,

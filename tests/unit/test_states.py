@@ -1,4 +1,4 @@
-"""The state machines of DESIGN.md section 2, checked row by row against the code's tables."""
+"""The state machines of docs/design.md section 2, checked row by row against the code's tables."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ DESIGN_EXECUTION_TABLE: dict[str, set[str]] = {
     "completed": set(),
 }
 
-# DESIGN.md section 2, task table: one entry per row, "from | to".
+# docs/design.md section 2, task table: one entry per row, "from | to".
 DESIGN_TASK_ROWS: list[tuple[set[str], set[str]]] = [
     ({"pending"}, {"sent"}),
     ({"sent"}, {"started"}),

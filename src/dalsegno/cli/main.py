@@ -413,7 +413,7 @@ def run(
 ) -> None:
     """Start an execution of REF and run it to its end, with live progress.
 
-    Exit code: 0 completed, 1 failed, 3 cancelled, 2 refused.
+    Exit code: 0 completed, 1 failed, 3 cancelled, 2 refused, 4 taken over by another owner.
     """
     _run_here(settings, ref, pairs, params_json, quiet, lock)
 
@@ -538,7 +538,10 @@ def events(
     filters: dict[str, Any],
 ) -> None:
     """The execution's events and logs, oldest first (of one task, a graph, a level and
-    up, some types, with the filters)."""
+    up, some types, with the filters).
+
+    With --follow it exits with the execution's outcome: 0 completed, 1 failed, 3 cancelled.
+    """
     if settings.remote:
         _remote_events(settings, execution_id, follow, as_json, after, filters)
         return

@@ -58,9 +58,9 @@ def _lease_values(owner: LeaseOwner | None, lease_expires_at: float | None) -> d
 
 
 def _run_values(now: float) -> dict[str, Any]:
-    """The columns of one more run: it starts now, its first start stays (`runs: 2`)."""
+    """The columns of one more run (`runs: 2`); its first start stays, and so does the
+    start of its last run on a takeover (the run goes on under a new owner)."""
     return {
-        "started_at": now,
         "first_started_at": func.coalesce(t.executions.c.first_started_at, now),
         "runs": t.executions.c.runs + 1,
     }
@@ -107,6 +107,8 @@ class Leases(Executions):
             values["status"] = status.value
             if status is ExecutionState.STARTED and claim.owner is not None:
                 values.update(_run_values(now))  # one more run (a takeover too)
+                if not takeover:
+                    values["started_at"] = now
             if status is not ExecutionState.STARTED:  # whoever claims it next reads it
                 values["take_up"] = claim.take_up
             claimed = conn.execute(update(t.executions).where(*guard).values(values)).rowcount
@@ -161,6 +163,7 @@ class Leases(Executions):
                         status=ExecutionState.STARTED.value,
                         **_lease_values(owner, lease_expires_at),
                         **_run_values(now),
+                        started_at=func.coalesce(t.executions.c.started_at, now),
                         error=None,
                         ended_at=None,
                     )

@@ -35,6 +35,10 @@ MAX_EXAMPLES = int(os.environ.get("DALSEGNO_SCHEMATHESIS_EXAMPLES", "40"))
 # execution's state must allow the transition (409). None of these is a 5xx.
 ACCEPTED = ["2XX", "401", "403", "404", "409", "422"]
 
+# How a request the document does not admit may be refused (schemathesis's defaults, and
+# 413 for a body over its size limit).
+REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+
 DOCUMENT = create_app(mock.create_autospec(ExecutionService, instance=True), "unused").openapi()
 
 # What the server says when its request validation refuses a value: the place, then why
@@ -65,7 +69,11 @@ schema = schemathesis.openapi.from_dict(
         {
             "headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"},
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
-            "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
+            "checks": {
+                "positive_data_acceptance": {"expected-statuses": ACCEPTED},
+                # a body over its limit is refused before it is read: 413, documented
+                "negative_data_rejection": {"expected-statuses": REJECTED},
+            },
         }
     ),
 )

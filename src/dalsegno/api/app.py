@@ -7,6 +7,7 @@ its docs page need no token: they describe the API and hold no data.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -67,6 +68,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
+    _document_body_limits(app)
     app.add_route(DOCS_PATH, docs_page(OPENAPI_PATH, app.title), include_in_schema=False)
     agents = AgentService(service, claim_wait_limit)
     app.state.agents = agents  # `dalsegno manager` ends waiting claims when it stops
@@ -107,3 +109,31 @@ def create_app(
         secure_cookies=secure_cookies,
     )
     return app
+
+
+def _document_body_limits(app: FastAPI) -> None:
+    """Every route that takes a body may answer 413 (`Guards` refuses a body over its limit
+    before it is read): the document says so, as it says every other answer."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation["responses"].setdefault(
+                        "413",
+                        {
+                            "description": "The body is over its size limit.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Error"}
+                                }
+                            },
+                        },
+                    )
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from pydantic import StringConstraints
 
 from dalsegno.api import schemas
 from dalsegno.api.auth import OPERATE, READ, caller_of, require
@@ -20,6 +21,7 @@ from dalsegno.service import ExecutionService
 from dalsegno.service.pages import MAX_EVENTS, MAX_EXECUTIONS, MAX_TASKS
 from dalsegno.service.views import event_json, execution_json, plan_json
 
+EVENT_TYPE = r"^[a-z][a-z0-9_]*$"  # the names of event types: task_failed, log...
 ExecutionId = Annotated[str, Path(description="an execution id, or a unique prefix of one")]
 
 
@@ -172,7 +174,10 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
             Literal["debug", "info", "warning", "error"] | None,
             Query(description="only this level and the more severe ones"),
         ] = None,
-        type: Annotated[list[str], Query(description="only these types")] = [],  # noqa: B006
+        type: Annotated[
+            list[Annotated[str, StringConstraints(pattern=EVENT_TYPE, max_length=64)]],
+            Query(description="only these types (snake_case names: task_failed, log...)"),
+        ] = [],  # noqa: B006 - FastAPI copies the default
     ) -> list[dict[str, Any]]:
         """The execution's events and logs, oldest first, a page at a time: `X-Next-Cursor`
         is where the next page starts, on the last page too (for what comes later)."""

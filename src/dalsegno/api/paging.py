@@ -9,7 +9,7 @@ cursor in the answer's headers (the body stays the JSON array docs/interface.md 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_origin
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
@@ -27,20 +27,28 @@ async def known_query_only(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if not isinstance(route, Route) or dependant is None:
         return
-    known = set(_query_names(dependant))
+    params = _query_params(dependant)
+    known = {param.alias for param in params}
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
         allowed = ", ".join(sorted(known)) or "none"
         raise ApiError(422, f"unknown query parameter {names}: this route takes {allowed}")
+    for param in params:  # a single value given twice is ambiguous, not the last one wins
+        if not _repeatable(param) and len(request.query_params.getlist(param.alias)) > 1:
+            raise ApiError(422, f"query parameter {param.alias!r} is given more than once")
 
 
-def _query_names(dependant: Any) -> list[str]:
+def _repeatable(param: Any) -> bool:
+    return get_origin(param.field_info.annotation) is list or param.field_info.annotation is list
+
+
+def _query_params(dependant: Any) -> list[Any]:
     """The query parameters a route's endpoint and its dependencies declare."""
-    names = [param.alias for param in dependant.query_params]
+    found = list(dependant.query_params)
     for below in dependant.dependencies:
-        names.extend(_query_names(below))
-    return names
+        found.extend(_query_params(below))
+    return found
 
 
 def paged(response: Response, request: Request, page: Page[Any]) -> None:

@@ -64,7 +64,11 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
     def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
         self.store = store
         self.config = config or EngineConfig()
-        self.lifecycle = Lifecycle(store, self.config)
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The lifecycle on this service's store as it is now (metrics may wrap it later)."""
+        return Lifecycle(self.store, self.config)
 
     # reading -------------------------------------------------------------------
 

@@ -124,6 +124,7 @@ class MemoryStore:
         resets: Sequence[TaskChange],
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
+        subgraph_resets: Sequence[Any] = (),
     ) -> ExecutionRecord | None:
         record = self.executions[claim.execution_id]
         takeover = claim.status is claim.expected_status and claim.status in ACTIVE_STATES

@@ -21,14 +21,17 @@ from dalsegno.model.definitions import (
     operation_definition,
 )
 from dalsegno.model.errors import BadReferenceError, GraphError
-from dalsegno.model.graph import GraphSpec, TaskSpec
+from dalsegno.model.graph import GraphSpec, SubgraphSpec, TaskSpec
 from dalsegno.model.limits import MAX_KWARGS, too_large
-from dalsegno.model.records import NewTask, StoredGraph
+from dalsegno.model.records import NewTask, StoredGraph, SubgraphRecord
 
 if TYPE_CHECKING:
     from dalsegno.engine.runner import ExecutionRun
 
-TASK_OPTIONS = ("key", "agent", "retries", "retry_interval", "timeout", "kwargs")
+TASK_OPTIONS = ("key", "agent", "retries", "retry_interval", "timeout", "kwargs", "options")
+# the keys of `options={...}`: task options added after the first release (docs/interface.md)
+EXTRA_OPTIONS = ("on_failure",)
+FAILURE_POLICIES = ("fail", "ignore")
 
 
 class _Unset:
@@ -68,12 +71,13 @@ def _signature(func: Callable[..., Any]) -> _Signature:
 class Task:
     """A task of a graph, as `g.add` returns it."""
 
-    __slots__ = ("_graph", "key", "operation")
+    __slots__ = ("_graph", "key", "operation", "parent")
 
-    def __init__(self, graph: Graph, key: str, operation: str) -> None:
+    def __init__(self, graph: Graph, key: str, operation: str, parent: str | None = None) -> None:
         self._graph = graph
         self.key = key
         self.operation = operation
+        self.parent = parent  # the key of the subgraph it is in; None: the graph
 
     @property
     def graph(self) -> str:
@@ -93,6 +97,68 @@ class Task:
         return f"<Task {self._graph.name}/{self.key}>"
 
 
+class Subgraph:
+    """A group of tasks inside a graph that fails or retries as a unit, as `g.subgraph`
+    returns it: in its parent it is one node (`g.depend(x, on=sub)` waits for all of it,
+    `g.depend(sub, on=y)` holds all of it). It has the graph's `add`, `depend`,
+    `sequence` and `subgraph`; keys are unique across the whole graph."""
+
+    __slots__ = ("_graph", "key", "parent")
+
+    def __init__(self, graph: Graph, key: str, parent: str | None) -> None:
+        self._graph = graph
+        self.key = key
+        self.parent = parent
+
+    @property
+    def graph(self) -> str:
+        return self._graph.name
+
+    def add(
+        self,
+        op: Callable[..., Any] | str,
+        /,
+        *,
+        key: str | None = UNSET,
+        agent: str | None = UNSET,
+        retries: int | None = UNSET,
+        retry_interval: float | None = UNSET,
+        timeout: float | None = UNSET,
+        kwargs: dict[str, Any] | None = UNSET,
+        options: dict[str, Any] | None = UNSET,
+        **op_kwargs: Any,
+    ) -> Task:
+        """Add a task to this subgraph, as `Graph.add` does."""
+        given = (key, agent, retries, retry_interval, timeout, kwargs, options)
+        return self._graph._add(self.key, op, given, op_kwargs)
+
+    def subgraph(
+        self,
+        key: str,
+        *,
+        retries: int = 0,
+        retry_interval: float = 0.0,
+        on_failure: str = "fail",
+    ) -> Subgraph:
+        """A subgraph nested in this one."""
+        return self._graph._subgraph(self.key, key, retries, retry_interval, on_failure)
+
+    def depend(self, node: Node, on: Node | Iterable[Node]) -> None:
+        """`node` (a task or subgraph of this subgraph) starts after all of `on`."""
+        self._graph._depend(self.key, node, on)
+
+    def sequence(self, *nodes: Node) -> None:
+        """Chain tasks and subgraphs of this subgraph in the order given."""
+        for before, after in itertools.pairwise(nodes):
+            self.depend(after, on=before)
+
+    def __repr__(self) -> str:
+        return f"<Subgraph {self._graph.name}/{self.key}>"
+
+
+Node = Task | Subgraph
+
+
 class Graph:
     """A named task graph of an execution."""
 
@@ -104,8 +170,10 @@ class Graph:
         self._scheduler: GraphRun | None = None
         self._handles: dict[str, Task] = {}
         self._stored_edges: set[tuple[str, str]] | None = None
+        self._subgraphs: dict[str, Subgraph] = {}
         if stored is not None:
             self._stored_keys = {task.key: task for task in stored.tasks}
+            self._stored_subgraphs = {sub.key: sub for sub in stored.subgraphs}
 
     @property
     def restored(self) -> bool:
@@ -123,19 +191,72 @@ class Graph:
         retry_interval: float | None = UNSET,
         timeout: float | None = UNSET,
         kwargs: dict[str, Any] | None = UNSET,
+        options: dict[str, Any] | None = UNSET,
         **op_kwargs: Any,
     ) -> Task:
         """Add a task that runs `op`; every keyword but the task options goes to `op`."""
+        given = (key, agent, retries, retry_interval, timeout, kwargs, options)
+        return self._add(None, op, given, op_kwargs)
+
+    def subgraph(
+        self,
+        key: str,
+        *,
+        retries: int = 0,
+        retry_interval: float = 0.0,
+        on_failure: str = "fail",
+    ) -> Subgraph:
+        """A group of tasks that fails or retries as a unit (docs/interface.md)."""
+        return self._subgraph(None, key, retries, retry_interval, on_failure)
+
+    def _subgraph(
+        self, parent: str | None, key: str, retries: int, interval: float, on_failure: str
+    ) -> Subgraph:
+        if not isinstance(key, str) or not key:
+            msg = f"graph '{self.name}': a subgraph key must be a non-empty string, not {key!r}"
+            raise GraphError(msg)
+        if self._stored is not None:
+            stored = self._stored_subgraphs.get(key)
+            if stored is None or stored.parent != parent:
+                msg = f"Cannot resume - subgraph '{key}' is not in the stored graph '{self.name}'"
+                raise GraphError(msg)
+            found = self._subgraphs.get(key)
+            if found is None:
+                found = self._subgraphs[key] = Subgraph(self, key, parent)
+            return found
+        try:
+            check_task_options(retries, interval, None)
+        except ValueError as exc:
+            msg = f"g.subgraph({key!r}): {exc}"
+            raise GraphError(msg) from None
+        if on_failure not in FAILURE_POLICIES:
+            msg = f"g.subgraph({key!r}): on_failure must be 'fail' or 'ignore', not {on_failure!r}"
+            raise GraphError(msg)
+        if self._scheduler is not None:
+            msg = f"graph '{self.name}' was already executed: build a new graph for more tasks"
+            raise GraphError(msg)
+        self._spec.add_subgraph(
+            SubgraphSpec(key, parent, int(retries), float(interval), on_failure)
+        )
+        handle = self._subgraphs[key] = Subgraph(self, key, parent)
+        return handle
+
+    def _add(
+        self,
+        within: str | None,
+        op: Callable[..., Any] | str,
+        values: tuple[Any, ...],
+        op_kwargs: dict[str, Any],
+    ) -> Task:
+        key = values[0]
         if self._stored is not None:  # the stored graph is authoritative: find the task by key
             if key is not UNSET and key:
-                return self._restored_task(key)
-            return self._restored_task(self._spec.auto_key(self._operation_name(op)))
+                return self._restored_task(key, within)
+            return self._restored_task(self._spec.auto_key(self._operation_name(op)), within)
         func, reference, definition = self._operation(op)
         given: dict[str, Any] = {
             name: value
-            for name, value in zip(
-                TASK_OPTIONS, (key, agent, retries, retry_interval, timeout, kwargs), strict=True
-            )
+            for name, value in zip(TASK_OPTIONS, values, strict=True)
             if value is not UNSET
         }
         signature = _signature(func)
@@ -157,6 +278,7 @@ class Graph:
             raise GraphError(msg)
         arguments.update(op_kwargs)
         self._check_arguments(definition.name, signature, arguments)
+        extra = _extra_options(definition.name, given.get("options"))
         try:
             check_task_options(
                 given.get("retries"), given.get("retry_interval"), given.get("timeout")
@@ -183,21 +305,27 @@ class Graph:
                 retries=given.get("retries"),
                 retry_interval=given.get("retry_interval"),
                 timeout=given.get("timeout"),
+                subgraph=within,
+                on_failure=extra.get("on_failure"),
             )
         )
-        handle = Task(self, str(task_key), reference)
+        handle = Task(self, str(task_key), reference, within)
         self._handles[handle.key] = handle
         return handle
 
-    def depend(self, task: Task, on: Task | Iterable[Task]) -> None:
-        """`task` starts only after each task of `on` succeeded."""
-        dependencies = [on] if isinstance(on, Task) else list(on)
+    def depend(self, task: Node, on: Node | Iterable[Node]) -> None:
+        """`task` (a task or a subgraph) starts only after each node of `on` succeeded."""
+        self._depend(None, task, on)
+
+    def _depend(self, level: str | None, task: Node, on: Node | Iterable[Node]) -> None:
+        dependencies = [on] if isinstance(on, Task | Subgraph) else list(on)
         for handle in (task, *dependencies):
-            self._own(handle)
+            self._own(handle, level)
         if self._stored is not None:
             if self._stored_edges is None:
                 by_id = {record.id: record.key for record in self._stored.tasks}
                 self._stored_edges = {(by_id[a], by_id[b]) for a, b in self._stored.edges}
+                self._stored_edges.update(self._stored.node_edges)
             for dependency in dependencies:
                 if (task.key, dependency.key) not in self._stored_edges:
                     msg = (
@@ -211,8 +339,8 @@ class Graph:
             raise GraphError(msg)
         self._spec.depend(task.key, [dependency.key for dependency in dependencies])
 
-    def sequence(self, *tasks: Task) -> None:
-        """Chain tasks in the order given."""
+    def sequence(self, *tasks: Node) -> None:
+        """Chain tasks (and subgraphs) in the order given."""
         for before, after in itertools.pairwise(tasks):
             self.depend(after, on=before)
 
@@ -280,20 +408,28 @@ class Graph:
                 msg = f"g.add({name}): unexpected argument(s) {', '.join(sorted(unknown))}"
                 raise GraphError(msg)
 
-    def _restored_task(self, key: str) -> Task:
+    def _restored_task(self, key: str, within: str | None) -> Task:
         handle = self._handles.get(key)
-        if handle is not None:
+        if handle is not None and handle.parent == within:
             return handle
         record = self._stored_keys.get(key)
-        if record is None:
-            msg = f"Cannot resume - task '{key}' is not in the stored graph '{self.name}'"
+        if record is None or record.subgraph != within:
+            where = self.name if within is None else f"{self.name}/{within}"
+            msg = f"Cannot resume - task '{key}' is not in the stored graph '{where}'"
             raise GraphError(msg)
-        handle = self._handles[key] = Task(self, key, record.operation)
+        handle = self._handles[key] = Task(self, key, record.operation, within)
         return handle
 
-    def _own(self, handle: Task) -> None:
-        if not isinstance(handle, Task) or handle._graph is not self:
+    def _own(self, handle: Node, level: str | None = None) -> None:
+        if not isinstance(handle, Task | Subgraph) or handle._graph is not self:
             msg = f"graph '{self.name}': {handle!r} is not a task of this graph"
+            raise GraphError(msg)
+        if handle.parent != level:
+            where = "the graph" if level is None else f"subgraph '{level}'"
+            msg = (
+                f"graph '{self.name}': {handle!r} is not a node of {where}: edges join "
+                "tasks and subgraphs of the same level"
+            )
             raise GraphError(msg)
 
     def _store(self) -> StoredGraph:
@@ -322,11 +458,32 @@ class Graph:
                         )
                     ),
                     timeout=task.timeout if task.timeout is not None else definition.timeout,
+                    subgraph=task.subgraph,
+                    on_failure=task.on_failure,
                 )
             )
         edges = spec.edges()
+        subgraphs = [
+            SubgraphRecord(sub.key, sub.parent, sub.retries, sub.retry_interval, sub.on_failure)
+            for sub in spec.subgraphs.values()
+        ]
+        node_edges: list[tuple[str, str]] = []
+        if subgraphs:
+            self._check_not_empty(spec)
+            node_edges = [e for e in edges if e[0] in spec.subgraphs or e[1] in spec.subgraphs]
+            edges = [e for e in edges if e[0] in spec.tasks and e[1] in spec.tasks]
         self._spec = GraphSpec(self.name)  # the builder's copy is no longer needed
-        return self._run.store_graph(self.name, new_tasks, edges)
+        return self._run.store_graph(self.name, new_tasks, edges, subgraphs, node_edges)
+
+    def _check_not_empty(self, spec: GraphSpec) -> None:
+        filled = {task.subgraph for task in spec.tasks.values()}
+        for sub in spec.subgraphs.values():
+            if sub.parent is not None:
+                filled.add(sub.parent)
+        empty = sorted(key for key in spec.subgraphs if key not in filled)
+        if empty:
+            msg = f"graph '{self.name}': subgraph '{empty[0]}' has no tasks"
+            raise GraphError(msg)
 
     def _encode(self, task: TaskSpec) -> str:
         if not task.kwargs:
@@ -340,6 +497,24 @@ class Graph:
         if refused is not None:
             raise GraphError(f"graph '{self.name}': {refused}")
         return encoded
+
+
+def _extra_options(name: str, options: Any) -> dict[str, Any]:
+    """The task options of `options={...}`, checked."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        msg = f"g.add({name}): options must be a dict, not {type(options).__name__}"
+        raise GraphError(msg)
+    unknown = sorted(str(k) for k in options if k not in EXTRA_OPTIONS)
+    if unknown:
+        msg = f"g.add({name}): unknown task option(s) {', '.join(unknown)}"
+        raise GraphError(msg)
+    policy = options.get("on_failure")
+    if policy is not None and policy not in FAILURE_POLICIES:
+        msg = f"g.add({name}): on_failure must be 'fail' or 'ignore', not {policy!r}"
+        raise GraphError(msg)
+    return {"on_failure": None if policy == "fail" else policy}
 
 
 def _first(*values: Any) -> Any:

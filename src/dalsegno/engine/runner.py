@@ -48,6 +48,7 @@ from dalsegno.model.records import (
     NewEvent,
     NewTask,
     StoredGraph,
+    SubgraphRecord,
     TaskRecord,
 )
 from dalsegno.model.states import (
@@ -266,7 +267,12 @@ class ExecutionRun:
         return graph
 
     def store_graph(
-        self, name: str, tasks: list[NewTask], edges: list[tuple[str, str]]
+        self,
+        name: str,
+        tasks: list[NewTask],
+        edges: list[tuple[str, str]],
+        subgraphs: Sequence[SubgraphRecord] = (),
+        node_edges: Sequence[tuple[str, str]] = (),
     ) -> StoredGraph:
         self.flush()
 
@@ -276,7 +282,15 @@ class ExecutionRun:
         stored = events.graph_stored(name, len(tasks), len(edges))
         graph = self._patiently(
             lambda: self.store.store_graph(
-                self.execution_id, self.token, name, tasks, edges, [stored], before_commit
+                self.execution_id,
+                self.token,
+                name,
+                tasks,
+                edges,
+                [stored],
+                before_commit,
+                subgraphs=subgraphs,
+                node_edges=node_edges,
             )
         )
         if self._listener is not None:

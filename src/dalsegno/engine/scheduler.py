@@ -17,6 +17,7 @@ from dalsegno.engine.agents import AgentTasks
 from dalsegno.engine.attempts import Completion, change_of
 from dalsegno.engine.fates import Action, Resumability, operation_resumability, placement
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
+from dalsegno.model.graph import expand
 from dalsegno.model.limits import clip
 from dalsegno.model.records import AttemptEnd, AttemptStart, StoredGraph, TaskRecord
 from dalsegno.model.states import CancelMode, ExecutionState, TaskState
@@ -39,7 +40,10 @@ class GraphRun:
         self.by_key: dict[str, TaskRecord] = {task.key: task for task in stored.tasks}
         self._dependents: dict[int, list[int]] = {}
         self._waiting: dict[int, int] = {}  # dependencies not yet succeeded, when any
-        for task_id, dependency in stored.edges:
+        edges = stored.edges
+        if stored.subgraphs:
+            edges = edges + self._expanded(stored)
+        for task_id, dependency in edges:
             self._dependents.setdefault(dependency, []).append(task_id)
             if self.tasks[dependency].status is not S.SUCCEEDED:
                 self._waiting[task_id] = self._waiting.get(task_id, 0) + 1
@@ -53,6 +57,18 @@ class GraphRun:
         self.agents = AgentTasks(self, run)
 
     # set-up ------------------------------------------------------------------------
+
+    def _expanded(self, stored: StoredGraph) -> list[tuple[int, int]]:
+        """The task edges that the edges with a subgraph on a side stand for."""
+        ids = self.by_key
+        by_id = {task.id: task.key for task in stored.tasks}
+        added = expand(
+            {task.key: task.subgraph for task in stored.tasks},
+            {sub.key: sub.parent for sub in stored.subgraphs},
+            stored.node_edges,
+            [(by_id[a], by_id[b]) for a, b in stored.edges],
+        )
+        return [(ids[a].id, ids[b].id) for a, b in added]
 
     def _take_up(self) -> None:
         """Place every task by its stored state (`dalsegno.engine.fates.placement`)."""

@@ -65,6 +65,13 @@ class TaskRecord:
     next_run_at: float | None
     started_at: float | None
     ended_at: float | None
+    subgraph: str | None = None  # the key of the innermost subgraph it belongs to
+    on_failure: str | None = None  # "ignore": its failure lets its dependents run
+
+    @property
+    def ignored(self) -> bool:
+        """A failure its policy tolerates (`on_failure="ignore"`)."""
+        return self.on_failure == "ignore" and self.status is TaskState.FAILED
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -77,11 +84,48 @@ class TaskRecord:
 
 
 @dataclass(slots=True)
+class SubgraphRecord:
+    """A group of tasks of a graph that fails or retries as a unit (docs/design.md,
+    "Subgraphs"). `status`: `pending` (runs, or ran), `retrying` (waits until
+    `next_run_at` to run again), `failed` (out of retries)."""
+
+    key: str
+    parent: str | None  # the subgraph it is nested in; None: the graph itself
+    max_retries: int  # -1: retries forever
+    retry_interval: float
+    on_failure: str = "fail"
+    status: str = "pending"
+    retries: int = 0
+    next_run_at: float | None = None
+    error: str | None = None
+
+    @property
+    def ignored(self) -> bool:
+        return self.on_failure == "ignore" and self.status == "failed"
+
+
+@dataclass(slots=True)
+class SubgraphChange:
+    """A guarded move of a subgraph: applied only while it is still in `expected`."""
+
+    graph_id: int
+    key: str
+    expected: str
+    status: str
+    retries: int
+    next_run_at: float | None
+    error: str | None
+
+
+@dataclass(slots=True)
 class StoredGraph:
     id: int
     name: str
     tasks: list[TaskRecord]
     edges: list[tuple[int, int]]  # (task id, id of the task it depends on)
+    subgraphs: list[SubgraphRecord] = field(default_factory=list)
+    # the edges with a subgraph on a side, by key: (node, the node it depends on)
+    node_edges: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -120,6 +164,8 @@ class NewTask:
     max_retries: int
     retry_interval: float
     timeout: float | None
+    subgraph: str | None = None
+    on_failure: str | None = None
 
 
 @dataclass(slots=True)
@@ -200,10 +246,12 @@ class Batch:
     attempt_starts: list[AttemptStart] = field(default_factory=list)
     start_events: list[NewEvent] = field(default_factory=list)
     execution: ExecutionChange | None = None
+    subgraphs: list[SubgraphChange] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.tasks
+            or self.subgraphs
             or self.attempt_ends
             or self.events
             or self.starts

@@ -23,6 +23,8 @@ from dalsegno.model.records import (
     NewEvent,
     NewTask,
     StoredGraph,
+    SubgraphChange,
+    SubgraphRecord,
     TaskChange,
     TaskRecord,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "NewTask",
     "Store",
     "StoredGraph",
+    "SubgraphChange",
+    "SubgraphRecord",
     "TaskChange",
     "TaskRecord",
 ]
@@ -91,6 +95,7 @@ class Store(AgentQueueStore, AccessStore, Protocol):
         resets: Sequence[TaskChange],
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
+        subgraph_resets: Sequence[SubgraphChange] = (),
     ) -> ExecutionRecord | None: ...
 
     def claim_pending(
@@ -123,6 +128,9 @@ class Store(AgentQueueStore, AccessStore, Protocol):
         edges: Sequence[tuple[str, str]],
         events: Sequence[NewEvent],
         before_commit: Callable[[], None] | None = None,
+        *,
+        subgraphs: Sequence[SubgraphRecord] = (),
+        node_edges: Sequence[tuple[str, str]] = (),
     ) -> StoredGraph: ...
 
     def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]: ...

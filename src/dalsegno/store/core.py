@@ -13,10 +13,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
 
 from dalsegno.model.errors import LeaseLostError, RefusedTransitionError
-from dalsegno.model.records import AttemptEnd, NewEvent, TaskChange
+from dalsegno.model.records import (
+    AttemptEnd,
+    NewEvent,
+    StoredGraph,
+    SubgraphChange,
+    SubgraphRecord,
+    TaskChange,
+)
 from dalsegno.model.states import ExecutionState
 from dalsegno.store import tables as t
 from dalsegno.store.notify import check_channel, local_channels
@@ -160,3 +167,48 @@ class SQLBase:
             ]
             msg = f"the store refused task updates that raced with another writer: {refused}"
             raise RefusedTransitionError(msg)
+
+    def _apply_subgraph_changes(self, conn: Connection, changes: Sequence[SubgraphChange]) -> None:
+        s = t.subgraphs.c
+        for change in changes:
+            moved = conn.execute(
+                update(t.subgraphs)
+                .where(
+                    s.graph_id == change.graph_id,
+                    s.key == change.key,
+                    s.status == change.expected,
+                )
+                .values(
+                    status=change.status,
+                    retries=change.retries,
+                    next_run_at=change.next_run_at,
+                    error=change.error,
+                )
+            ).rowcount
+            if moved != 1:
+                msg = f"subgraph '{change.key}': refused move from {change.expected}"
+                raise RefusedTransitionError(msg)
+
+
+def load_subgraphs(conn: Connection, graphs: dict[int, StoredGraph]) -> None:
+    """Add their subgraphs and subgraph edges to `graphs` (by id)."""
+    s = t.subgraphs.c
+    for row in conn.execute(
+        select(t.subgraphs).where(s.graph_id.in_(list(graphs))).order_by(s.graph_id)
+    ):
+        graphs[row.graph_id].subgraphs.append(
+            SubgraphRecord(
+                row.key,
+                row.parent,
+                row.max_retries,
+                row.retry_interval,
+                row.on_failure,
+                row.status,
+                row.retries,
+                row.next_run_at,
+                row.error,
+            )
+        )
+    e = t.subgraph_edges.c
+    for row in conn.execute(select(t.subgraph_edges).where(e.graph_id.in_(list(graphs)))):
+        graphs[row.graph_id].node_edges.append((row.node, row.depends_on))

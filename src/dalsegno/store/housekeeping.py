@@ -116,6 +116,9 @@ class Housekeeping:
             if len(chunk) < batch:
                 break
         with self._write() as conn:
+            graph_ids = select(t.graphs.c.id).where(t.graphs.c.execution_id == execution_id)
+            conn.execute(delete(t.subgraph_edges).where(t.subgraph_edges.c.graph_id.in_(graph_ids)))
+            conn.execute(delete(t.subgraphs).where(t.subgraphs.c.graph_id.in_(graph_ids)))
             conn.execute(delete(t.graphs).where(t.graphs.c.execution_id == execution_id))
             removed.executions = conn.execute(
                 delete(t.executions).where(

@@ -18,6 +18,7 @@ from dalsegno.model.records import (
     ExecutionRecord,
     LeaseOwner,
     NewEvent,
+    SubgraphChange,
     TaskChange,
 )
 from dalsegno.model.states import ACTIVE_STATES, ExecutionState, can_move_execution
@@ -76,6 +77,7 @@ class Leases(Executions):
         resets: Sequence[TaskChange],
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
+        subgraph_resets: Sequence[SubgraphChange] = (),
     ) -> ExecutionRecord | None:
         """Take the lease from the state and token last seen, with the resets of a resume.
 
@@ -115,6 +117,8 @@ class Leases(Executions):
             if claimed != 1:  # nothing was written: nothing to roll back
                 return None
             self._apply_task_changes(conn, claim.execution_id, resets)
+            if subgraph_resets:
+                self._apply_subgraph_changes(conn, subgraph_resets)
             self._end_attempts(conn, attempt_ends)
             self._insert_events(conn, claim.execution_id, events)
         return self.get_execution(claim.execution_id)

@@ -76,6 +76,8 @@ def task_of(row: Any) -> TaskRecord:
         next_run_at=row.next_run_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        subgraph=row.subgraph,
+        on_failure=row.on_failure,
     )
 
 

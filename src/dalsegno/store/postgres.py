@@ -31,6 +31,7 @@ from dalsegno.store.base import (
     ExecutionRecord,
     LeaseOwner,
     NewEvent,
+    SubgraphChange,
     TaskChange,
 )
 from dalsegno.store.listener import Listener
@@ -276,8 +277,9 @@ class PostgresStore(SQLStore):
         resets: Sequence[TaskChange],
         events: Sequence[NewEvent],
         attempt_ends: Sequence[AttemptEnd] = (),
+        subgraph_resets: Sequence[SubgraphChange] = (),
     ) -> ExecutionRecord | None:
-        claimed = super().claim(claim, resets, events, attempt_ends)
+        claimed = super().claim(claim, resets, events, attempt_ends, subgraph_resets)
         if claimed is not None and claim.owner is None:
             self._wake_managers()  # handed over (a resume): whichever manager is free
         return claimed

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, bindparam, case, func, select
 from dalsegno.model.states import TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.base import AttemptRecord, EventRecord, StoredGraph, TaskRecord
+from dalsegno.store.core import load_subgraphs
 from dalsegno.store.housekeeping import Housekeeping
 from dalsegno.store.pages import Pages, event_of, task_of
 from dalsegno.store.retry import retried
@@ -91,7 +92,7 @@ class StoreReads(Pages, Housekeeping):
             query = (
                 select(c.id, c.graph_id, c.key, c.operation, c.agent, c.max_retries,
                        c.status, c.retries, c.error, c.attempts, c.next_run_at,
-                       c.started_at, c.ended_at)
+                       c.started_at, c.ended_at, c.subgraph, c.on_failure)
                 .where(c.execution_id == bindparam("b_execution_id"))
                 .order_by(c.id)
             )  # fmt: skip
@@ -119,14 +120,15 @@ class StoreReads(Pages, Housekeeping):
             states = {state.value: state for state in TaskState}
             record = TaskRecord
             for (task_id, graph_id, key, operation, agent, max_retries, status, retries, error,
-                 attempts, due, started, ended) in rows.fetchall():  # fmt: skip
+                 attempts, due, started, ended, subgraph, on_failure,
+                 ) in rows.fetchall():  # fmt: skip
                 graph = graphs.get(graph_id)
                 if graph is None:
                     continue  # stored after the graphs were read: not part of this view yet
                 graph.tasks.append(
                     record(task_id, execution_id, graph.name, key, operation, agent, "{}",
                            max_retries, 0.0, None, states[status], retries, error, None,
-                           attempts, due, started, ended)
+                           attempts, due, started, ended, subgraph, on_failure)
                 )  # fmt: skip
             if graphs:
                 d = t.dependencies.c
@@ -136,6 +138,7 @@ class StoreReads(Pages, Housekeeping):
                     )
                 ):
                     graphs[edge.graph_id].edges.append((edge.task_id, edge.depends_on_id))
+                load_subgraphs(conn, graphs)
         return {graph.name: graph for graph in graphs.values()}
 
     def get_task(self, execution_id: str, task_id: int) -> TaskRecord | None:

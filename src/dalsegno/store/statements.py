@@ -248,6 +248,8 @@ _TASK_COLUMNS = (
     t.tasks.c.next_run_at,
     t.tasks.c.started_at,
     t.tasks.c.ended_at,
+    t.tasks.c.subgraph,
+    t.tasks.c.on_failure,
 )
 TASKS_OF_EXECUTION = (
     select(*_TASK_COLUMNS)

@@ -98,6 +98,9 @@ tasks = Table(
     Column("holder", String(255)),
     Column("attempt_id", String(64)),
     Column("claimed_at", Float),
+    # the innermost subgraph it is in (its key), and its failure policy (null: "fail") (0009)
+    Column("subgraph", String(255)),
+    Column("on_failure", String(10)),
     UniqueConstraint("graph_id", "key"),
     Index("ix_tasks_execution_id", "execution_id"),
     Index("ix_tasks_agent_status", "agent", "status"),
@@ -115,6 +118,32 @@ dependencies = Table(
     Column("depends_on_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_dependencies_graph_id", "graph_id"),
     Index("ix_dependencies_depends_on_id", "depends_on_id"),
+)
+
+# Groups of tasks that fail or retry as a unit (docs/design.md, "Subgraphs"; 0009): where
+# each is nested, its policy, and its retry state (the due time of a retry it waits for).
+subgraphs = Table(
+    "subgraphs",
+    metadata,
+    Column("graph_id", Integer, ForeignKey("graphs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("parent", String(255)),
+    Column("max_retries", Integer, nullable=False),
+    Column("retry_interval", Float, nullable=False),
+    Column("on_failure", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("next_run_at", Float),
+    Column("error", Text),
+)
+
+# The edges with a subgraph on a side, by key (task-to-task edges are `dependencies`).
+subgraph_edges = Table(
+    "subgraph_edges",
+    metadata,
+    Column("graph_id", Integer, ForeignKey("graphs.id", ondelete="CASCADE"), primary_key=True),
+    Column("node", String(255), primary_key=True),
+    Column("depends_on", String(255), primary_key=True),
 )
 
 attempts = Table(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -18,6 +19,7 @@ from dalsegno.model.records import (
     NewEvent,
     NewTask,
     StoredGraph,
+    SubgraphRecord,
     TaskRecord,
 )
 from dalsegno.model.states import (
@@ -27,6 +29,7 @@ from dalsegno.model.states import (
     can_move_execution,
 )
 from dalsegno.store import tables as t
+from dalsegno.store.core import load_subgraphs
 from dalsegno.store.executions import Executions
 from dalsegno.store.reads import attempt_of
 from dalsegno.store.retry import retried
@@ -77,8 +80,12 @@ class Tasks(Executions):
         edges: Sequence[tuple[str, str]],
         events: Sequence[NewEvent],
         before_commit: Callable[[], None] | None = None,
+        *,
+        subgraphs: Sequence[SubgraphRecord] = (),
+        node_edges: Sequence[tuple[str, str]] = (),
     ) -> StoredGraph:
-        """Store a graph with its tasks and edges in one transaction, fenced by the lease."""
+        """Store a graph with its tasks, subgraphs and edges in one transaction, fenced by
+        the lease."""
         now = clock()
         pending = TaskState.PENDING.value
         with self._write() as conn:
@@ -107,6 +114,8 @@ class Tasks(Executions):
                             "status": pending,
                             "retries": 0,
                             "attempts": 0,
+                            "subgraph": task.subgraph,
+                            "on_failure": task.on_failure,
                         }
                     )
                     for task in tasks
@@ -129,6 +138,8 @@ class Tasks(Executions):
                         for task, dep in edges
                     ),
                 )
+            if subgraphs:
+                self._store_subgraphs(conn, graph_id, subgraphs, node_edges)
             self._insert_events(conn, execution_id, events)
             if before_commit is not None:
                 before_commit()
@@ -152,6 +163,8 @@ class Tasks(Executions):
                 next_run_at=None,
                 started_at=None,
                 ended_at=None,
+                subgraph=task.subgraph,
+                on_failure=task.on_failure,
             )
             for task in tasks
         ]
@@ -160,7 +173,43 @@ class Tasks(Executions):
             name=name,
             tasks=records,
             edges=[(ids[task], ids[dep]) for task, dep in edges],
+            subgraphs=[replace(sub) for sub in subgraphs],
+            node_edges=list(node_edges),
         )
+
+    def _store_subgraphs(
+        self,
+        conn: Connection,
+        graph_id: int,
+        subgraphs: Sequence[SubgraphRecord],
+        node_edges: Sequence[tuple[str, str]],
+    ) -> None:
+        conn.execute(
+            insert(t.subgraphs),
+            [
+                {
+                    "graph_id": graph_id,
+                    "key": sub.key,
+                    "parent": sub.parent,
+                    "max_retries": sub.max_retries,
+                    "retry_interval": sub.retry_interval,
+                    "on_failure": sub.on_failure,
+                    "status": sub.status,
+                    "retries": sub.retries,
+                    "next_run_at": sub.next_run_at,
+                    "error": sub.error,
+                }
+                for sub in subgraphs
+            ],
+        )
+        if node_edges:
+            conn.execute(
+                insert(t.subgraph_edges),
+                [
+                    {"graph_id": graph_id, "node": node, "depends_on": dep}
+                    for node, dep in node_edges
+                ],
+            )
 
     @retried("execution {execution_id}: loading its graphs")
     def load_graphs(self, execution_id: str) -> dict[str, StoredGraph]:
@@ -197,6 +246,8 @@ class Tasks(Executions):
                 due,
                 started,
                 ended,
+                subgraph,
+                on_failure,
             ) in rows.fetchall():
                 if graph_id not in lists:
                     # Stored after the graphs were read (READ COMMITTED on PostgreSQL): not
@@ -222,6 +273,8 @@ class Tasks(Executions):
                         due,
                         started,
                         ended,
+                        subgraph,
+                        on_failure,
                     )
                 )
             if graphs:
@@ -233,6 +286,7 @@ class Tasks(Executions):
                     ).where(t.dependencies.c.graph_id.in_(list(graphs)))
                 ):
                     graphs[row.graph_id].edges.append((row.task_id, row.depends_on_id))
+                load_subgraphs(conn, graphs)
         return {graph.name: graph for graph in graphs.values()}
 
     def list_tasks(self, execution_id: str) -> list[TaskRecord]:
@@ -270,6 +324,8 @@ class Tasks(Executions):
             if starting and batch.starts:  # one statement each for the whole batch
                 tasks, written = tasks + batch.starts, written + batch.start_events
             self._apply_task_changes(conn, batch.execution_id, tasks)
+            if batch.subgraphs:
+                self._apply_subgraph_changes(conn, batch.subgraphs)
             self._end_attempts(conn, batch.attempt_ends)
             self._insert_events(conn, batch.execution_id, written)
             if starting and batch.attempt_starts:

@@ -85,9 +85,9 @@ def test_an_operation_stays_the_same_plain_callable_function() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"retries": -1}, "retries must be a whole number >= 0, not -1"),
-        ({"retries": 1.5}, "retries must be a whole number >= 0, not 1.5"),
-        ({"retries": "3"}, "retries must be a whole number >= 0, not '3'"),
+        ({"retries": -2}, "retries must be a whole number >= 0, or -1 to retry forever, not -2"),
+        ({"retries": 1.5}, "retries must be a whole number >= 0, or -1 to retry forever, not 1.5"),
+        ({"retries": "3"}, "retries must be a whole number >= 0, or -1 to retry forever, not '3'"),
         ({"retry_interval": -0.5}, "retry_interval must be a number of seconds >= 0, not -0.5"),
         ({"retry_interval": "5"}, "retry_interval must be a number of seconds >= 0, not '5'"),
         ({"timeout": 0}, "timeout must be a number of seconds > 0, not 0"),
@@ -124,7 +124,7 @@ def test_bad_options_are_refused_without_parentheses_too() -> None:
         return None
 
     with pytest.raises(ValueError, match="retries"):
-        operation(provision, retries=-1)  # type: ignore[call-overload]
+        operation(provision, retries=-2)  # type: ignore[call-overload]
     assert operation_definition(provision) is None
 
 

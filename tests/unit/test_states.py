@@ -60,6 +60,7 @@ DESIGN_TASK_ROWS: list[tuple[set[str], set[str]]] = [
     ({"started", "sent"}, {"failed"}),
     ({"failed", "rescheduled"}, {"pending"}),
     ({"sent", "started"}, {"pending"}),
+    ({"succeeded", "failed", "rescheduled", "sent", "started"}, {"pending"}),
 ]
 
 DESIGN_TASK_MOVES: set[tuple[str, str]] = {
@@ -125,7 +126,8 @@ def test_end_states() -> None:
     assert set(EXECUTION_END_STATES) == {E.COMPLETED, E.FAILED, E.CANCELLED}
     assert set(RESUMABLE_END_STATES) == {E.FAILED, E.CANCELLED}
     assert EXECUTION_TRANSITIONS[E.COMPLETED] == frozenset()
-    assert TASK_TRANSITIONS[T.SUCCEEDED] == frozenset()
+    # a succeeded task runs again only when its subgraph is reset as a unit
+    assert TASK_TRANSITIONS[T.SUCCEEDED] == frozenset({T.PENDING})
     # The resumable end states leave only by a resume: to pending or started, or to
     # queued behind their lock key.
     for state in RESUMABLE_END_STATES:
@@ -169,7 +171,7 @@ def test_execution_sources_examples() -> None:
 def test_task_sources_examples() -> None:
     assert task_sources(T.SENT) == {T.PENDING, T.SENT, T.STARTED, T.RESCHEDULED}
     assert task_sources(T.STARTED) == {T.SENT}
-    assert task_sources(T.PENDING) == {T.SENT, T.STARTED, T.FAILED, T.RESCHEDULED}
+    assert task_sources(T.PENDING) == {T.SENT, T.STARTED, T.FAILED, T.RESCHEDULED, T.SUCCEEDED}
     assert task_sources(T.SUCCEEDED) == {T.STARTED}
     assert task_sources(T.FAILED) == {T.SENT, T.STARTED}
     assert task_sources(T.RESCHEDULED) == {T.STARTED}
@@ -199,7 +201,7 @@ def test_dispatch_path_sources() -> None:
 
 def test_a_path_with_an_unlisted_step_has_no_sources() -> None:
     assert task_path_sources((T.PENDING, T.STARTED)) == frozenset()
-    assert task_path_sources((T.SUCCEEDED, T.PENDING)) == frozenset()
+    assert task_path_sources((T.SUCCEEDED, T.SENT)) == frozenset()
 
 
 def test_a_one_step_path_is_task_sources() -> None:
@@ -261,10 +263,12 @@ class StateWalk(RuleBasedStateMachine):
             assert self.execution_path.index(E.COMPLETED) == len(self.execution_path) - 1
 
     @invariant()
-    def succeeded_has_no_exits(self) -> None:
+    def succeeded_leaves_only_by_a_reset(self) -> None:
         if self.task is T.SUCCEEDED:
-            assert not any(can_move_task(T.SUCCEEDED, state) for state in TaskState)
-            assert self.task_path.index(T.SUCCEEDED) == len(self.task_path) - 1
+            exits = {state for state in TaskState if can_move_task(T.SUCCEEDED, state)}
+            assert exits == {T.PENDING}  # a subgraph's retry or a resume of it
+            after = self.task_path[self.task_path.index(T.SUCCEEDED) + 1 :]
+            assert after[:1] in ([], [T.PENDING])
 
     @invariant()
     def a_resumable_end_state_leaves_only_by_resume(self) -> None:

@@ -253,7 +253,9 @@ class AgentTasks:
             return True
         task.status, task.ended_at, task.error = S.FAILED, now, fate.reason
         batch.tasks.append(change_of(task, S.STARTED))
-        batch.events.append(events.task_failed(graph.name, task.key, task.error, now))
+        batch.events.append(
+            events.task_failed(graph.name, task.key, task.error, now, task.on_failure)
+        )
         graph.agent_task_failed(task.id)
         return False
 

@@ -74,7 +74,7 @@ def task_sent(graph: str, key: str, agent: str | None, now: float) -> NewEvent:
 
 
 def task_started(graph: str, key: str, retries: int, max_retries: int, now: float) -> NewEvent:
-    retry = f" [retry {retries}/{max_retries}]" if retries else ""
+    retry = f" [retry {retries}/{of_retries(max_retries)}]" if retries else ""
     return NewEvent("task_started", f"Task started '{key}'{retry}", graph, key, created_at=now)
 
 
@@ -87,7 +87,7 @@ def task_rescheduled(
 ) -> NewEvent:
     return NewEvent(
         "task_rescheduled",
-        f"Task failed '{key}' -> {error} [retry {retry}/{max_retries}]",
+        f"Task failed '{key}' -> {error} [retry {retry}/{of_retries(max_retries)}]",
         graph,
         key,
         level="warning",
@@ -95,9 +95,50 @@ def task_rescheduled(
     )
 
 
-def task_failed(graph: str, key: str, error: str, now: float) -> NewEvent:
+def task_failed(
+    graph: str, key: str, error: str, now: float, on_failure: str | None = None
+) -> NewEvent:
+    if on_failure == "ignore":
+        return NewEvent(
+            "task_failed",
+            f"Task failed '{key}' -> {error} (ignored: its dependents run)",
+            graph,
+            key,
+            level="warning",
+            created_at=now,
+        )
     return NewEvent(
         "task_failed", f"Task failed '{key}' -> {error}", graph, key, level="error", created_at=now
+    )
+
+
+def of_retries(max_retries: int) -> str:
+    return "unlimited" if max_retries < 0 else str(max_retries)
+
+
+def subgraph_retrying(
+    graph: str, key: str, culprit: str, retry: int, max_retries: int, reset: int, now: float
+) -> NewEvent:
+    return NewEvent(
+        "subgraph_retrying",
+        f"Subgraph failed '{key}' -> {culprit}; {reset} tasks reset to pending "
+        f"[retry {retry}/{of_retries(max_retries)}]",
+        graph,
+        key,
+        level="warning",
+        created_at=now,
+    )
+
+
+def subgraph_failed(graph: str, key: str, error: str, ignored: bool, now: float) -> NewEvent:
+    tail = " (ignored: its dependents run)" if ignored else ""
+    return NewEvent(
+        "subgraph_failed",
+        f"Subgraph failed '{key}' -> {error}{tail}",
+        graph,
+        key,
+        level="warning" if ignored else "error",
+        created_at=now,
     )
 
 

@@ -72,8 +72,15 @@ def fate(
     take_up: TakeUp,
     reset_operations: bool,
     resumable: Resumability,
+    *,
+    in_reset_subgraph: bool = False,
 ) -> Fate:
-    """What the take-up does to one task (the row of the rule table for its state)."""
+    """What the take-up does to one task (the row of the rule table for its state).
+
+    `in_reset_subgraph`: the task is inside a subgraph the take-up resets as a unit
+    (`subgraph_fate`): whatever its state, it goes back to pending and runs."""
+    if in_reset_subgraph and state is not S.PENDING:
+        return Fate(Action.RESET, f"{state}: its subgraph is reset: to pending, then run")
     if resets(state, take_up, reset_operations):
         if state in IN_FLIGHT:
             why = f"{state}: reset to pending (--reset-operations), then run"
@@ -106,6 +113,36 @@ def placement(  # noqa: PLR0911 - the rule table, one row a return
     if can:
         return Fate(Action.RERUN, "started and interrupted; the operation is resumable: run again")
     return Fate(Action.FAIL, f"Cannot resume - operation not resumable: {key} ({operation})")
+
+
+# subgraphs (docs/design.md, "Subgraphs and failure policies") ----------------------
+
+SUB_PENDING, SUB_RETRYING, SUB_FAILED = "pending", "retrying", "failed"
+
+
+def subgraph_resets(status: str, take_up: TakeUp) -> bool:
+    """Whether the take-up resets a subgraph: only a person's resume of a failed or
+    cancelled execution, of a subgraph that ran out of retries (`failed`: its tasks are
+    reset with it) or waits for a retry; its retry count goes back to 0."""
+    return take_up is TakeUp.RESUME and status in (SUB_FAILED, SUB_RETRYING)
+
+
+def subgraph_fate(
+    status: str, retries: int, max_retries: int, on_failure: str, take_up: TakeUp
+) -> Fate:
+    """What the take-up does to one subgraph (its tasks have their own fates)."""
+    if subgraph_resets(status, take_up):
+        if status == SUB_FAILED:
+            return Fate(Action.RESET, "failed: reset with every task inside, retry count 0")
+        return Fate(Action.RESET, "waits for a retry: retry count 0, runs at once")
+    limit = "unlimited" if max_retries < 0 else str(max_retries)
+    if status == SUB_RETRYING:
+        return Fate(Action.RUN, f"waits for retry {retries}/{limit}: runs when due (kept)")
+    if status == SUB_FAILED:
+        if on_failure == "ignore":
+            return Fate(Action.FAILED, "failed (ignored): stays failed, its dependents run")
+        return Fate(Action.FAILED, "failed: stays failed and blocks its dependents")
+    return Fate(Action.RUN, f"runs as a unit (retry count {retries}/{limit} kept)")
 
 
 def interrupted_on_agent(agent: str, key: str, operation: str) -> str:

@@ -100,7 +100,13 @@ class Lifecycle:
         """
         tasks = [task for graph in graphs.values() for task in graph.tasks]
         plan = plan_resume(
-            execution, tasks, reset_operations, definition.resumable, take_up=take_up, detail=False
+            execution,
+            tasks,
+            reset_operations,
+            definition.resumable,
+            take_up=take_up,
+            detail=False,
+            graphs=graphs.values(),
         )
         now = time.time()
         resumed = by(actor, events.workflow_resumed(definition.name, plan.reset_keys))
@@ -128,7 +134,7 @@ class Lifecycle:
         else:  # a crashed execution: a takeover's claim, by hand
             claim = self.claim(execution, execution.status, owned=here, take_up=take_up)
         written = [resumed, *reset_events]
-        claimed = self.store.claim(claim, plan.resets, written, interrupted)
+        claimed = self.store.claim(claim, plan.resets, written, interrupted, plan.subgraph_resets)
         if claimed is None:
             msg = f"Cannot resume - execution {execution.id} changed while resuming; try again"
             raise ConflictError(msg)
@@ -136,6 +142,14 @@ class Lifecycle:
             task = by_id[change.task_id]
             task.status, task.retries, task.error = change.status, change.retries, change.error
             task.result_json, task.next_run_at = change.result_json, change.next_run_at
+        if plan.subgraph_resets:
+            subs = {
+                (graph.id, sub.key): sub for graph in graphs.values() for sub in graph.subgraphs
+            }
+            for sub_change in plan.subgraph_resets:
+                sub = subs[(sub_change.graph_id, sub_change.key)]
+                sub.status, sub.retries = sub_change.status, sub_change.retries
+                sub.next_run_at, sub.error = sub_change.next_run_at, sub_change.error
         return claimed, written
 
     def claim_when_free(self, execution: ExecutionRecord) -> ExecutionRecord | None:

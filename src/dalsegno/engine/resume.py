@@ -8,12 +8,31 @@ each task's line comes from `dalsegno.engine.fates.fate`, the one home of the ru
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dalsegno.engine.fates import Resumability, fate, operation_resumability, resets
+from dalsegno.engine.fates import (
+    SUB_FAILED,
+    SUB_PENDING,
+    Action,
+    Fate,
+    Resumability,
+    fate,
+    operation_resumability,
+    resets,
+    subgraph_fate,
+    subgraph_resets,
+)
 from dalsegno.engine.lease import lease_is_free
 from dalsegno.model.errors import ConflictError
-from dalsegno.model.records import ExecutionRecord, TaskChange, TaskRecord
+from dalsegno.model.records import (
+    ExecutionRecord,
+    StoredGraph,
+    SubgraphChange,
+    SubgraphRecord,
+    TaskChange,
+    TaskRecord,
+)
 from dalsegno.model.states import RESUMABLE_END_STATES, ExecutionState, TakeUp, TaskState
 
 E = ExecutionState
@@ -31,6 +50,19 @@ class PlannedTask:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedSubgraph:
+    graph: str
+    key: str
+    parent: str | None
+    status: str
+    retries: int
+    max_retries: int
+    on_failure: str
+    action: str
+    reason: str
+
+
 @dataclass(slots=True)
 class ResumePlan:
     execution_id: str
@@ -43,6 +75,8 @@ class ResumePlan:
     lock_holder: str | None = None  # the execution it would wait for in `queued`
     tasks: list[PlannedTask] = field(default_factory=list)
     resets: list[TaskChange] = field(default_factory=list)
+    subgraphs: list[PlannedSubgraph] = field(default_factory=list)
+    subgraph_resets: list[SubgraphChange] = field(default_factory=list)
 
     reset_keys: list[str] = field(default_factory=list)
 
@@ -91,6 +125,7 @@ def plan_resume(
     take_up: TakeUp | None = None,
     detail: bool = True,
     resumable: Resumability = operation_resumability,
+    graphs: Iterable[StoredGraph] = (),
 ) -> ResumePlan:
     """What a take-up does to each task (`dalsegno.engine.fates.fate`), and the resets it
     writes first. A workflow that is not resumable fails at once: nothing runs, nothing
@@ -110,10 +145,19 @@ def plan_resume(
     )
     if not workflow_resumable:
         return plan
+    in_reset = _plan_subgraphs(plan, graphs, kind, detail)
     for task in tasks:
+        whole = bool(in_reset) and (task.graph, task.subgraph) in in_reset
         if detail:
             found = fate(
-                task.status, task.key, task.operation, task.agent, kind, reset_operations, resumable
+                task.status,
+                task.key,
+                task.operation,
+                task.agent,
+                kind,
+                reset_operations,
+                resumable,
+                in_reset_subgraph=whole,
             )
             plan.tasks.append(
                 PlannedTask(
@@ -126,7 +170,7 @@ def plan_resume(
                     found.reason,
                 )
             )
-        if resets(task.status, kind, reset_operations):
+        if (whole and task.status is not S.PENDING) or resets(task.status, kind, reset_operations):
             plan.resets.append(
                 TaskChange(
                     task_id=task.id,
@@ -144,3 +188,58 @@ def plan_resume(
             name = task.key if task.graph == "main" else f"{task.graph}/{task.key}"
             plan.reset_keys.append(name)
     return plan
+
+
+def _plan_subgraphs(
+    plan: ResumePlan, graphs: Iterable[StoredGraph], kind: TakeUp, detail: bool
+) -> set[tuple[str, str | None]]:
+    """Each subgraph's fate (`dalsegno.engine.fates.subgraph_fate`) and the resets it
+    writes; returns the (graph, subgraph) whose tasks are all reset with them."""
+    whole: set[tuple[str, str | None]] = set()
+    for graph in graphs:
+        if not graph.subgraphs:
+            continue
+        by_key = {sub.key: sub for sub in graph.subgraphs}
+
+        reset_whole = {
+            sub.key
+            for sub in graph.subgraphs
+            if sub.status == SUB_FAILED and subgraph_resets(sub.status, kind)
+        }
+        for sub in graph.subgraphs:
+            found = subgraph_fate(sub.status, sub.retries, sub.max_retries, sub.on_failure, kind)
+            outer = _first_in(sub.key, reset_whole, by_key)
+            within = outer is not None
+            if within:
+                whole.add((graph.name, sub.key))
+                if not found.resets:
+                    found = Fate(Action.RESET, f"inside '{outer}': reset with it")
+            if detail:
+                plan.subgraphs.append(
+                    PlannedSubgraph(
+                        graph.name,
+                        sub.key,
+                        sub.parent,
+                        sub.status,
+                        sub.retries,
+                        sub.max_retries,
+                        sub.on_failure,
+                        found.action.value,
+                        found.reason,
+                    )
+                )
+            changed = sub.status != SUB_PENDING or sub.retries or sub.next_run_at is not None
+            if (within or found.resets) and changed:
+                plan.subgraph_resets.append(
+                    SubgraphChange(graph.id, sub.key, sub.status, SUB_PENDING, 0, None, None)
+                )
+    return whole
+
+
+def _first_in(key: str | None, keys: set[str], by_key: dict[str, SubgraphRecord]) -> str | None:
+    """The first of `keys` among `key` and the subgraphs it is nested in."""
+    while key is not None:
+        if key in keys:
+            return key
+        key = by_key[key].parent
+    return None

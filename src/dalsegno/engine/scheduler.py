@@ -17,6 +17,7 @@ from dalsegno.engine.agents import AgentTasks
 from dalsegno.engine.attempts import Completion, change_of
 from dalsegno.engine.fates import Action, Resumability, operation_resumability, placement
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
+from dalsegno.engine.subgraphs import Groups, purge
 from dalsegno.model.graph import expand
 from dalsegno.model.limits import clip
 from dalsegno.model.records import AttemptEnd, AttemptStart, StoredGraph, TaskRecord
@@ -55,6 +56,9 @@ class GraphRun:
         self._failed: list[int] = []
         self.resumability: Resumability = operation_resumability
         self.agents = AgentTasks(self, run)
+        self.failed_subgraphs: list[str] = []
+        self._released: set[int] = set()  # failed tasks whose policy let dependents run
+        self.groups = Groups(self, stored) if stored.subgraphs else None
 
     # set-up ------------------------------------------------------------------------
 
@@ -73,6 +77,7 @@ class GraphRun:
     def _take_up(self) -> None:
         """Place every task by its stored state (`dalsegno.engine.fates.placement`)."""
         now_wall, now_mono = time.time(), time.monotonic()
+        failed: list[int] = []  # handled once every task is placed
         for task in self.tasks.values():
             status = task.status
             if status is S.SUCCEEDED:
@@ -80,7 +85,7 @@ class GraphRun:
             placed = placement(status, task.key, task.operation, task.agent, self.resumability)
             action = placed.action
             if action is Action.FAILED:
-                self._failed.append(task.id)
+                failed.append(task.id)
             elif action is Action.AWAITED:
                 self.awaited.add(task.id)
             elif status is S.RESCHEDULED:  # keeps its retry count and its due time
@@ -89,10 +94,14 @@ class GraphRun:
             elif action is Action.RUN:
                 if task.id not in self._waiting:
                     self._ready.append((task.id, False))
-            else:  # a manager-side operation interrupted while it ran
-                self._interrupted(task, action is Action.RERUN, placed.reason, now_wall)
+            elif self._interrupted(task, action is Action.RERUN, placed.reason, now_wall):
+                failed.append(task.id)  # a manager-side operation interrupted while it ran
+        for task_id in failed:
+            self._terminal(task_id)
+        if self.groups is not None:
+            self.groups.take_up(now_wall, now_mono)
 
-    def _interrupted(self, task: TaskRecord, rerun: bool, reason: str, now: float) -> None:
+    def _interrupted(self, task: TaskRecord, rerun: bool, reason: str, now: float) -> bool:
         """A manager-side task found `started`: its attempt ended; re-run it or fail it."""
         batch = self.run.batch
         if task.attempts:
@@ -101,11 +110,75 @@ class GraphRun:
             )
         if rerun:
             self._ready.append((task.id, True))
-            return
+            return False
         task.status, task.error, task.ended_at = S.FAILED, reason, now
         batch.tasks.append(change_of(task, S.STARTED))
-        batch.events.append(events.task_failed(self.name, task.key, reason, now))
-        self._failed.append(task.id)
+        batch.events.append(events.task_failed(self.name, task.key, reason, now, task.on_failure))
+        return True
+
+    # failures, and what subgraphs need (`dalsegno.engine.subgraphs`) ---------------
+
+    def _terminal(self, task_id: int) -> None:
+        """A task failed for good: its policy, then its subgraph, decide what follows."""
+        task = self.tasks[task_id]
+        if task.on_failure == "ignore":
+            self.release([task_id], None)
+            return
+        if self.groups is not None and task.subgraph is not None:
+            culprit = f"task '{task.key}' ({task.operation}): {task.error}"
+            self.groups.task_failed(task.subgraph, culprit)
+            return
+        self._failed.append(task_id)
+
+    def release(self, task_ids: list[int], inside: set[int] | None) -> None:
+        """Failed nodes whose failure is ignored: their dependents (outside `inside`) run
+        as if each of `task_ids` had succeeded."""
+        waiting, tasks = self._waiting, self.tasks
+        for task_id in task_ids:
+            if tasks[task_id].status is S.SUCCEEDED or task_id in self._released:
+                continue
+            self._released.add(task_id)
+            for dependent in self._dependents.get(task_id, ()):
+                if inside is not None and dependent in inside:
+                    continue
+                left = waiting.pop(dependent) - 1
+                if left:
+                    waiting[dependent] = left
+                elif tasks[dependent].status is S.PENDING:
+                    self._ready.append((dependent, False))
+
+    def running_ids(self) -> list[int]:
+        return list(self._running)
+
+    def start_ready(self, task_ids: list[int]) -> None:
+        """Queue those of `task_ids` that are pending with every dependency done."""
+        for task_id in task_ids:
+            if self.tasks[task_id].status is S.PENDING and task_id not in self._waiting:
+                self._ready.append((task_id, False))
+
+    def forget(self, ids: set[int]) -> None:
+        """The tasks `ids` were reset to pending (a subgraph retry): drop them from the
+        queues and count again what they, and their dependents, wait for."""
+        purge(self._ready, self._timers, ids)
+        self._released -= ids
+        tasks, released = self.tasks, self._released
+        dependencies: dict[int, list[int]] = {}
+        for dependency, dependents in self._dependents.items():
+            for dependent in dependents:
+                dependencies.setdefault(dependent, []).append(dependency)
+        counted = set(ids)
+        for task_id in ids:
+            counted.update(self._dependents.get(task_id, ()))
+        for task_id in counted:
+            left = sum(
+                1
+                for dependency in dependencies.get(task_id, ())
+                if tasks[dependency].status is not S.SUCCEEDED and dependency not in released
+            )
+            if left:
+                self._waiting[task_id] = left
+            else:
+                self._waiting.pop(task_id, None)
 
     # what the agent tasks hand back (`dalsegno.engine.agents`) --------------------
 
@@ -118,7 +191,7 @@ class GraphRun:
     def agent_task_failed(self, task_id: int) -> None:
         """An awaited agent task failed without an outcome (its agent was lost)."""
         self.awaited.discard(task_id)
-        self._failed.append(task_id)
+        self._terminal(task_id)
 
     # the loop ----------------------------------------------------------------------
 
@@ -129,11 +202,11 @@ class GraphRun:
             self._loop()
         finally:
             self.agents.close()
-        if self._failed:
+        if self._failed or self.failed_subgraphs:
             raise GraphFailed(self._failure_message())
 
     def _loop(self) -> None:
-        run = self.run
+        run, groups = self.run, self.groups
         while True:
             run.check_alive()
             mode = run.cancel_mode
@@ -142,8 +215,16 @@ class GraphRun:
             elif run.draining:
                 self._drain()
             else:
+                if groups is not None and groups.failing:
+                    groups.settle()
                 self._dispatch()
-            if mode is None and not (self._ready or self._running or self._timers or self.awaited):
+            if mode is None and not (
+                self._ready
+                or self._running
+                or self._timers
+                or self.awaited
+                or (groups is not None and groups.timers)
+            ):
                 break
             run.flush()
             self._wait()
@@ -209,9 +290,12 @@ class GraphRun:
         now = time.time()
         worker = run.worker_name
         handed: list[tuple[TaskRecord, _Before, bool]] = []
+        groups = self.groups
         while self._ready and free > 0:
             task_id, resume = self._ready.popleft()
             task = self.tasks[task_id]
+            if groups is not None and task.subgraph is not None and groups.held(task.subgraph):
+                continue  # its subgraph fails or waits: a retry resets it, or it stays
             before = (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at)
             if task.agent is not None:
                 task.status = S.SENT
@@ -265,10 +349,15 @@ class GraphRun:
             timeout = min(timeout, max(0.0, self._timers[0][0] - now))
         if self._deadlines:
             timeout = min(timeout, max(0.0, self._deadlines[0][0] - now))
+        groups = self.groups
+        if groups is not None and groups.timers:
+            timeout = min(timeout, max(0.0, groups.timers[0][0] - now))
         for completion in run.take_completions(timeout):
             self._complete(completion)
         self.agents.check()
         self._fire_timers()
+        if groups is not None and groups.timers:
+            groups.fire(time.monotonic())
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -317,7 +406,7 @@ class GraphRun:
             AttemptEnd(task_id, attempt, outcome or "failed", now, completion.detail or error)
         )
         task.error = error
-        if completion.recoverable and task.retries < task.max_retries:
+        if completion.recoverable and (task.retries < task.max_retries or task.max_retries < 0):
             task.retries += 1
             delay = (
                 task.retry_interval if completion.retry_after is None else completion.retry_after
@@ -333,14 +422,21 @@ class GraphRun:
             return
         task.status = S.FAILED
         batch.tasks.append(change_of(task, S.STARTED))
-        batch.events.append(events.task_failed(self.name, task.key, error, now))
-        self._failed.append(task_id)
+        batch.events.append(events.task_failed(self.name, task.key, error, now, task.on_failure))
+        self._terminal(task_id)
 
     def _failure_message(self) -> str:
         failed = [self.tasks[task_id] for task_id in self._failed]
         parts = [f"'{task.key}' ({task.operation}): {task.error}" for task in failed]
         noun = "task" if len(failed) == 1 else "tasks"
-        return clip(f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts))
+        said = f"{len(failed)} {noun} failed in graph '{self.name}': " + "; ".join(parts)
+        if self.failed_subgraphs:
+            assert self.groups is not None
+            subs = [f"'{key}': {self.groups.subs[key].error}" for key in self.failed_subgraphs]
+            noun = "subgraph" if len(subs) == 1 else "subgraphs"
+            sub_said = f"{len(subs)} {noun} failed in graph '{self.name}': " + "; ".join(subs)
+            said = f"{said}; {sub_said}" if failed else sub_said
+        return clip(said)
 
     def result_of(self, task_id: int) -> Any:
         return self.tasks[task_id].result

@@ -44,9 +44,9 @@ def check_task_options(
     retries: int | None, retry_interval: float | None, timeout: float | None
 ) -> None:
     if retries is not None and (
-        not isinstance(retries, int) or isinstance(retries, bool) or retries < 0
+        not isinstance(retries, int) or isinstance(retries, bool) or retries < -1
     ):
-        msg = f"retries must be a whole number >= 0, not {retries!r}"
+        msg = f"retries must be a whole number >= 0, or -1 to retry forever, not {retries!r}"
         raise ValueError(msg)
     if retry_interval is not None and (
         not _is_number(retry_interval) or not math.isfinite(retry_interval) or retry_interval < 0

@@ -60,7 +60,7 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.STARTED: frozenset({T.SUCCEEDED, T.FAILED, T.RESCHEDULED, T.SENT, T.PENDING}),
     T.RESCHEDULED: frozenset({T.SENT, T.PENDING}),
     T.FAILED: frozenset({T.PENDING}),
-    T.SUCCEEDED: frozenset(),
+    T.SUCCEEDED: frozenset({T.PENDING}),  # only a subgraph's retry or resume resets it
 }
 
 EXECUTION_END_STATES = frozenset({E.COMPLETED, E.FAILED, E.CANCELLED})

@@ -235,8 +235,11 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         execution = self.find(execution_id)
         check_resumable(execution)
         _, definition = self.config.workflows.resolve(execution.workflow)
-        tasks = self.store.list_tasks(execution.id) if definition.resumable else []
-        plan = plan_resume(execution, tasks, reset_operations, definition.resumable)
+        graphs = self.store.load_graphs(execution.id) if definition.resumable else {}
+        tasks = [task for graph in graphs.values() for task in graph.tasks]
+        plan = plan_resume(
+            execution, tasks, reset_operations, definition.resumable, graphs=graphs.values()
+        )
         if execution.lock_key is not None and plan.take_up == TakeUp.RESUME:
             plan.lock_key = execution.lock_key
             plan.lock_holder = self.store.lock_holder(execution.lock_key, execution.id)

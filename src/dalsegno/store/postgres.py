@@ -263,9 +263,9 @@ class PostgresStore(SQLStore):
         )
 
     def apply(self, batch: Batch) -> ExecutionState:
-        """`SQLStore.apply` in pipeline mode, but for a move of the execution (its end, a
-        rare write that goes through SQLAlchemy, which reads counts as it goes)."""
-        self._pipelined.on = batch.execution is None
+        """`SQLStore.apply` in pipeline mode, but for a move of the execution (its end) or
+        of a subgraph: rare writes that go through SQLAlchemy, which reads counts as it goes."""
+        self._pipelined.on = batch.execution is None and not batch.subgraphs
         try:
             return super().apply(batch)
         finally:

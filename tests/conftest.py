@@ -32,6 +32,7 @@ MATRIX = (
     "acceptance/test_crash_points.py",
     "acceptance/test_crash_resume.py",
     "acceptance/test_lifecycle.py",
+    "acceptance/test_subgraphs_crash.py",
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",
     "faults/",

@@ -93,6 +93,8 @@ def test_get_answers_the_execution_with_its_tasks(
         "retries",
         "error",
         "result",
+        "subgraph",
+        "ignored",
     }
 
 

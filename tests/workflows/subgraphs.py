@@ -1,8 +1,9 @@
 """Workflows over subgraphs for the engine's tests: a graph built from a JSON spec.
 
 A spec is `{"nodes": [...], "edges": [[node, dependency], ...]}`; a node is a task
-`{"key": k, "fail": n, "sleep": s, "ignore": true, "retries": r}` (its first `n` runs
-fail) or a subgraph `{"key": k, "sub": SPEC, "retries": r, "interval": s, "ignore": true}`.
+`{"key": k, "fail": n, "sleep": s, "ignore": true, "retries": r, "hold": path, "once":
+true}` (its first `n` runs fail; `hold`: it waits while that file exists; `once`: not
+resumable) or a subgraph `{"key": k, "sub": SPEC, "retries": r, "interval": s, "ignore": true}`.
 Every run of a task appends `<key> ok|fail` to the `log` file, so a test (and a run after
 a crash) counts the runs of each task.
 """
@@ -24,11 +25,14 @@ def runs(log: str, key: str) -> list[str]:
     return [line.split(" ", 1)[1] for line in lines if line.split(" ", 1)[0] == key]
 
 
-@operation(resumable=True)
-def step(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0) -> str:
+def _run(ctx: Any, log: str, fail: int, sleep: float, hold: str) -> str:
     done = len(runs(log, ctx.task_key))
     if sleep:
         time.sleep(sleep)
+    if hold:  # marks `<hold>.running`, then waits while the file `hold` exists
+        Path(f"{hold}.running").touch()
+        while Path(hold).exists():
+            time.sleep(0.02)
     failing = done < fail
     with Path(log).open("a") as out:
         out.write(f"{ctx.task_key} {'fail' if failing else 'ok'}\n")
@@ -36,6 +40,17 @@ def step(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0) -> str:
         msg = f"{ctx.task_key} failed run {done + 1}"
         raise RuntimeError(msg)
     return ctx.task_key
+
+
+@operation(resumable=True)
+def step(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0, hold: str = "") -> str:
+    return _run(ctx, log, fail, sleep, hold)
+
+
+@operation
+def step_once(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0, hold: str = "") -> str:
+    """`step`, not resumable."""
+    return _run(ctx, log, fail, sleep, hold)
 
 
 def build(level: Any, spec: dict[str, Any], log: str) -> dict[str, Any]:
@@ -53,7 +68,7 @@ def build(level: Any, spec: dict[str, Any], log: str) -> dict[str, Any]:
         else:
             options = {"on_failure": "ignore"} if node.get("ignore") else None
             handles[node["key"]] = level.add(
-                step,
+                step_once if node.get("once") else step,
                 key=node["key"],
                 retries=node.get("retries", 0),
                 retry_interval=node.get("interval", 0.0),
@@ -61,6 +76,7 @@ def build(level: Any, spec: dict[str, Any], log: str) -> dict[str, Any]:
                 log=log,
                 fail=node.get("fail", 0),
                 sleep=node.get("sleep", 0.0),
+                hold=node.get("hold", ""),
             )
     for node, dependency in spec.get("edges", []):
         level.depend(handles[node], on=handles[dependency])

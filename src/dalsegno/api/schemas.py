@@ -117,6 +117,8 @@ class Task(Answer):
     retries: int
     error: str | None
     result: Any
+    subgraph: str | None = Field(None, description="the innermost subgraph it is in")
+    ignored: bool = Field(False, description="failed, and its policy ignores the failure")
 
 
 class TaskSummary(Answer):
@@ -134,6 +136,8 @@ class TaskSummary(Answer):
     started_at: Timestamp | None
     ended_at: Timestamp | None
     retry_at: Timestamp | None = Field(description="when a rescheduled task runs again")
+    subgraph: str | None = Field(None, description="the innermost subgraph it is in")
+    ignored: bool = Field(False, description="failed, and its policy ignores the failure")
 
 
 class Attempt(Answer):
@@ -214,6 +218,18 @@ class PlannedTask(Answer):
     reason: str
 
 
+class PlannedSubgraph(Answer):
+    graph: str
+    key: str
+    parent: str | None
+    status: str
+    retries: int
+    max_retries: int = Field(description="-1: retries forever")
+    on_failure: str
+    action: str
+    reason: str
+
+
 class ResumePlan(Answer):
     """What a resume would do, task by task (the answer to a dry run)."""
 
@@ -226,3 +242,4 @@ class ResumePlan(Answer):
     lock_key: str | None = None
     lock_holder: str | None = None  # the execution it would wait for in `queued`
     tasks: list[PlannedTask]
+    subgraphs: list[PlannedSubgraph] = []

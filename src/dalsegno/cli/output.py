@@ -18,6 +18,7 @@ from dalsegno.service import (
     EventRecord,
     ExecutionRecord,
     NewEvent,
+    PlannedSubgraph,
     PlannedTask,
     ResumePlan,
     TaskRecord,
@@ -135,6 +136,16 @@ def show_plan(plan: ResumePlan) -> None:
         out.write(
             f"  {graph}{task.key:<{width}}  {task.action:<8} ({task.status}{where}) {task.reason}\n"
         )
+    if plan.subgraphs:
+        out.write("  subgraphs:\n")
+        width = max(len(sub.key) for sub in plan.subgraphs)
+        for sub in plan.subgraphs:
+            graph = f"{sub.graph}/" if sub.graph != "main" else ""
+            inside = f" in {sub.parent}" if sub.parent else ""
+            out.write(
+                f"  {graph}{sub.key:<{width}}  {sub.action:<8} ({sub.status}, subgraph{inside}) "
+                f"{sub.reason}\n"
+            )
     counts = plan.counts()
     summary = ", ".join(f"{counts[action]} {action}" for action in sorted(counts))
     out.write(f"Summary: {summary or 'no tasks'}. Nothing was changed (dry run).\n")
@@ -248,6 +259,20 @@ def plan_from_json(document: dict[str, Any]) -> ResumePlan:
                 reason=str(task["reason"]),
             )
             for task in document.get("tasks") or []
+        ],
+        subgraphs=[
+            PlannedSubgraph(
+                graph=str(sub["graph"]),
+                key=str(sub["key"]),
+                parent=sub.get("parent"),
+                status=str(sub["status"]),
+                retries=int(sub["retries"]),
+                max_retries=int(sub["max_retries"]),
+                on_failure=str(sub["on_failure"]),
+                action=str(sub["action"]),
+                reason=str(sub["reason"]),
+            )
+            for sub in document.get("subgraphs") or []
         ],
     )
 

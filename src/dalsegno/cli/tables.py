@@ -96,10 +96,10 @@ def show_execution(document: dict[str, Any], limit: int) -> None:
     rows = [
         [
             escape(str(task["graph"])),
-            escape(str(task["key"])),
+            escape(shown_key(task)),
             escape(short_workflow(str(task["operation"]))),
             escape(task.get("agent") or "-"),
-            status_markup(str(task["status"])),
+            task_status(task),
             str(task.get("retries", 0)),
             escape(first_line(task.get("error"))),
         ]
@@ -113,13 +113,25 @@ def show_execution(document: dict[str, Any], limit: int) -> None:
         )
 
 
+def shown_key(task: dict[str, Any]) -> str:
+    """A task's key, after its subgraph's (`sub/key`) when it is in one."""
+    return f"{task['subgraph']}/{task['key']}" if task.get("subgraph") else str(task["key"])
+
+
+def task_status(task: dict[str, Any]) -> str:
+    """A task's state; a failure its policy ignores says so, apart from the others."""
+    if task.get("ignored"):
+        return "[yellow]failed (ignored)[/]"
+    return status_markup(str(task["status"]))
+
+
 def show_tasks(documents: list[dict[str, Any]]) -> None:
     """`tasks list`: one line per task."""
     rows = [
         [
             escape(str(task["graph"])),
-            escape(str(task["key"])),
-            status_markup(str(task["status"])),
+            escape(shown_key(task)),
+            task_status(task),
             str(task.get("retries", 0)),
             str(task.get("attempt_count", "")),
             how_long(task),

@@ -111,6 +111,7 @@ class Groups:
     def _retry(self, key: str, culprit: str) -> None:
         graph, sub = self.graph, self.subs[key]
         run = graph.run
+        run.flush()  # the failure first: a crash from here on finds it, and decides again
         now = time.time()
         expected = sub.status
         sub.retries += 1

@@ -6,7 +6,7 @@ import os
 
 from dalsegno.engine.lease import lease_timeout
 from dalsegno.engine.references import reference_of
-from dalsegno.engine.resume import PlannedTask, ResumePlan
+from dalsegno.engine.resume import PlannedSubgraph, PlannedTask, ResumePlan
 from dalsegno.engine.runner import EngineConfig, Outcome
 from dalsegno.model.records import EventRecord, ExecutionRecord, NewEvent, TaskRecord
 from dalsegno.service.executions import ExecutionService, RunResult
@@ -61,6 +61,7 @@ __all__ = [
     "ExecutionService",
     "NewEvent",
     "Outcome",
+    "PlannedSubgraph",
     "PlannedTask",
     "ResumePlan",
     "RunResult",

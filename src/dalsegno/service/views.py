@@ -69,6 +69,8 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "retries": task.retries,
         "error": task.error,
         "result": task.result,
+        "subgraph": task.subgraph,
+        "ignored": task.ignored,
     }
 
 
@@ -88,6 +90,8 @@ def task_summary_json(task: TaskRecord) -> dict[str, Any]:
         "started_at": iso(task.started_at),
         "ended_at": iso(task.ended_at),
         "retry_at": iso(task.next_run_at) if task.status is TaskState.RESCHEDULED else None,
+        "subgraph": task.subgraph,
+        "ignored": task.ignored,
     }
 
 
@@ -156,6 +160,20 @@ def plan_json(plan: ResumePlan) -> dict[str, Any]:
                 "reason": task.reason,
             }
             for task in plan.tasks
+        ],
+        "subgraphs": [
+            {
+                "graph": sub.graph,
+                "key": sub.key,
+                "parent": sub.parent,
+                "status": sub.status,
+                "retries": sub.retries,
+                "max_retries": sub.max_retries,
+                "on_failure": sub.on_failure,
+                "action": sub.action,
+                "reason": sub.reason,
+            }
+            for sub in plan.subgraphs
         ],
     }
 

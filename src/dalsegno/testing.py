@@ -29,7 +29,14 @@ from typing import Any
 
 from dalsegno.service import EngineConfig, open_service_with, reference_of
 
-CRASH_POINTS = ("graph_storing", "before_operation", "after_operation", "before_finish")
+CRASH_POINTS = (
+    "graph_storing",
+    "before_operation",
+    "after_operation",
+    "before_finish",
+    "subgraph_reset",  # a subgraph's reset and retry count built, not committed
+    "subgraph_retry_wait",  # committed: the subgraph waits for its retry
+)
 
 
 @dataclass(frozen=True, slots=True)

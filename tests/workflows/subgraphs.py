@@ -47,10 +47,25 @@ def step(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0, hold: str = "") 
     return _run(ctx, log, fail, sleep, hold)
 
 
+@operation(resumable=True)
+def by_attempt(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0, hold: str = "") -> str:
+    """Fails while its task's retry count is below `fail`: the same outcome however often
+    an interrupted attempt runs again (for crash equivalence)."""
+    with Path(log).open("a") as out:
+        out.write(f"{ctx.task_key} {'fail' if ctx.retries < fail else 'ok'}\n")
+    if ctx.retries < fail:
+        msg = f"{ctx.task_key} failed attempt {ctx.retries + 1}"
+        raise RuntimeError(msg)
+    return ctx.task_key
+
+
 @operation
 def step_once(ctx: Any, log: str, fail: int = 0, sleep: float = 0.0, hold: str = "") -> str:
     """`step`, not resumable."""
     return _run(ctx, log, fail, sleep, hold)
+
+
+OPERATIONS = {"step": step, "once": step_once, "by_attempt": by_attempt}
 
 
 def build(level: Any, spec: dict[str, Any], log: str) -> dict[str, Any]:
@@ -68,7 +83,7 @@ def build(level: Any, spec: dict[str, Any], log: str) -> dict[str, Any]:
         else:
             options = {"on_failure": "ignore"} if node.get("ignore") else None
             handles[node["key"]] = level.add(
-                step_once if node.get("once") else step,
+                OPERATIONS[node.get("op", "once" if node.get("once") else "step")],
                 key=node["key"],
                 retries=node.get("retries", 0),
                 retry_interval=node.get("interval", 0.0),

@@ -93,8 +93,11 @@ class Groups:
             ready = [key for key in self.failing if not self._busy(key)]
             if not ready:
                 return
+            ready.sort(key=lambda found: sum(1 for _ in self.chain(found)))  # outer first
             for key in ready:
-                culprit = self.failing.pop(key)
+                culprit = self.failing.pop(key, None)
+                if culprit is None:
+                    continue  # reset by the retry of a subgraph it is in
                 sub = self.subs[key]
                 if forever(sub.max_retries) or sub.retries < sub.max_retries:
                     self._retry(key, culprit)

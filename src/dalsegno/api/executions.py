@@ -48,7 +48,14 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         """Create a `pending` execution of `workflow`; a manager runs it."""
         actor = caller_of(request).name
         execution = service.create(
-            start.workflow, start.params, start.lock, start.param_texts, actor=actor
+            start.workflow,
+            start.params,
+            start.lock,
+            start.param_texts,
+            actor=actor,
+            dry_run=start.dry_run,
+            task_retries=start.task_retries,
+            task_retry_interval=start.task_retry_interval,
         )
         on_change()
         return execution_json(execution)

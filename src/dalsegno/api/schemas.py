@@ -75,6 +75,24 @@ class StartRequest(Request):
         "`params` does not fit the parameter's annotation, its text is read by the "
         "annotation instead",
     )
+    dry_run: StrictBool = Field(
+        default=False,
+        description="run the workflow and store its graphs, but call no operation: each task "
+        "logs what it would run and succeeds; its resumes stay dry",
+    )
+    task_retries: WholeNumber | None = Field(
+        default=None,
+        ge=-1,
+        description="retries of every task that sets none, nor its operation (-1: forever); "
+        "else the workflow's `task_retries`",
+    )
+    task_retry_interval: Annotated[float, Strict()] | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds between the retries of every task that sets no interval, nor "
+        "its operation; else the workflow's `task_retry_interval`",
+    )
 
 
 class ResumeRequest(Request):
@@ -166,6 +184,15 @@ class Execution(Answer):
     first_started_at: Timestamp | None = Field(
         None, description="its first start; its duration runs from here to `ended_at`"
     )
+    dry_run: bool = Field(
+        False, description="a dry run: no operation is called, and its resumes stay dry"
+    )
+    task_retries: int | None = Field(
+        None, description="the retries of its tasks that set none, nor their operation"
+    )
+    task_retry_interval: float | None = Field(
+        None, description="the retry interval of its tasks that set none, nor their operation"
+    )
 
 
 class Action(Answer):
@@ -241,5 +268,6 @@ class ResumePlan(Answer):
     take_up: str | None = None  # "resume" (failed or cancelled) or "recover" (crashed)
     lock_key: str | None = None
     lock_holder: str | None = None  # the execution it would wait for in `queued`
+    dry_run: bool = False  # a dry-run execution: its resume is simulated too
     tasks: list[PlannedTask]
     subgraphs: list[PlannedSubgraph] = []

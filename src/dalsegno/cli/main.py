@@ -22,6 +22,7 @@ from dalsegno.cli.params import param_texts, parse_params
 from dalsegno.model.errors import DalsegnoError, RefusedError, StoreUnavailableError
 from dalsegno.model.states import EXECUTION_END_STATES, ExecutionState
 from dalsegno.service.access import local_actor
+from dalsegno.service.params import run_settings
 from dalsegno.service.views import plan_json
 
 if TYPE_CHECKING:
@@ -181,6 +182,24 @@ _param_options = [
         metavar="KEY",
         help="Wait in `queued` while another active execution holds KEY.",
     ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Run the workflow and store its graphs, but call no operation: each task logs "
+        "what it would run and succeeds; its resumes stay dry.",
+    ),
+    click.option(
+        "--task-retries",
+        metavar="N",
+        help="Retries of every task that sets none, nor its operation (-1: forever); "
+        "stored with the execution.",
+    ),
+    click.option(
+        "--task-retry-interval",
+        metavar="S",
+        help="Seconds between the retries of every task that sets no interval, nor its "
+        "operation; stored with the execution.",
+    ),
 ]
 
 
@@ -267,9 +286,12 @@ def _run_here(
     params_json: str | None,
     quiet: bool,
     lock: str | None = None,
+    how: dict[str, Any] | None = None,
 ) -> NoReturn:
+    """`how`: the settings of the start (`run_settings`: dry run, task retries)."""
+    how = how or {}
     if settings.remote:
-        _run_remote(settings, ref, pairs, params_json, quiet, lock)
+        _run_remote(settings, ref, pairs, params_json, quiet, lock, how)
     with refusals():
         params, texts = parse_params(pairs, params_json), param_texts(pairs)
         service = settings.service()
@@ -291,6 +313,7 @@ def _run_here(
                     lock=lock,
                     texts=texts,
                     actor=local_actor(),
+                    **how,
                 )
         finally:
             display.close()
@@ -307,6 +330,7 @@ def _run_remote(
     params_json: str | None,
     quiet: bool,
     lock: str | None = None,
+    how: dict[str, Any] | None = None,
 ) -> NoReturn:
     """Hand the execution over to the manager and follow its events to its end."""
     with refusals():
@@ -314,7 +338,7 @@ def _run_remote(
         client = settings.client()
     with client:
         with refusals():
-            execution = client.start(ref, params, lock, param_texts(pairs))
+            execution = client.start(ref, params, lock, param_texts(pairs), **(how or {}))
         _follow_remote_run(client, str(execution["id"]), quiet)
 
 
@@ -410,12 +434,17 @@ def run(
     params_json: str | None,
     quiet: bool,
     lock: str | None,
+    dry_run: bool,
+    task_retries: str | None,
+    task_retry_interval: str | None,
 ) -> None:
     """Start an execution of REF and run it to its end, with live progress.
 
     Exit code: 0 completed, 1 failed, 3 cancelled, 2 refused, 4 taken over by another owner.
     """
-    _run_here(settings, ref, pairs, params_json, quiet, lock)
+    with refusals():
+        how = run_settings(dry_run, task_retries, task_retry_interval)
+    _run_here(settings, ref, pairs, params_json, quiet, lock, how)
 
 
 @main.group()
@@ -434,17 +463,22 @@ def executions_start(
     params_json: str | None,
     quiet: bool,
     lock: str | None,
+    dry_run: bool,
+    task_retries: str | None,
+    task_retry_interval: str | None,
 ) -> None:
     """Start an execution: a manager runs it (its id is printed at once); without a manager
     it runs here, as `run`."""
+    with refusals():
+        how = run_settings(dry_run, task_retries, task_retry_interval)
     if settings.remote:
         with refusals():
             params = parse_params(pairs, params_json)
             with settings.client() as client:
-                execution = client.start(ref, params, lock, param_texts(pairs))
+                execution = client.start(ref, params, lock, param_texts(pairs), **how)
         click.echo(execution["id"])
         return
-    _run_here(settings, ref, pairs, params_json, quiet, lock)
+    _run_here(settings, ref, pairs, params_json, quiet, lock, how)
 
 
 @executions.command("resume")

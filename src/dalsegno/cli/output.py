@@ -124,6 +124,8 @@ def show_plan(plan: ResumePlan) -> None:
         return
     if plan.take_up in TAKE_UP_LINES:
         out.write(f"  {TAKE_UP_LINES[plan.take_up]}\n")
+    if plan.dry_run:
+        out.write("  a dry-run execution: it stays dry, every task is simulated, none is called\n")
     if plan.lock_holder is not None:
         out.write(
             f"  it waits in queued first: lock '{plan.lock_key}' is held by execution "
@@ -248,6 +250,7 @@ def plan_from_json(document: dict[str, Any]) -> ResumePlan:
         take_up=str(document.get("take_up") or "resume"),
         lock_key=document.get("lock_key"),
         lock_holder=document.get("lock_holder"),
+        dry_run=bool(document.get("dry_run")),
         tasks=[
             PlannedTask(
                 graph=str(task["graph"]),

@@ -126,12 +126,22 @@ class RemoteClient:
         params: dict[str, Any] | None = None,
         lock: str | None = None,
         texts: dict[str, str] | None = None,
+        *,
+        dry_run: bool = False,
+        task_retries: int | None = None,
+        task_retry_interval: float | None = None,
     ) -> dict[str, Any]:
         """A new `pending` (or `queued`, behind its lock) execution, which the manager runs;
         `texts` are the command-line texts of `-p` values (`param_texts` in the body)."""
         body: dict[str, Any] = {"workflow": workflow, "params": params or {}}
         if lock is not None:
             body["lock"] = lock
+        if dry_run:
+            body["dry_run"] = True
+        if task_retries is not None:
+            body["task_retries"] = task_retries
+        if task_retry_interval is not None:
+            body["task_retry_interval"] = task_retry_interval
         if texts:
             body["param_texts"] = texts
         return self._object(self._call("POST", "/executions", json=body))

@@ -62,7 +62,8 @@ def show_executions(documents: list[dict[str, Any]]) -> None:
     rows = [
         [
             document["id"][:SHORT_ID],
-            status_markup(str(document["status"])),
+            status_markup(str(document["status"]))
+            + (" [dim](dry run)[/]" if document.get("dry_run") else ""),
             when(document.get("started_at") or document.get("created_at"), short=True),
             how_long(document),
             str(document.get("runs") or ""),
@@ -74,12 +75,25 @@ def show_executions(documents: list[dict[str, Any]]) -> None:
     _print_table(["id", "status", "started", "duration", "runs", "workflow", "error"], rows)
 
 
+def retry_settings(document: dict[str, Any]) -> str:
+    """An execution's task retry settings, in words ("" when it has none)."""
+    parts = []
+    retries = document.get("task_retries")
+    if retries is not None:
+        parts.append("forever" if retries == -1 else f"{retries} per task")
+    interval = document.get("task_retry_interval")
+    if interval is not None:
+        parts.append(f"every {interval:g}s")
+    return ", ".join(parts)
+
+
 def show_execution(document: dict[str, Any], limit: int) -> None:
     """`executions get`: the execution's facts, then its tasks (the first `limit`)."""
     out = console()
     out.print(f"[bold]Execution[/] {document['id']}")
     out.print(f"  workflow: {escape(str(document['workflow']))}")
-    out.print(f"  status:   {status_markup(str(document['status']))}")
+    dry = " [bold](dry run: no operation is called)[/]" if document.get("dry_run") else ""
+    out.print(f"  status:   {status_markup(str(document['status']))}{dry}")
     out.print(f"  params:   {escape(json.dumps(document.get('params')))}")
     out.print(f"  created:  {when(document.get('created_at'))}")
     out.print(f"  duration: {how_long(document)}")
@@ -87,6 +101,9 @@ def show_execution(document: dict[str, Any], limit: int) -> None:
         out.print(f"  runs:     {document['runs']}")
     if document.get("lock"):
         out.print(f"  lock:     {escape(str(document['lock']))}")
+    retries = retry_settings(document)
+    if retries:
+        out.print(f"  retries:  {retries}")
     if document.get("error"):
         out.print(f"  error:    [red]{escape(str(document['error']))}[/]")
     for action in document.get("actions") or []:

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import time
 
-from dalsegno.model.records import NewEvent
+from dalsegno.model.records import ExecutionSettings, NewEvent
 
 
 def _now() -> float:
     return time.time()
 
 
-def workflow_started(workflow: str) -> NewEvent:
+def workflow_started(workflow: str, settings: ExecutionSettings | None = None) -> NewEvent:
+    notes = []
+    if settings is not None and settings.dry_run:
+        notes.append("dry run: no operation is called")
+    if settings is not None and settings.task_retries is not None:
+        forever = settings.task_retries == -1
+        notes.append(
+            "task retries: forever" if forever else f"task retries: {settings.task_retries}"
+        )
+    if settings is not None and settings.task_retry_interval is not None:
+        notes.append(f"task retry interval: {settings.task_retry_interval:g}s")
+    detail = f" ({'; '.join(notes)})" if notes else ""
     return NewEvent(
-        "workflow_started", f"Starting '{workflow}' workflow execution", created_at=_now()
+        "workflow_started", f"Starting '{workflow}' workflow execution{detail}", created_at=_now()
     )
 
 

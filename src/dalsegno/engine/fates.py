@@ -50,6 +50,17 @@ Resumability = Callable[[str], tuple[bool, str | None]]
 IN_FLIGHT = frozenset({S.SENT, S.STARTED})
 
 
+def simulated(_operation: str) -> tuple[bool, str | None]:
+    """The resumability of a dry run's operations: none was ever called, so each
+    interrupted one is simulated again (docs/design.md, "Dry runs")."""
+    return True, None
+
+
+def where_it_runs(agent: str | None, dry_run: bool) -> str | None:
+    """A dry run simulates every task in its owner: none is sent to an agent's queue."""
+    return None if dry_run else agent
+
+
 def resets(state: TaskState, take_up: TakeUp, reset_operations: bool) -> bool:
     """Whether the take-up resets the task to `pending` (retries 0) before it runs.
 

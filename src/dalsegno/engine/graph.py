@@ -435,7 +435,7 @@ class Graph:
     def _store(self) -> StoredGraph:
         spec = self._spec
         spec.check_acyclic()
-        config = self._run.config
+        config, run = self._run.config, self._run
         definitions: dict[str, OperationDefinition] = {}
         new_tasks = []
         for task in spec.tasks.values():
@@ -449,11 +449,16 @@ class Graph:
                     agent=task.agent,
                     kwargs=task.kwargs,
                     kwargs_json=self._encode(task),
-                    max_retries=_first(task.retries, definition.retries, config.default_retries),
+                    # the task's own, its operation's, the execution's (given at its start,
+                    # else its workflow's), the built-in default (docs/design.md, "Retries")
+                    max_retries=_first(
+                        task.retries, definition.retries, run.task_retries, config.default_retries
+                    ),
                     retry_interval=float(
                         _first(
                             task.retry_interval,
                             definition.retry_interval,
+                            run.task_retry_interval,
                             config.default_retry_interval,
                         )
                     ),

@@ -20,6 +20,8 @@ from dalsegno.engine.fates import (
     fate,
     operation_resumability,
     resets,
+    simulated,
+    where_it_runs,
     subgraph_fate,
     subgraph_resets,
 )
@@ -73,6 +75,7 @@ class ResumePlan:
     take_up: str = TakeUp.RESUME.value
     lock_key: str | None = None
     lock_holder: str | None = None  # the execution it would wait for in `queued`
+    dry_run: bool = False  # a dry-run execution: its resume is simulated too
     tasks: list[PlannedTask] = field(default_factory=list)
     resets: list[TaskChange] = field(default_factory=list)
     subgraphs: list[PlannedSubgraph] = field(default_factory=list)
@@ -135,6 +138,8 @@ def plan_resume(
     nothing else, and the plan of a task that is kept or simply pending costs time).
     """
     kind = take_up if take_up is not None else manual_take_up(execution)
+    if execution.dry_run:  # simulated in its owner: nothing ran, nothing is on an agent
+        resumable = simulated
     plan = ResumePlan(
         execution_id=execution.id,
         workflow=execution.workflow,
@@ -142,6 +147,7 @@ def plan_resume(
         reset_operations=reset_operations,
         workflow_resumable=workflow_resumable,
         take_up=kind.value,
+        dry_run=execution.dry_run,
     )
     if not workflow_resumable:
         return plan
@@ -153,7 +159,7 @@ def plan_resume(
                 task.status,
                 task.key,
                 task.operation,
-                task.agent,
+                where_it_runs(task.agent, execution.dry_run),
                 kind,
                 reset_operations,
                 resumable,

@@ -136,6 +136,11 @@ class ExecutionRun:
         self.concurrency = config.concurrency
         self.poll_interval = config.poll_interval
         self.resume = resume
+        # stored with the execution, read at every take-up: a dry run stays dry, and every
+        # run builds its graphs with the same retry settings (docs/design.md, "Dry runs")
+        self.dry_run = execution.dry_run
+        self.task_retries = execution.task_retries
+        self.task_retry_interval = execution.task_retry_interval
         self.status = execution.status
         self.cancel_mode: CancelMode | None = CancelMode.of(execution.status)
         owner = this_owner()
@@ -402,9 +407,21 @@ class ExecutionRun:
 
     def submit(self, graph: GraphRun, task: TaskRecord, attempt: int, resume: bool) -> None:
         self._current = graph
+        completions = self._completions
+        if self.dry_run:  # nothing is called: the task says what it would run, and succeeds
+            self._logs.append(
+                NewEvent(
+                    "log",
+                    clip(f"would run {task.operation} with {task.kwargs_json}"),
+                    graph.name,
+                    task.key,
+                    created_at=time.time(),
+                )
+            )
+            completions.put(Completion(task.id, attempt, True, "null"))
+            return
         if self._pool is None:
             self._pool = WorkerPool(self.concurrency)
-        completions = self._completions
         try:
             func, definition = resolve_operation(task.operation)
         except DalsegnoError as exc:

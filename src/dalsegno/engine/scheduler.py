@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from dalsegno.engine import events
 from dalsegno.engine.agents import AgentTasks
 from dalsegno.engine.attempts import Completion, change_of
-from dalsegno.engine.fates import Action, Resumability, operation_resumability, placement
+from dalsegno.engine.fates import (
+    Action,
+    Resumability,
+    operation_resumability,
+    placement,
+    simulated,
+    where_it_runs,
+)
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.subgraphs import Groups, purge
 from dalsegno.model.graph import expand
@@ -54,7 +61,7 @@ class GraphRun:
         self._running: dict[int, int] = {}  # task id -> attempt number
         self.awaited: set[int] = set()  # agent tasks sent to a queue
         self._failed: list[int] = []
-        self.resumability: Resumability = operation_resumability
+        self.resumability: Resumability = simulated if run.dry_run else operation_resumability
         self.agents = AgentTasks(self, run)
         self.failed_subgraphs: list[str] = []
         self._released: set[int] = set()  # failed tasks whose policy let dependents run
@@ -82,7 +89,8 @@ class GraphRun:
             status = task.status
             if status is S.SUCCEEDED:
                 continue
-            placed = placement(status, task.key, task.operation, task.agent, self.resumability)
+            agent = where_it_runs(task.agent, self.run.dry_run)
+            placed = placement(status, task.key, task.operation, agent, self.resumability)
             action = placed.action
             if action is Action.FAILED:
                 failed.append(task.id)
@@ -297,7 +305,7 @@ class GraphRun:
             if groups is not None and task.subgraph is not None and groups.held(task.subgraph):
                 continue  # its subgraph fails or waits: a retry resets it, or it stays
             before = (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at)
-            if task.agent is not None:
+            if where_it_runs(task.agent, run.dry_run) is not None:
                 task.status = S.SENT
                 batch.starts.append(change_of(task, before[0]))
                 batch.start_events.append(events.task_sent(self.name, task.key, task.agent, now))
@@ -328,10 +336,10 @@ class GraphRun:
                 )
                 self._ready.appendleft((task.id, resume))
             return
-        if any(task.agent is not None for task, _, _ in handed):
+        if any(where_it_runs(task.agent, run.dry_run) for task, _, _ in handed):
             self.agents.sent()
         for task, before, resume in handed:
-            if task.agent is not None:
+            if where_it_runs(task.agent, run.dry_run) is not None:
                 self.awaited.add(task.id)
                 continue
             attempt = before[1]

@@ -34,6 +34,9 @@ class WorkflowDefinition:
 
     name: str
     resumable: bool
+    # the execution-wide retry settings of its executions that set none (docs/design.md)
+    task_retries: int | None = None
+    task_retry_interval: float | None = None
 
 
 def _is_number(value: object) -> bool:
@@ -57,6 +60,24 @@ def check_task_options(
         not _is_number(timeout) or not math.isfinite(timeout) or timeout <= 0
     ):
         msg = f"timeout must be a number of seconds > 0, not {timeout!r}"
+        raise ValueError(msg)
+
+
+def check_execution_retries(retries: object, retry_interval: object) -> None:
+    """The execution-wide retry settings: retries a whole number >= -1 (-1: retry forever),
+    the interval a number of seconds >= 0. Raises `ValueError` with a one-line reason."""
+    if retries is not None and (
+        not isinstance(retries, int) or isinstance(retries, bool) or retries < -1
+    ):
+        msg = f"task retries must be a whole number >= -1 (-1: forever), not {retries!r}"
+        raise ValueError(msg)
+    if retry_interval is not None and (
+        not isinstance(retry_interval, int | float)
+        or isinstance(retry_interval, bool)
+        or not math.isfinite(retry_interval)
+        or retry_interval < 0
+    ):
+        msg = f"the task retry interval must be a number of seconds >= 0, not {retry_interval!r}"
         raise ValueError(msg)
 
 
@@ -114,14 +135,37 @@ def workflow(func: F, /) -> F: ...
 
 
 @overload
-def workflow(*, resumable: bool = False) -> Callable[[F], F]: ...
+def workflow(
+    *,
+    resumable: bool = False,
+    task_retries: int | None = None,
+    task_retry_interval: float | None = None,
+) -> Callable[[F], F]: ...
 
 
-def workflow(func: F | None = None, /, *, resumable: bool = False) -> F | Callable[[F], F]:
-    """Declare `func(ctx, **params)` a workflow; `resumable=True` lets it be resumed."""
+def workflow(
+    func: F | None = None,
+    /,
+    *,
+    resumable: bool = False,
+    task_retries: int | None = None,
+    task_retry_interval: float | None = None,
+) -> F | Callable[[F], F]:
+    """Declare `func(ctx, **params)` a workflow; `resumable=True` lets it be resumed.
+
+    `task_retries` and `task_retry_interval` are the retry settings of its executions'
+    tasks that set none, when the execution is started without its own (docs/design.md).
+    """
+    check_execution_retries(task_retries, task_retry_interval)
 
     def mark(target: F) -> F:
-        setattr(target, WORKFLOW_ATTRIBUTE, WorkflowDefinition(target.__name__, bool(resumable)))
+        definition = WorkflowDefinition(
+            target.__name__,
+            bool(resumable),
+            task_retries,
+            None if task_retry_interval is None else float(task_retry_interval),
+        )
+        setattr(target, WORKFLOW_ATTRIBUTE, definition)
         return target
 
     return mark if func is None else mark(func)

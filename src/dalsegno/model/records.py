@@ -41,6 +41,19 @@ class ExecutionRecord:
     runs: int = 0  # how many times it was taken up: its start, each resume, each takeover
     first_started_at: float | None = None  # its duration runs from here to `ended_at`
     take_up: str | None = None  # `TakeUp` of the run it waits for, while pending or queued
+    dry_run: bool = False  # its tasks are simulated: no operation is ever called
+    task_retries: int | None = None  # its tasks' retries when they and their operation set none
+    task_retry_interval: float | None = None  # and their retry interval
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """What an execution is started with besides its params, stored with it so that every
+    take-up (a resume, a takeover) runs it the same way (docs/design.md, "Retries")."""
+
+    dry_run: bool = False
+    task_retries: int | None = None
+    task_retry_interval: float | None = None
 
 
 @dataclass(slots=True)

@@ -18,12 +18,13 @@ from dalsegno.engine.lifecycle import Lifecycle, by, holder_line
 from dalsegno.engine.references import normalize
 from dalsegno.engine.resume import ResumePlan, check_resumable, manual_take_up, plan_resume
 from dalsegno.engine.runner import EngineConfig, EventListener, Outcome
-from dalsegno.model.definitions import WorkflowDefinition
+from dalsegno.model.definitions import WorkflowDefinition, check_execution_retries
 from dalsegno.model.errors import ConflictError, NotFoundError, RefusedError
 from dalsegno.model.limits import MAX_PARAMS, too_large
 from dalsegno.model.records import (
     EventRecord,
     ExecutionRecord,
+    ExecutionSettings,
     TaskRecord,
 )
 from dalsegno.model.states import (
@@ -161,14 +162,20 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         lock: str | None = None,
         texts: Mapping[str, str] | None = None,
         actor: str | None = None,
+        dry_run: bool = False,
+        task_retries: Any = None,
+        task_retry_interval: Any = None,
     ) -> RunResult:
         """Create an execution and run it here to its end, holding its lease.
 
         With a `lock` key another active execution holds, it waits in `queued` first.
         `actor` (who asked: `dalsegno.model.access`) is recorded on its first event.
+        `dry_run`, `task_retries` and `task_retry_interval` are stored with it
+        (`execution_settings`).
         """
         reference, func, definition, checked = self.prepare(workflow, params or {}, texts)
-        started = by(actor, events.workflow_started(definition.name))
+        settings = execution_settings(definition, dry_run, task_retries, task_retry_interval)
+        started = by(actor, events.workflow_started(definition.name, settings))
         execution = self.store.create_execution(
             reference,
             checked,
@@ -177,6 +184,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             time.time() + self.config.lease_timeout,
             [started],
             lock_key=check_lock(lock),
+            settings=settings,
         )
         if on_created is not None:
             on_created(execution.id)
@@ -205,20 +213,25 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         texts: Mapping[str, str] | None = None,
         *,
         actor: str | None = None,
+        dry_run: bool = False,
+        task_retries: Any = None,
+        task_retry_interval: Any = None,
     ) -> ExecutionRecord:
         """Create a `pending` execution for a manager to run (the REST API's start).
 
         With a `lock` key another active execution holds, it waits in `queued`.
         """
         reference, _, definition, checked = self.prepare(workflow, params or {}, texts)
+        settings = execution_settings(definition, dry_run, task_retries, task_retry_interval)
         return self.store.create_execution(
             reference,
             checked,
             E.PENDING,
             None,
             None,
-            [by(actor, events.workflow_started(definition.name))],
+            [by(actor, events.workflow_started(definition.name, settings))],
             lock_key=check_lock(lock),
+            settings=settings,
         )
 
     # resuming ------------------------------------------------------------------
@@ -352,6 +365,28 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             msg = f"execution {before.id} changed while cancelling; try again"
             raise ConflictError(msg)
         return done
+
+
+def execution_settings(
+    definition: WorkflowDefinition, dry_run: Any, task_retries: Any, task_retry_interval: Any
+) -> ExecutionSettings:
+    """What an execution is started with besides its params, checked before anything is
+    stored: a dry run (a bool), its tasks' retries (a whole number >= -1, -1 forever) and
+    retry interval (seconds >= 0). A setting not given is its workflow's (`@workflow`'s
+    `task_retries`, `task_retry_interval`), read now and stored, so every take-up of the
+    execution uses the same values (docs/design.md, "Retries")."""
+    if not isinstance(dry_run, bool):
+        msg = f"dry_run must be true or false, not {dry_run!r}"
+        raise RefusedError(msg)
+    try:
+        check_execution_retries(task_retries, task_retry_interval)
+    except ValueError as exc:
+        raise RefusedError(str(exc)) from None
+    retries = definition.task_retries if task_retries is None else task_retries
+    interval = (
+        definition.task_retry_interval if task_retry_interval is None else task_retry_interval
+    )
+    return ExecutionSettings(dry_run, retries, None if interval is None else float(interval))
 
 
 def check_lock(lock: str | None) -> str | None:

@@ -326,3 +326,29 @@ def describe(annotation: Annotation) -> str:
     if container is dict:
         return "a JSON object"
     return getattr(annotation, "__name__", str(annotation))
+
+
+def run_settings(
+    dry_run: bool, task_retries: str | None, task_retry_interval: str | None
+) -> dict[str, Any]:
+    """The settings of a start as texts (`dalsegno run --dry-run --task-retries N
+    --task-retry-interval S`, the web UI's start form) as the keywords of
+    `ExecutionService.start` and `create`, which check their ranges; a text that is not a
+    number is refused here, an empty one is no setting."""
+    settings: dict[str, Any] = {"dry_run": dry_run}
+    if task_retries is not None and task_retries.strip():
+        try:
+            settings["task_retries"] = int(task_retries.strip())
+        except ValueError:
+            msg = f"task retries must be a whole number >= -1 (-1: forever), not {task_retries!r}"
+            raise RefusedError(msg) from None
+    if task_retry_interval is not None and task_retry_interval.strip():
+        try:
+            settings["task_retry_interval"] = float(task_retry_interval.strip())
+        except ValueError:
+            msg = (
+                f"the task retry interval must be a number of seconds >= 0, "
+                f"not {task_retry_interval!r}"
+            )
+            raise RefusedError(msg) from None
+    return settings

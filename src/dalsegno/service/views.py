@@ -40,6 +40,9 @@ def execution_json(
         "lock": execution.lock_key,
         "runs": execution.runs,
         "first_started_at": iso(execution.first_started_at),
+        "dry_run": execution.dry_run,
+        "task_retries": execution.task_retries,
+        "task_retry_interval": execution.task_retry_interval,
     }
     if tasks is not None:
         found["tasks"] = [task_json(task) for task in tasks]
@@ -149,6 +152,7 @@ def plan_json(plan: ResumePlan) -> dict[str, Any]:
         "take_up": plan.take_up,
         "lock_key": plan.lock_key,
         "lock_holder": plan.lock_holder,
+        "dry_run": plan.dry_run,
         "tasks": [
             {
                 "graph": task.graph,

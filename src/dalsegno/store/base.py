@@ -19,6 +19,7 @@ from dalsegno.model.records import (
     EventRecord,
     ExecutionChange,
     ExecutionRecord,
+    ExecutionSettings,
     LeaseOwner,
     NewEvent,
     NewTask,
@@ -79,6 +80,7 @@ class Store(AgentQueueStore, AccessStore, Protocol):
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
         lock_key: str | None = None,
+        settings: ExecutionSettings | None = None,
     ) -> ExecutionRecord: ...
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...

@@ -14,7 +14,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from dalsegno.model.errors import RefusedTransitionError
-from dalsegno.model.records import EventRecord, ExecutionRecord, LeaseOwner, NewEvent
+from dalsegno.model.records import (
+    EventRecord,
+    ExecutionRecord,
+    ExecutionSettings,
+    LeaseOwner,
+    NewEvent,
+)
 from dalsegno.model.states import (
     CANCELLING_STATES,
     UNOWNED_CANCEL_SOURCES,
@@ -40,6 +46,7 @@ class Executions(LockKeys):
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
         lock_key: str | None = None,
+        settings: ExecutionSettings | None = None,
     ) -> ExecutionRecord:
         """Insert an execution; with a lock key another execution holds, it is `queued`.
 
@@ -49,7 +56,15 @@ class Executions(LockKeys):
         """
         execution_id = uuid.uuid4().hex
         self._insert_execution(
-            execution_id, workflow, params, status, owner, lease_expires_at, events, lock_key
+            execution_id,
+            workflow,
+            params,
+            status,
+            owner,
+            lease_expires_at,
+            events,
+            lock_key,
+            settings or ExecutionSettings(),
         )
         record = self.get_execution(execution_id)
         assert record is not None
@@ -66,6 +81,7 @@ class Executions(LockKeys):
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
         lock_key: str | None,
+        settings: ExecutionSettings,
     ) -> None:
         now = clock()
         row = {
@@ -84,6 +100,9 @@ class Executions(LockKeys):
             "runs": 1 if status is ExecutionState.STARTED else 0,
             "first_started_at": now if status is ExecutionState.STARTED else None,
             "take_up": None if status is ExecutionState.STARTED else TakeUp.START.value,
+            "dry_run": 1 if settings.dry_run else 0,
+            "task_retries": settings.task_retries,
+            "task_retry_interval": settings.task_retry_interval,
         }
         with self._write() as conn:
             if lock_key is not None and self._lock_held(conn, lock_key):

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, Text, cast, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 
 from dalsegno.model.errors import RefusedError
+from dalsegno.model.records import ExecutionSettings
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState
 from dalsegno.store import POSTGRES_SCHEMES
 from dalsegno.store.base import (
@@ -301,9 +302,10 @@ class PostgresStore(SQLStore):
         lease_expires_at: float | None,
         events: Sequence[NewEvent],
         lock_key: str | None = None,
+        settings: ExecutionSettings | None = None,
     ) -> ExecutionRecord:
         record = super().create_execution(
-            workflow, params, status, owner, lease_expires_at, events, lock_key
+            workflow, params, status, owner, lease_expires_at, events, lock_key, settings
         )
         if record.status is ExecutionState.PENDING:
             self._wake_managers()

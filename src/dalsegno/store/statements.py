@@ -225,6 +225,9 @@ def execution_of(row: Row[Any]) -> ExecutionRecord:
         runs=row.runs,
         first_started_at=row.first_started_at,
         take_up=row.take_up,
+        dry_run=bool(row.dry_run),
+        task_retries=row.task_retries,
+        task_retry_interval=row.task_retry_interval,
     )
 
 

@@ -46,6 +46,10 @@ executions = Table(
     Column("runs", Integer, nullable=False, server_default="0"),
     Column("first_started_at", Float),
     Column("take_up", String(20)),  # the kind of take-up a pending execution waits for (0008)
+    # how it runs at every take-up (0010): simulated, and its tasks' retry settings
+    Column("dry_run", Integer, nullable=False, server_default="0"),
+    Column("task_retries", Integer),
+    Column("task_retry_interval", Float),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_lock_key", "lock_key"),

@@ -23,6 +23,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from dalsegno.model.errors import DalsegnoError, RefusedError
+from dalsegno.service.params import run_settings
 from dalsegno.service.workflows import AllowedWorkflow
 from dalsegno.ui.access import Ui
 from dalsegno.ui.sessions import Session
@@ -94,12 +95,17 @@ def start_router(ui: Ui) -> APIRouter:
         csrf: Field = "",
         workflow: Field = "",
         lock: Field = "",
+        dry_run: Field = "",
+        task_retries: Field = "",
+        task_retry_interval: Field = "",
     ) -> Response:
         ui.check_csrf(request, session, csrf)
         ui.check_operator(session)
         form = await request.form()
         typed: dict[str, str] = {}
+        how = {"dry_run": dry_run, "task_retries": task_retries, "interval": task_retry_interval}
         try:
+            settings = run_settings(bool(dry_run), task_retries, task_retry_interval)
             allowed = ui.service.allowed_workflows()
             if allowed is None:
                 raw = form.get("params")
@@ -118,9 +124,10 @@ def start_router(ui: Ui) -> APIRouter:
                 lock.strip() or None,
                 texts,
                 actor=session.actor,
+                **settings,
             )
         except DalsegnoError as exc:
-            return _page(ui, request, session, workflow, typed, lock, str(exc), 400)
+            return _page(ui, request, session, workflow, typed, lock, str(exc), 400, how)
         ui.on_change()
         return RedirectResponse(f"/executions/{execution.id}", status_code=303)
 
@@ -143,6 +150,7 @@ def _page(
     lock: str,
     error: str,
     status: int,
+    how: dict[str, str] | None = None,
 ) -> Response:
     allowed = ui.service.allowed_workflows()
     return ui.pages.render(
@@ -157,4 +165,5 @@ def _page(
         typed=typed,
         lock=lock,
         error=error,
+        how=how or {},
     )

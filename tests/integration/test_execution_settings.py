@@ -119,7 +119,9 @@ def test_the_built_in_default_comes_last(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     service = ExecutionService(
         store,
-        EngineConfig(lease_timeout=3.0, poll_interval=0.05, default_retries=7, default_retry_interval=9),
+        EngineConfig(
+            lease_timeout=3.0, poll_interval=0.05, default_retries=7, default_retry_interval=9
+        ),
     )
     plain = service.start(ref("undecorated"), {"log": str(log)}, dry_run=True)
     given = service.start(ref("undecorated"), {"log": str(log)}, dry_run=True, task_retries=1)
@@ -134,7 +136,9 @@ def test_the_built_in_default_comes_last(store: Store, tmp_path: Path) -> None:
     assert service.find(plain.execution_id).task_retries is None
 
 
-def test_execution_retries_make_a_flaky_task_pass(service: ExecutionService, tmp_path: Path) -> None:
+def test_execution_retries_make_a_flaky_task_pass(
+    service: ExecutionService, tmp_path: Path
+) -> None:
     without, with_retries = tmp_path / "without.log", tmp_path / "with.log"
 
     failed = service.start(ref("flaky"), {"log": str(without)})

@@ -80,18 +80,20 @@ class StartRequest(Request):
         description="run the workflow and store its graphs, but call no operation: each task "
         "logs what it would run and succeeds; its resumes stay dry",
     )
-    task_retries: WholeNumber | None = Field(
+    task_retries: (
+        Annotated[WholeNumber, Field(ge=-1), WithJsonSchema({"type": "integer", "minimum": -1})]
+        | None
+    ) = Field(
         default=None,
-        ge=-1,
         description="retries of every task that sets none, nor its operation (-1: forever); "
         "else the workflow's `task_retries`",
     )
-    task_retry_interval: Annotated[float, Strict()] | None = Field(
-        default=None,
-        ge=0,
-        allow_inf_nan=False,
-        description="seconds between the retries of every task that sets no interval, nor "
-        "its operation; else the workflow's `task_retry_interval`",
+    task_retry_interval: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] | None = (
+        Field(
+            default=None,
+            description="seconds between the retries of every task that sets no interval, nor "
+            "its operation; else the workflow's `task_retry_interval`",
+        )
     )
 
 

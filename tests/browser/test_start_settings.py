@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from browser.conftest import LiveManager
+from browser.conftest import LiveManager, ref
 from browser.test_csrf import csrf_of, signed_in
 
 
@@ -71,3 +71,21 @@ def test_a_bad_setting_is_refused_with_its_reason_and_creates_nothing(
     assert "task retries must be a whole number &gt;= -1" in answer.text
     assert 'value="-4"' in answer.text  # the form comes back as typed
     assert manager.executions() == []
+
+
+def test_the_resume_page_of_a_dry_run_says_it_stays_dry(manager: LiveManager) -> None:
+    with manager.api as api:
+        real = api.post("/executions", json={"workflow": ref("slow"), "lock": "held"}).json()
+        manager.wait_status(real["id"], "started")
+        # a dry run waits behind the lock the real one holds, and is cancelled there
+        body = {"workflow": ref("slow"), "lock": "held", "dry_run": True}
+        dry = api.post("/executions", json=body).json()
+        assert (dry["status"], dry["dry_run"]) == ("queued", True)
+        api.post(f"/executions/{dry['id']}/cancel", json={"mode": "cancel"})
+        api.post(f"/executions/{real['id']}/cancel", json={"mode": "kill"})
+    manager.wait_status(dry["id"], "cancelled")
+    with signed_in(manager) as client:
+        page = client.get(f"/executions/{dry['id']}/resume").text
+
+    assert 'id="dry-run"' in page
+    assert "its resume is a dry run too" in page

@@ -450,7 +450,7 @@ class Graph:
                     kwargs=task.kwargs,
                     kwargs_json=self._encode(task),
                     # the task's own, its operation's, the execution's (given at its start,
-                    # else its workflow's), the built-in default (docs/design.md, "Retries")
+                    # else its workflow's), the built-in default (docs/design.md, "Retry settings")
                     max_retries=_first(
                         task.retries, definition.retries, run.task_retries, config.default_retries
                     ),

@@ -49,7 +49,7 @@ class ExecutionRecord:
 @dataclass(frozen=True, slots=True)
 class ExecutionSettings:
     """What an execution is started with besides its params, stored with it so that every
-    take-up (a resume, a takeover) runs it the same way (docs/design.md, "Retries")."""
+    take-up (a resume, a takeover) runs it the same way (docs/design.md, "Retry settings")."""
 
     dry_run: bool = False
     task_retries: int | None = None

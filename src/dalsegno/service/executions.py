@@ -374,7 +374,7 @@ def execution_settings(
     stored: a dry run (a bool), its tasks' retries (a whole number >= -1, -1 forever) and
     retry interval (seconds >= 0). A setting not given is its workflow's (`@workflow`'s
     `task_retries`, `task_retry_interval`), read now and stored, so every take-up of the
-    execution uses the same values (docs/design.md, "Retries")."""
+    execution uses the same values (docs/design.md, "Retry settings")."""
     if not isinstance(dry_run, bool):
         msg = f"dry_run must be true or false, not {dry_run!r}"
         raise RefusedError(msg)

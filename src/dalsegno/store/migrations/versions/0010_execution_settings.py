@@ -1,5 +1,5 @@
 """How an execution runs at every take-up: `dry_run`, `task_retries`, `task_retry_interval`
-(docs/design.md, "Retries" and "Dry runs").
+(docs/design.md, "Retry settings" and "Dry runs").
 
 They are written when the execution is created and read by whoever runs it (its first
 start, a resume, a takeover), so the settings and the dry-run marker never change between

@@ -201,3 +201,14 @@ def test_the_flags_through_a_manager(
     assert set(listed) == {"dry_chain", "flaky"}
     assert listed["dry_chain"]["dry_run"] is True
     assert (listed["flaky"]["dry_run"], listed["flaky"]["task_retries"]) == (False, 2)
+
+
+def test_workflows_list_shows_the_decorator_defaults(home: Path) -> None:
+    listed = run_cli(home, "workflows", "list", "--workflows", "settings_flows.py", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    found = {
+        w["name"]: (w["task_retries"], w["task_retry_interval"]) for w in json.loads(listed.stdout)
+    }
+    assert found["precedence"] == (2, 0.2)
+    assert found["flaky"] == (None, None)

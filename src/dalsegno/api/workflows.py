@@ -32,6 +32,12 @@ class Workflow(BaseModel):
     aliases: list[str] = Field(description="other references naming the same workflow")
     name: str
     resumable: bool
+    task_retries: int | None = Field(
+        None, description="`@workflow(task_retries=...)`: for executions that set none"
+    )
+    task_retry_interval: float | None = Field(
+        None, description="`@workflow(task_retry_interval=...)`: for executions that set none"
+    )
     doc: str = Field(description="the first paragraph of its docstring")
     source: str = Field(description="the module or file it was imported from")
     extra_params: bool = Field(description="it takes **kwargs: other names are accepted too")

@@ -298,6 +298,9 @@ def workflow_json(workflow: AllowedWorkflow) -> dict[str, Any]:
         "aliases": list(workflow.aliases),
         "name": workflow.name,
         "resumable": workflow.resumable,
+        # the retry settings of its executions started without their own (`@workflow`)
+        "task_retries": workflow.definition.task_retries,
+        "task_retry_interval": workflow.definition.task_retry_interval,
         "doc": workflow.doc,
         "source": workflow.source,
         "extra_params": workflow.extra_params,

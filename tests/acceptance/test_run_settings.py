@@ -96,15 +96,16 @@ def test_bad_settings_are_refused_in_one_line_and_nothing_is_stored(
 
 
 def test_forever_is_taken_and_stored(home: Path, tmp_path: Path) -> None:
-    """-1 (retry forever) is accepted and given to the tasks that set no retries; how the
-    scheduler retries forever is the subject of the tests of `retries=-1`."""
+    """-1 (retry forever) is given to the tasks that set no retries: a task that fails twice
+    runs a third time, as with any number of retries that is large enough."""
     log = tmp_path / "runs.log"
 
     done = run_cli(home, "run", f"{FLOWS}:flaky", "-p", f"log={log}", "--task-retries", "-1",
-                   "--dry-run")  # fmt: skip
+                   "--task-retry-interval", "0")  # fmt: skip
 
     assert done.returncode == 0, done.stderr
     assert "task retries: forever" in done.stdout
+    assert calls(log) == {"flaky": 3}
     (execution,) = executions(home)
     assert execution["task_retries"] == -1
     task = run_cli(home, "tasks", "get", execution["id"], "flaky", "--json")

@@ -21,9 +21,9 @@ from dalsegno.engine.fates import (
     operation_resumability,
     resets,
     simulated,
-    where_it_runs,
     subgraph_fate,
     subgraph_resets,
+    where_it_runs,
 )
 from dalsegno.engine.lease import lease_is_free
 from dalsegno.model.errors import ConflictError

@@ -1,13 +1,16 @@
-"""Subgraphs and ignored failures over REST: `GET /executions/ID` says which failures are
-ignored and which subgraph each task is in; the dry-run plan lists the subgraphs."""
+"""Subgraphs and ignored failures over REST and in the web UI's templates: `GET
+/executions/ID` says which failures are ignored and which subgraph each task is in; the
+dry-run plan (and the UI's resume page) lists the subgraphs."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
 from dalsegno.service.executions import ExecutionService
+from dalsegno.ui.rendering import environment
 
 TREE = f"{Path(__file__).resolve().parents[1] / 'workflows' / 'subgraphs.py'}:tree"
 
@@ -43,3 +46,34 @@ def test_get_shows_ignored_failures_and_subgraphs_and_the_plan_lists_subgraphs(
         ("s", "failed", 1, "reset")
     ]
     assert {task["key"]: task["action"] for task in plan["tasks"]} == {"a": "reset", "b": "reset"}
+
+
+def test_the_web_ui_resume_page_lists_the_subgraphs_and_the_task_page_shows_ignored(
+    service: ExecutionService, tmp_path: Path
+) -> None:
+    spec = {
+        "nodes": [
+            {"key": "a", "fail": 9, "ignore": True},
+            {"key": "s", "retries": 1, "sub": {"nodes": [{"key": "b", "fail": 9}]}},
+        ],
+        "edges": [["s", "a"]],
+    }
+    execution_id = service.start(TREE, {"log": str(tmp_path / "log"), "spec": spec}).execution_id
+    plan = service.plan(execution_id)
+    session = SimpleNamespace(
+        csrf="c", actor="alice", role="admin", signed_in=True, may=lambda *_: True
+    )
+    env = environment()
+
+    page = env.get_template("resume.html").render(
+        plan=plan, counts=plan.counts(), rows=plan.tasks, reset=False, session=session
+    )
+
+    assert '<table id="plan-subgraphs">' in page
+    assert '<tr data-key="s" data-action="reset">' in page
+    assert "failed: reset with every task inside, retry count 0" in page
+    detail = service.task_detail(
+        execution_id, next(t.id for t in service.get(execution_id)[1] if t.key == "a")
+    )
+    summary = env.get_template("_task_summary.html").render(detail=detail, session=session)
+    assert '<span class="badge s-ignored">failed (ignored)</span>' in summary

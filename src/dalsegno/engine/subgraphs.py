@@ -85,7 +85,8 @@ class Groups:
 
     def task_failed(self, key: str, culprit: str) -> None:
         """A task of subgraph `key` failed terminally (its policy is `fail`)."""
-        self.failing.setdefault(key, culprit)
+        if self.subs[key].status == PENDING:  # a failed one was decided already
+            self.failing.setdefault(key, culprit)
 
     def settle(self) -> None:
         """Each failing subgraph that has nothing running inside retries or fails."""

@@ -112,6 +112,10 @@ def test_a_crash_while_a_subgraph_waits_for_its_retry_keeps_the_wait(
     }
     plan = dry_run(home, store, execution_id)
     assert plan == {"a": "kept", "b": "run", "c": "run", "e": "run", "s": "run"}
+    shown = run_cli(home, "executions", "get", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "main/s  retrying  retries 1/2" in shown.stdout  # the subgraphs' tree
+    assert get(home, execution_id)["subgraphs"][0]["retry_at"] is not None
 
     done = resume(home, execution_id)
 
@@ -147,6 +151,8 @@ def test_an_ignored_failure_inside_a_subgraph_with_retries_survives_a_crash(
     crashed = get(home, execution_id)
     assert statuses(crashed) == {"b": "failed", "c": "started", "e": "pending"}
     assert next(t for t in crashed["tasks"] if t["key"] == "b")["ignored"] is True
+    shown = run_cli(home, "executions", "get", execution_id)
+    assert "s/b" in shown.stdout and "failed (ignored)" in shown.stdout
 
     done = resume(home, execution_id)
 

@@ -77,7 +77,10 @@ def test_get_answers_the_execution_with_its_tasks(
 
     assert answer.status_code == 200
     found = answer.json()
-    assert found == execution_json(*service.get(execution_id), service.actions(execution_id))
+    assert found == execution_json(
+        *service.get(execution_id), service.actions(execution_id), service.subgraphs(execution_id)
+    )
+    assert found["subgraphs"] == []
     assert found["status"] == "failed"
     assert {task["key"]: task["status"] for task in found["tasks"]} == {
         "vm0": "succeeded",

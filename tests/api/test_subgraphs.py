@@ -41,6 +41,21 @@ def test_get_shows_ignored_failures_and_subgraphs_and_the_plan_lists_subgraphs(
         False,
         "s",
     )
+    (sub,) = found["subgraphs"]
+    assert {key: sub[key] for key in ("graph", "key", "parent", "status", "retries")} == {
+        "graph": "main",
+        "key": "s",
+        "parent": None,
+        "status": "failed",
+        "retries": 1,
+    }
+    assert (sub["max_retries"], sub["on_failure"], sub["ignored"], sub["retry_at"]) == (
+        1,
+        "fail",
+        False,
+        None,
+    )
+    assert sub["error"].endswith("RuntimeError: b failed run 2 after 1 retry")
     plan = client.post(f"/executions/{execution_id}/resume", json={"dry_run": True}).json()
     assert [(s["key"], s["status"], s["retries"], s["action"]) for s in plan["subgraphs"]] == [
         ("s", "failed", 1, "reset")

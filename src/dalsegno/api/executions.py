@@ -111,7 +111,9 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     ) -> dict[str, Any]:
         """One execution with its tasks (all of them, or those the filters select)."""
         execution, tasks = service.get(execution_id, graph=graph, statuses=status, limit=limit)
-        return execution_json(execution, tasks, service.actions(execution.id))
+        return execution_json(
+            execution, tasks, service.actions(execution.id), service.subgraphs(execution.id)
+        )
 
     @router.post(
         "/{execution_id}/resume",

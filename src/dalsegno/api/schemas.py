@@ -206,10 +206,27 @@ class Action(Answer):
     created_at: Timestamp
 
 
+class Subgraph(Answer):
+    graph: str
+    key: str
+    parent: str | None = Field(description="the subgraph it is nested in; null: the graph")
+    status: str = Field(description="pending, retrying (waits until retry_at) or failed")
+    retries: int
+    max_retries: int = Field(description="-1: retries forever")
+    retry_interval: float
+    on_failure: str
+    ignored: bool = Field(description="failed, and its policy ignores the failure")
+    retry_at: Timestamp | None
+    error: str | None
+
+
 class ExecutionWithTasks(Execution):
     tasks: list[Task]
     actions: list[Action] = Field(
         default_factory=list, description="who started, resumed and cancelled it, oldest first"
+    )
+    subgraphs: list[Subgraph] = Field(
+        default_factory=list, description="its subgraphs with their retry counts"
     )
 
 

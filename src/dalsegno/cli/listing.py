@@ -154,7 +154,9 @@ def executions_get(
             execution, found = service.get(
                 execution_id, graph=graph, statuses=statuses, limit=shown or None
             )
-            document = execution_json(execution, found, service.actions(execution.id))
+            document = execution_json(
+                execution, found, service.actions(execution.id), service.subgraphs(execution.id)
+            )
     if as_json:
         output.print_json(document)
     else:

@@ -123,11 +123,40 @@ def show_execution(document: dict[str, Any], limit: int) -> None:
         for task in tasks
     ]
     _print_table(["graph", "key", "operation", "agent", "status", "retries", "error"], rows)
+    show_subgraphs(document.get("subgraphs") or [])
     if limit and len(tasks) >= limit:
         out.print(
             f"[dim]the first {limit} tasks: --limit 0 shows them all, --status and --graph "
             "filter them, `dalsegno tasks get ID KEY` shows one[/]"
         )
+
+
+def show_subgraphs(subgraphs: list[dict[str, Any]]) -> None:
+    """The subgraphs as an indented tree, each with its state and retry count."""
+    if not subgraphs:
+        return
+    out = console()
+    out.print("[bold]Subgraphs[/]")
+    children: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for sub in subgraphs:
+        children.setdefault((str(sub["graph"]), sub.get("parent")), []).append(sub)
+
+    def walk(graph: str, parent: str | None, depth: int) -> None:
+        for sub in children.get((graph, parent), []):
+            limit = "unlimited" if sub["max_retries"] < 0 else sub["max_retries"]
+            if sub.get("ignored"):
+                state = "[yellow]failed (ignored)[/]"
+            else:
+                state = status_markup(str(sub["status"]))
+            error = ""
+            if sub["status"] != "pending":
+                error = f"  {escape(first_line(sub.get('error')))}"
+            name = f"{escape(graph)}/{escape(str(sub['key']))}"
+            out.print(f"{'  ' * depth}{name}  {state}  retries {sub['retries']}/{limit}{error}")
+            walk(graph, str(sub["key"]), depth + 1)
+
+    for graph in dict.fromkeys(str(sub["graph"]) for sub in subgraphs):
+        walk(graph, None, 1)
 
 
 def shown_key(task: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from dalsegno.model.records import (
     EventRecord,
     ExecutionRecord,
     StoredGraph,
+    SubgraphRecord,
     TaskRecord,
 )
 from dalsegno.model.states import (
@@ -126,6 +127,10 @@ class ExecutionReads(PagedReads):
         return [
             ExecutionSummary(execution, *progress.get(execution.id, (0, 0))) for execution in found
         ]
+
+    def subgraphs(self, execution_id: str) -> list[tuple[str, SubgraphRecord]]:
+        """The execution's subgraphs with their retry state, graph by graph."""
+        return self.store.list_subgraphs(self.find(execution_id).id)
 
     def actions(self, execution_id: str) -> list[EventRecord]:
         """Who asked for what on the execution (start, resume, cancel), oldest first."""

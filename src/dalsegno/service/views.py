@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.resume import ResumePlan
-from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
+from dalsegno.model.records import EventRecord, ExecutionRecord, SubgraphRecord, TaskRecord
 from dalsegno.model.states import TaskState
 
 if TYPE_CHECKING:
@@ -26,8 +26,10 @@ def execution_json(
     execution: ExecutionRecord,
     tasks: list[TaskRecord] | None = None,
     actions: list[EventRecord] | None = None,
+    subgraphs: list[tuple[str, SubgraphRecord]] | None = None,
 ) -> dict[str, Any]:
-    """An execution; with its tasks and the actions people asked for when given."""
+    """An execution; with its tasks, the actions people asked for and its subgraphs when
+    given."""
     found: dict[str, Any] = {
         "id": execution.id,
         "workflow": execution.workflow,
@@ -48,7 +50,26 @@ def execution_json(
         found["tasks"] = [task_json(task) for task in tasks]
     if actions is not None:
         found["actions"] = [action_json(event) for event in actions]
+    if subgraphs is not None:
+        found["subgraphs"] = [subgraph_json(graph, sub) for graph, sub in subgraphs]
     return found
+
+
+def subgraph_json(graph: str, sub: SubgraphRecord) -> dict[str, Any]:
+    """A subgraph with its retry state (`max_retries` -1: retries forever)."""
+    return {
+        "graph": graph,
+        "key": sub.key,
+        "parent": sub.parent,
+        "status": sub.status,
+        "retries": sub.retries,
+        "max_retries": sub.max_retries,
+        "retry_interval": sub.retry_interval,
+        "on_failure": sub.on_failure,
+        "ignored": sub.ignored,
+        "retry_at": iso(sub.next_run_at) if sub.status == "retrying" else None,
+        "error": sub.error,
+    }
 
 
 def action_json(event: EventRecord) -> dict[str, Any]:

@@ -289,6 +289,22 @@ class Tasks(Executions):
                 load_subgraphs(conn, graphs)
         return {graph.name: graph for graph in graphs.values()}
 
+    @retried("execution {execution_id}: listing its subgraphs")
+    def list_subgraphs(self, execution_id: str) -> list[tuple[str, SubgraphRecord]]:
+        """(graph name, subgraph) of every subgraph of the execution, graph by graph."""
+        with self._read() as conn, conn.begin():
+            graphs = {
+                row.id: StoredGraph(id=row.id, name=row.name, tasks=[], edges=[])
+                for row in conn.execute(
+                    select(t.graphs.c.id, t.graphs.c.name)
+                    .where(t.graphs.c.execution_id == execution_id)
+                    .order_by(t.graphs.c.id)
+                )
+            }
+            if graphs:
+                load_subgraphs(conn, graphs)
+        return [(graph.name, sub) for graph in graphs.values() for sub in graph.subgraphs]
+
     def list_tasks(self, execution_id: str) -> list[TaskRecord]:
         return [task for graph in self.load_graphs(execution_id).values() for task in graph.tasks]
 

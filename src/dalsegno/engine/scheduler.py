@@ -8,6 +8,7 @@ worker threads only run operations and hand back a `Completion`.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from dalsegno.engine.runner import ExecutionRun
 
 S = TaskState
+log = logging.getLogger("dalsegno.engine")
 # A task's state before a start the store may refuse: status, attempts, started, ended, due.
 _Before = tuple[TaskState, int, float | None, float | None, float | None]
 
@@ -226,17 +228,55 @@ class GraphRun:
                 if groups is not None and groups.failing:
                     groups.settle()
                 self._dispatch()
-            if mode is None and not (
-                self._ready
-                or self._running
-                or self._timers
-                or self.awaited
-                or (groups is not None and groups.timers)
+            if (
+                mode is None
+                and not (
+                    self._ready
+                    or self._running
+                    or self._timers
+                    or self.awaited
+                    or (groups is not None and groups.timers)
+                )
+                and not self._stranded()
             ):
                 break
             run.flush()
             self._wait()
         run.flush()
+
+    def _stranded(self) -> bool:
+        """The graph is quiet: queue any pending task that nothing holds back any more (its
+        dependencies succeeded or failed with `ignore`, its subgraph runs). The counts kept
+        on the way make this find none; it is the net under them, so that a graph never
+        ends with a task left pending that could run. Returns True when it queued one."""
+        groups, tasks, released = self.groups, self.tasks, self._released
+        pending = [task for task in tasks.values() if task.status is S.PENDING]
+        if not pending:
+            return False
+        dependencies: dict[int, list[int]] = {}
+        for dependency, dependents in self._dependents.items():
+            for dependent in dependents:
+                dependencies.setdefault(dependent, []).append(dependency)
+        found = []
+        for task in pending:
+            if groups is not None and task.subgraph is not None and groups.held(task.subgraph):
+                continue
+            if all(
+                tasks[dependency].status is S.SUCCEEDED or dependency in released
+                for dependency in dependencies.get(task.id, ())
+            ):
+                found.append(task.id)
+        for task_id in found:
+            log.warning(
+                "execution %s: task '%s' of graph '%s' was left pending with nothing holding "
+                "it back; it runs now",
+                self.run.execution_id,
+                tasks[task_id].key,
+                self.name,
+            )
+            self._waiting.pop(task_id, None)
+            self._ready.append((task_id, False))
+        return bool(found)
 
     def _drain(self) -> None:
         """This process hands the execution over: start nothing, and leave once no running

@@ -30,6 +30,7 @@ from dalsegno.model.records import (
     LeaseOwner,
     NewEvent,
     StoredGraph,
+    lock_waiting,
 )
 from dalsegno.model.states import CANCELLING_STATES, ExecutionState, TakeUp, TaskState
 from dalsegno.store.base import Store
@@ -229,35 +230,26 @@ class Lifecycle:
             )
         return run.run(func, record.params)
 
-    def finish_cancel(self, execution: ExecutionRecord, name: str) -> ExecutionRecord:
-        """Take over a `*cancelling` execution whose owner is gone and end it `cancelled`."""
-        claimed = self.store.claim(self.claim(execution, execution.status), [], [])
-        if claimed is None:
-            msg = f"execution {execution.id} changed while finishing its cancel; try again"
-            raise ConflictError(msg)
-        outcome = self.open(claimed, name, TakeUp.FINISH_CANCEL, graphs={}).finish(
-            E.CANCELLED, None
-        )
-        if outcome.status is not E.CANCELLED:
-            msg = f"execution {execution.id} changed while finishing its cancel; try again"
-            raise ConflictError(msg)
-        found = self.store.get_execution(execution.id)
-        assert found is not None
-        return found
-
-    def cancel_orphan(
-        self, execution: ExecutionRecord, target: ExecutionState, requested: NewEvent, name: str
+    def finish_cancel(
+        self,
+        execution: ExecutionRecord,
+        name: str,
+        target: ExecutionState | None = None,
+        requested: NewEvent | None = None,
     ) -> ExecutionRecord:
-        """A cancel of an execution nobody runs (its owner died): take it over and end it
-        `cancelled` here."""
-        claimed = self.store.claim(self.claim(execution, target), [], [requested])
-        if claimed is None:
-            msg = f"execution {execution.id} changed while cancelling; try again"
-            raise ConflictError(msg)
-        self.open(claimed, name, TakeUp.FINISH_CANCEL, graphs={}).finish(E.CANCELLED, None)
-        found = self.store.get_execution(execution.id)
-        assert found is not None
-        return found
+        """Take over an execution whose owner is gone and end it `cancelled` here: one left
+        `*cancelling` (`target` None), or one a cancel of `target` mode was just `requested`
+        for while nobody runs it."""
+        asked = [requested] if requested is not None else []
+        claimed = self.store.claim(self.claim(execution, target or execution.status), [], asked)
+        if claimed is not None:
+            run = self.open(claimed, name, TakeUp.FINISH_CANCEL, graphs={})
+            if run.finish(E.CANCELLED, None).status is E.CANCELLED:
+                found = self.store.get_execution(execution.id)
+                assert found is not None
+                return found
+        msg = f"execution {execution.id} changed while finishing its cancel; try again"
+        raise ConflictError(msg)
 
 
 def not_resumable(workflow: str) -> str:
@@ -274,10 +266,4 @@ def holder_line(execution: ExecutionRecord, holder: str | None) -> Sequence[NewE
     """What a process that waits for a lock key tells its user."""
     if holder is None or execution.lock_key is None:
         return []
-    return [
-        NewEvent(
-            "lock_waiting",
-            f"Queued: lock '{execution.lock_key}' is held by execution {holder}",
-            created_at=time.time(),
-        )
-    ]
+    return [lock_waiting(execution.lock_key, holder, time.time())]

@@ -154,6 +154,13 @@ class EventRecord:
     actor: str | None = None  # who asked for it (REST, web UI, CLI); None: the engine
 
 
+def lock_waiting(lock_key: str, holder: str, at: float) -> NewEvent:
+    """The event of an execution that waits in `queued` for the execution holding its key."""
+    return NewEvent(
+        "lock_waiting", f"Queued: lock '{lock_key}' is held by execution {holder}", created_at=at
+    )
+
+
 @dataclass(slots=True)
 class AttemptRecord:
     task_id: int

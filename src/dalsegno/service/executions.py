@@ -357,7 +357,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             msg = f"Cannot cancel - execution {execution.id} is {status}; {mode} is not allowed"
             raise ConflictError(msg)
         if lease_is_free(execution.lease_owner, execution.lease_expires_at):
-            return self.lifecycle.cancel_orphan(execution, target, requested, name)
+            return self.lifecycle.finish_cancel(execution, name, target, requested)
         return self._moved(self.store.request_cancel(execution.id, target, [requested]), execution)
 
     def _moved(self, done: ExecutionRecord | None, before: ExecutionRecord) -> ExecutionRecord:

@@ -20,6 +20,7 @@ from dalsegno.model.records import (
     NewEvent,
     SubgraphChange,
     TaskChange,
+    lock_waiting,
 )
 from dalsegno.model.states import ACTIVE_STATES, ExecutionState, can_move_execution
 from dalsegno.store import tables as t
@@ -133,11 +134,7 @@ class Leases(Executions):
         holder = self._lock_holder(conn, lock_key, other_than=execution_id)
         if holder is None:
             return None
-        return NewEvent(
-            "lock_waiting",
-            f"Queued: lock '{lock_key}' is held by execution {holder}",
-            created_at=clock(),
-        )
+        return lock_waiting(lock_key, holder, clock())
 
     @retried("claiming pending executions", recover=_claimed_pending)
     def claim_pending(

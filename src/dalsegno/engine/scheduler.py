@@ -11,6 +11,7 @@ import heapq
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine import events
@@ -171,20 +172,12 @@ class GraphRun:
         queues and count again what they, and their dependents, wait for."""
         purge(self._ready, self._timers, ids)
         self._released -= ids
-        tasks, released = self.tasks, self._released
-        dependencies: dict[int, list[int]] = {}
-        for dependency, dependents in self._dependents.items():
-            for dependent in dependents:
-                dependencies.setdefault(dependent, []).append(dependency)
+        dependencies = self._dependencies()
         counted = set(ids)
         for task_id in ids:
             counted.update(self._dependents.get(task_id, ()))
         for task_id in counted:
-            left = sum(
-                1
-                for dependency in dependencies.get(task_id, ())
-                if tasks[dependency].status is not S.SUCCEEDED and dependency not in released
-            )
+            left = self._unmet(dependencies.get(task_id, ()))
             if left:
                 self._waiting[task_id] = left
             else:
@@ -244,27 +237,40 @@ class GraphRun:
             self._wait()
         run.flush()
 
+    def _dependencies(self) -> dict[int, list[int]]:
+        """Each task's dependencies: `_dependents` turned around (built when a subgraph
+        retry or the quiet graph's check needs it, not on the hot path)."""
+        dependencies: dict[int, list[int]] = {}
+        for dependency, dependents in self._dependents.items():
+            for dependent in dependents:
+                dependencies.setdefault(dependent, []).append(dependency)
+        return dependencies
+
+    def _unmet(self, dependencies: Iterable[int]) -> int:
+        """How many of `dependencies` still hold their dependent back: not succeeded, and
+        not released (failed with `ignore`)."""
+        tasks, released = self.tasks, self._released
+        return sum(
+            1
+            for dependency in dependencies
+            if tasks[dependency].status is not S.SUCCEEDED and dependency not in released
+        )
+
     def _stranded(self) -> bool:
         """The graph is quiet: queue any pending task that nothing holds back any more (its
         dependencies succeeded or failed with `ignore`, its subgraph runs). The counts kept
         on the way make this find none; it is the net under them, so that a graph never
         ends with a task left pending that could run. Returns True when it queued one."""
-        groups, tasks, released = self.groups, self.tasks, self._released
+        groups, tasks = self.groups, self.tasks
         pending = [task for task in tasks.values() if task.status is S.PENDING]
         if not pending:
             return False
-        dependencies: dict[int, list[int]] = {}
-        for dependency, dependents in self._dependents.items():
-            for dependent in dependents:
-                dependencies.setdefault(dependent, []).append(dependency)
+        dependencies = self._dependencies()
         found = []
         for task in pending:
             if groups is not None and task.subgraph is not None and groups.held(task.subgraph):
                 continue
-            if all(
-                tasks[dependency].status is S.SUCCEEDED or dependency in released
-                for dependency in dependencies.get(task.id, ())
-            ):
+            if not self._unmet(dependencies.get(task.id, ())):
                 found.append(task.id)
         for task_id in found:
             log.warning(

@@ -257,3 +257,45 @@ class BlueprintRecord:
     source: str  # the YAML text as uploaded
     blueprint: Blueprint
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceBinding:
+    """What a lifecycle task acts on (stored with the task, `tasks.instance`): the node
+    instance its operation runs on (`ctx.instance`), for a relationship operation the pair
+    (`ctx.source`, `ctx.target`; `instance` is one of them), the state its attempt's start
+    writes (`starting`, e.g. `creating`) and the one its success writes (`success`, e.g.
+    `created`), in the same transaction as the task's move (None: the state is kept)."""
+
+    instance: str
+    source: str | None = None
+    target: str | None = None
+    starting: str | None = None
+    success: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        data = {"instance": self.instance}
+        for name in ("source", "target", "starting", "success"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceBinding:
+        return cls(
+            instance=str(data["instance"]),
+            source=data.get("source"),
+            target=data.get("target"),
+            starting=data.get("starting"),
+            success=data.get("success"),
+        )
+
+    @property
+    def instance_ids(self) -> list[str]:
+        """Every instance the operation sees: its own, then the pair's other side."""
+        ids = [self.instance]
+        for other in (self.source, self.target):
+            if other is not None and other not in ids:
+                ids.append(other)
+        return ids

@@ -44,6 +44,7 @@ class ExecutionRecord:
     dry_run: bool = False  # its tasks are simulated: no operation is ever called
     task_retries: int | None = None  # its tasks' retries when they and their operation set none
     task_retry_interval: float | None = None  # and their retry interval
+    deployment_id: str | None = None  # the deployment it runs against (`ctx.deployment`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class ExecutionSettings:
     dry_run: bool = False
     task_retries: int | None = None
     task_retry_interval: float | None = None
+    deployment_id: str | None = None  # the deployment it runs against (issue 16)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class TaskRecord:
     ended_at: float | None
     subgraph: str | None = None  # the key of the innermost subgraph it belongs to
     on_failure: str | None = None  # "ignore": its failure lets its dependents run
+    instance: str | None = None  # a lifecycle task's `InstanceBinding`, as JSON
 
     @property
     def ignored(self) -> bool:
@@ -186,6 +189,7 @@ class NewTask:
     timeout: float | None
     subgraph: str | None = None
     on_failure: str | None = None
+    instance: str | None = None  # a lifecycle task's `InstanceBinding`, as JSON
 
 
 @dataclass(slots=True)
@@ -247,6 +251,19 @@ class ExecutionChange:
 
 
 @dataclass(slots=True)
+class InstanceChange:
+    """A change of one node instance written with a lifecycle task's start or success:
+    its new state (None: kept) and the runtime properties the operation set or removed
+    (applied key by key to the stored ones, so two tasks that change different keys of one
+    instance both keep their change)."""
+
+    instance_id: str
+    state: str | None = None
+    set_properties: dict[str, Any] = field(default_factory=dict)
+    unset_properties: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Batch:
     """State writes that happen together, committed in one transaction (group commit).
 
@@ -267,11 +284,16 @@ class Batch:
     start_events: list[NewEvent] = field(default_factory=list)
     execution: ExecutionChange | None = None
     subgraphs: list[SubgraphChange] = field(default_factory=list)
+    # node instances: the changes a lifecycle task's success makes (with `tasks`), and the
+    # "-ing" state its attempt's start writes (with `starts`, under the same condition)
+    instances: list[InstanceChange] = field(default_factory=list)
+    instance_starts: list[InstanceChange] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.tasks
             or self.subgraphs
+            or self.instances
             or self.attempt_ends
             or self.events
             or self.starts

@@ -32,6 +32,7 @@ from dalsegno.model.records import (
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store.access_records import AccessStore
 from dalsegno.store.agent_records import AgentQueueStore
+from dalsegno.store.deployment_records import DeploymentStore
 from dalsegno.store.housekeeping import Removed
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-class Store(AgentQueueStore, AccessStore, Protocol):
+class Store(AgentQueueStore, AccessStore, DeploymentStore, Protocol):
     """Everything dalsegno keeps, behind one interface per backend."""
 
     url: str

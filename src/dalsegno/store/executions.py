@@ -103,6 +103,7 @@ class Executions(LockKeys):
             "dry_run": 1 if settings.dry_run else 0,
             "task_retries": settings.task_retries,
             "task_retry_interval": settings.task_retry_interval,
+            "deployment_id": settings.deployment_id,
         }
         with self._write() as conn:
             if lock_key is not None and self._lock_held(conn, lock_key):

@@ -78,6 +78,7 @@ def task_of(row: Any) -> TaskRecord:
         ended_at=row.ended_at,
         subgraph=row.subgraph,
         on_failure=row.on_failure,
+        instance=row.instance,
     )
 
 

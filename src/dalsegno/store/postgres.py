@@ -265,8 +265,14 @@ class PostgresStore(SQLStore):
 
     def apply(self, batch: Batch) -> ExecutionState:
         """`SQLStore.apply` in pipeline mode, but for a move of the execution (its end) or
-        of a subgraph: rare writes that go through SQLAlchemy, which reads counts as it goes."""
-        self._pipelined.on = batch.execution is None and not batch.subgraphs
+        of a subgraph or of node instances: rare writes that go through SQLAlchemy, which
+        reads counts as it goes."""
+        self._pipelined.on = (
+            batch.execution is None
+            and not batch.subgraphs
+            and not batch.instances
+            and not batch.instance_starts
+        )
         try:
             return super().apply(batch)
         finally:

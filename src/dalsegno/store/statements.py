@@ -228,6 +228,7 @@ def execution_of(row: Row[Any]) -> ExecutionRecord:
         dry_run=bool(row.dry_run),
         task_retries=row.task_retries,
         task_retry_interval=row.task_retry_interval,
+        deployment_id=row.deployment_id,
     )
 
 
@@ -253,6 +254,7 @@ _TASK_COLUMNS = (
     t.tasks.c.ended_at,
     t.tasks.c.subgraph,
     t.tasks.c.on_failure,
+    t.tasks.c.instance,
 )
 TASKS_OF_EXECUTION = (
     select(*_TASK_COLUMNS)

@@ -50,10 +50,13 @@ executions = Table(
     Column("dry_run", Integer, nullable=False, server_default="0"),
     Column("task_retries", Integer),
     Column("task_retry_interval", Float),
+    # the deployment it runs against (0011; issue 16): its lock key is the deployment's
+    Column("deployment_id", String(255)),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_lock_key", "lock_key"),
     Index("ix_executions_ended_at", "ended_at"),
+    Index("ix_executions_deployment_id", "deployment_id"),
 )
 
 graphs = Table(
@@ -105,6 +108,8 @@ tasks = Table(
     # the innermost subgraph it is in (its key), and its failure policy (null: "fail") (0009)
     Column("subgraph", String(255)),
     Column("on_failure", String(10)),
+    # a lifecycle task's instance binding, JSON (`model.blueprints.InstanceBinding`; 0011)
+    Column("instance", Text),
     UniqueConstraint("graph_id", "key"),
     Index("ix_tasks_execution_id", "execution_id"),
     Index("ix_tasks_agent_status", "agent", "status"),
@@ -242,4 +247,49 @@ ui_sessions = Table(
     Column("last_seen_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Index("ix_ui_sessions_token_hash", "token_hash"),
+)
+
+# Blueprints, deployments and node instances (docs/lifecycle.md; 0011). A blueprint is kept
+# as uploaded (`source`) and as parsed (`plan`: `Blueprint.to_json()`); a deployment is a
+# blueprint with its resolved inputs; each node instance has its state, its runtime
+# properties and its links (JSON), and a version bumped by every write.
+blueprints = Table(
+    "blueprints",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("blueprint_id", String(255), ForeignKey("blueprints.id"), nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_deployments_blueprint_id", "blueprint_id"),
+)
+
+node_instances = Table(
+    "node_instances",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column(
+        "deployment_id",
+        String(255),
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("node", String(255), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("runtime_properties", Text, nullable=False),
+    Column("links", Text, nullable=False),
+    Column("host_id", String(255)),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("position", Integer, nullable=False),  # its place in the deployment's order
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_node_instances_deployment_id", "deployment_id"),
 )

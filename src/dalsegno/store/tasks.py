@@ -30,6 +30,7 @@ from dalsegno.model.states import (
 )
 from dalsegno.store import tables as t
 from dalsegno.store.core import load_subgraphs
+from dalsegno.store.deployments import write_instance_changes
 from dalsegno.store.executions import Executions
 from dalsegno.store.reads import attempt_of
 from dalsegno.store.retry import retried
@@ -116,6 +117,7 @@ class Tasks(Executions):
                             "attempts": 0,
                             "subgraph": task.subgraph,
                             "on_failure": task.on_failure,
+                            "instance": task.instance,
                         }
                     )
                     for task in tasks
@@ -165,6 +167,7 @@ class Tasks(Executions):
                 ended_at=None,
                 subgraph=task.subgraph,
                 on_failure=task.on_failure,
+                instance=task.instance,
             )
             for task in tasks
         ]
@@ -248,6 +251,7 @@ class Tasks(Executions):
                 ended,
                 subgraph,
                 on_failure,
+                instance,
             ) in rows.fetchall():
                 if graph_id not in lists:
                     # Stored after the graphs were read (READ COMMITTED on PostgreSQL): not
@@ -275,6 +279,7 @@ class Tasks(Executions):
                         ended,
                         subgraph,
                         on_failure,
+                        instance,
                     )
                 )
             if graphs:
@@ -340,6 +345,12 @@ class Tasks(Executions):
             if starting and batch.starts:  # one statement each for the whole batch
                 tasks, written = tasks + batch.starts, written + batch.start_events
             self._apply_task_changes(conn, batch.execution_id, tasks)
+            # a lifecycle task's instance changes commit with its move (docs/lifecycle.md)
+            instances = batch.instances
+            if starting and batch.instance_starts:
+                instances = batch.instance_starts + instances
+            if instances:
+                write_instance_changes(conn, instances)
             if batch.subgraphs:
                 self._apply_subgraph_changes(conn, batch.subgraphs)
             self._end_attempts(conn, batch.attempt_ends)

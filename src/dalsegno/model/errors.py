@@ -39,6 +39,11 @@ class ConflictError(RefusedError):
     """A transition the execution's current state does not allow."""
 
 
+class BlueprintError(RefusedError):
+    """A blueprint, or a deployment's inputs, that is not well formed: one line saying
+    where (`<source>:<line>: <field.path>: <reason>`) and why; nothing was stored."""
+
+
 class GraphError(DalsegnoError):
     """A task graph that is not well formed: a cycle, an unknown or a duplicate key."""
 

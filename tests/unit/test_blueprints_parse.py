@@ -604,3 +604,24 @@ def test_aliases_that_explode_are_refused() -> None:
     lines.append("node_templates: {vm: {type: t, properties: {p: *a8}}}")
     with pytest.raises(BlueprintError, match="more than 100000 fields"):
         parse_blueprint("\n".join(lines))
+
+
+def test_the_example_in_the_docs_is_the_example_file() -> None:
+    docs = (EXAMPLE.parents[2] / "docs" / "blueprints.md").read_text()
+    block = docs.split("The blueprint (the file has", 1)[1].split("```yaml\n", 1)[1]
+    shown = parse_blueprint(block.split("```", 1)[0], base_dir=EXAMPLE.parent)
+    example = parse_blueprint(EXAMPLE.read_text(), base_dir=EXAMPLE.parent)
+    assert shown.node_templates == example.node_templates
+    assert shown.outputs == example.outputs
+    assert {name: (i.type, i.default) for name, i in shown.inputs.items()} == {
+        name: (i.type, i.default) for name, i in example.inputs.items()
+    }
+
+
+def test_the_error_shown_in_the_docs_is_the_one_given() -> None:
+    docs = (EXAMPLE.parents[2] / "docs" / "blueprints.md").read_text()
+    shown = next(line for line in docs.splitlines() if line.startswith("three_tier.yaml:"))
+    text = EXAMPLE.read_text().replace("        target: database\n", "        target: databse\n")
+    with pytest.raises(BlueprintError) as caught:
+        parse_blueprint(text, source="three_tier.yaml")
+    assert str(caught.value) == shown

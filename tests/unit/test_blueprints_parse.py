@@ -625,3 +625,44 @@ def test_the_error_shown_in_the_docs_is_the_one_given() -> None:
     with pytest.raises(BlueprintError) as caught:
         parse_blueprint(text, source="three_tier.yaml")
     assert str(caught.value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "{get_attribute: [nowhere, ip]}",
+            "blueprint.yaml:4: outputs.o.value: get_attribute of an unknown template 'nowhere'",
+        ),
+        (
+            "{get_attribute: vm}",
+            "blueprint.yaml:4: outputs.o.value: get_attribute stands alone and names a"
+            " template and a key: [NODE, KEY]",
+        ),
+        (
+            "[{get_attribute: [vm, ip, extra]}]",
+            "blueprint.yaml:4: outputs.o.value[0]: get_attribute stands alone",
+        ),
+    ],
+)
+def test_bad_get_attribute_in_outputs(value: str, expected: str) -> None:
+    text = f"node_templates:\n  vm: {{type: t}}\noutputs:\n  o: {{value: {value}}}\n"
+    with pytest.raises(BlueprintError) as caught:
+        parse_blueprint(text)
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_get_attribute_outside_outputs_is_refused() -> None:
+    message = refused(
+        """\
+        node_templates:
+          vm: {type: t}
+          app:
+            type: t
+            properties: {host: {get_attribute: [vm, ip]}}
+        """
+    )
+    assert message == (
+        "blueprint.yaml:5: node_templates.app.properties.host: get_attribute is evaluated in"
+        " outputs only (an operation has ctx)"
+    )

@@ -15,6 +15,7 @@ from dalsegno.blueprints import (
     plan_instances,
     plan_scale,
     resolve_inputs,
+    resolve_outputs,
 )
 from dalsegno.model.blueprints import Blueprint, InstanceLink, InstanceState, NodeInstance
 from dalsegno.model.errors import BlueprintError
@@ -296,3 +297,32 @@ def test_scale_up_under_a_shared_container_links_within_each_host(nested: Bluepr
         assert targets(web, "connected_to") == {cache.id}
     # the existing webs are under other hosts: the new cache is not theirs
     assert plan.new_links == {}
+
+
+def test_outputs_read_inputs_and_the_instances_runtime_properties(
+    three_tier: Blueprint,
+) -> None:
+    inputs = resolve_inputs(three_tier, {"app_port": 9000})
+    planned = plan_instances(three_tier, "shop", inputs)
+    assert resolve_outputs(three_tier, inputs, planned) == {
+        "endpoint": {"ip": None, "port": 80},
+        "backends": {"ips": [None, None], "port": 9000},
+    }
+    nodes = by_node(planned)
+    nodes["load_balancer"][0].runtime_properties["ip"] = "10.0.0.9"
+    for number, app in enumerate(nodes["app"]):
+        app.runtime_properties["host_ip"] = f"10.0.1.{number}"
+    assert resolve_outputs(three_tier, inputs, planned) == {
+        "endpoint": {"ip": "10.0.0.9", "port": 80},
+        "backends": {"ips": ["10.0.1.0", "10.0.1.1"], "port": 9000},
+    }
+    # a template's property stands in for a runtime property not set; no instance: null
+    one = resolve_inputs(three_tier, {"app_vms": 1})
+    single = plan_instances(three_tier, "one", one)
+    blueprint = Blueprint(
+        three_tier.inputs,
+        three_tier.node_templates,
+        outputs={"p": {"value": {"get_attribute": ["app", "port"]}}},
+    )
+    assert resolve_outputs(blueprint, one, single) == {"p": 8080}
+    assert resolve_outputs(blueprint, one, []) == {"p": None}

@@ -5,6 +5,7 @@ Pure functions over the records of `dalsegno.model.blueprints`: no store, no eng
 """
 
 from dalsegno.blueprints.inputs import resolve_inputs, resolve_value
+from dalsegno.blueprints.outputs import resolve_outputs
 from dalsegno.blueprints.parse import parse_blueprint
 from dalsegno.blueprints.plan import install_order, plan_instances
 from dalsegno.blueprints.scale import ScalePlan, plan_scale
@@ -16,5 +17,6 @@ __all__ = [
     "plan_instances",
     "plan_scale",
     "resolve_inputs",
+    "resolve_outputs",
     "resolve_value",
 ]

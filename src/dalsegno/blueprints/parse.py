@@ -22,6 +22,7 @@ from dalsegno.blueprints.inputs import (
     type_error,
     type_of,
 )
+from dalsegno.blueprints.outputs import attribute_problem, attribute_references
 from dalsegno.blueprints.references import absolute_reference, reference_problem
 from dalsegno.blueprints.schema import (
     BlueprintModel,
@@ -63,7 +64,12 @@ def parse_blueprint(
     _check_relationships(templates, where)
     outputs: dict[str, Any] = {}
     for name, output in model.outputs.items():
-        _check_get_inputs(output.value, ("outputs", name, "value"), inputs, where)
+        at = ("outputs", name, "value")
+        _check_get_inputs(output.value, at, inputs, where, in_outputs=True)
+        for path, reference in attribute_references(output.value, at):
+            problem = attribute_problem(reference, list(templates))
+            if problem:
+                where.fail(path, problem)
         outputs[name] = {"value": output.value, "description": output.description}
     return Blueprint(
         inputs=inputs,
@@ -192,8 +198,15 @@ def _specs(
 
 
 def _check_get_inputs(
-    value: Any, path: tuple[Any, ...], inputs: dict[str, InputSpec], where: Located
+    value: Any,
+    path: tuple[Any, ...],
+    inputs: dict[str, InputSpec],
+    where: Located,
+    *,
+    in_outputs: bool = False,
 ) -> None:
+    for at, _ in [] if in_outputs else attribute_references(value, path):
+        where.fail(at, "get_attribute is evaluated in outputs only (an operation has ctx)")
     for at, reference in input_references(value, path):
         name = reference[GET_INPUT]
         if len(reference) != 1 or not isinstance(name, str):

@@ -118,6 +118,7 @@ class Scope:
         self.by_node: dict[str, list[NodeInstance]] = {}
         for instance in everyone:
             self.by_node.setdefault(instance.node, []).append(instance)
+        self._groups: dict[tuple[str, str], dict[str, list[NodeInstance]]] = {}
 
     def links_of(self, instance: NodeInstance) -> list[InstanceLink]:
         links: list[InstanceLink] = []
@@ -135,7 +136,22 @@ class Scope:
         if shared is None:
             return list(candidates)
         anchor = self.ancestor(instance, shared)
-        return [t for t in candidates if anchor is not None and self.ancestor(t, shared) is anchor]
+        if anchor is None:
+            return []
+        return self.grouped(node, shared).get(anchor.id, [])
+
+    def grouped(self, node: str, container: str) -> dict[str, list[NodeInstance]]:
+        """The instances of `node` by the id of their `container` instance (cached)."""
+        key = (node, container)
+        found = self._groups.get(key)
+        if found is None:
+            found = {}
+            for target in self.by_node.get(node, []):
+                holder = self.ancestor(target, container)
+                if holder is not None:
+                    found.setdefault(holder.id, []).append(target)
+            self._groups[key] = found
+        return found
 
     def chain(self, node: str) -> list[str]:
         """The templates `node` is contained in, nearest first."""

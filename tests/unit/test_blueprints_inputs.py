@@ -85,6 +85,12 @@ def test_bad_inputs_are_refused_in_one_line(
     assert str(caught.value) == expected
 
 
+def test_an_unknown_input_with_a_newline_is_named_on_one_line(blueprint: Blueprint) -> None:
+    with pytest.raises(BlueprintError) as caught:
+        resolve_inputs(blueprint, {"name": "x", "a\nb": 1})
+    assert str(caught.value).startswith("inputs['a\\nb']: not an input of the blueprint")
+
+
 def test_text_from_a_command_line_is_read_by_type(blueprint: Blueprint) -> None:
     given = {
         "name": "42",

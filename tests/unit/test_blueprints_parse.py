@@ -545,8 +545,13 @@ BAD = [
         node_templates:
           "web server": {type: t}
         """,
-        "blueprint.yaml:2: node_templates.web server: not a valid template name",
+        "blueprint.yaml:2: node_templates['web server']: not a valid template name",
         id="bad-template-name",
+    ),
+    pytest.param(
+        'node_templates:\n  "vm\\n": {type: t}\n',
+        "blueprint.yaml:2: node_templates['vm\\n']: not a valid template name",
+        id="template-name-with-a-newline",
     ),
     pytest.param(
         """\

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from dalsegno.blueprints.source import format_path, one_line
 from dalsegno.model.blueprints import Blueprint, InputSpec
 from dalsegno.model.errors import BlueprintError
 
@@ -100,8 +101,9 @@ def resolve_inputs(
     for name in given:
         if name not in blueprint.inputs:
             declared = ", ".join(blueprint.inputs) or "none"
-            msg = f"inputs.{name}: not an input of the blueprint (its inputs: {declared})"
-            raise BlueprintError(msg)
+            where = format_path(("inputs", str(name)))
+            msg = f"{where}: not an input of the blueprint (its inputs: {declared})"
+            raise BlueprintError(one_line(msg))
     resolved: dict[str, Any] = {}
     for name, spec in blueprint.inputs.items():
         if name in given:

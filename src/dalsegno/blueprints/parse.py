@@ -4,7 +4,8 @@ saying where and why not (`<source>:<line>: <field.path>: <reason>`).
 Three passes, each with one subject: `source.load` reads the YAML (lines, duplicate keys,
 JSON values), `schema.validate_shape` its shape, and here what the shape cannot say:
 names, references between templates, the operations of the lifecycle interface, the
-inputs that `get_input` names, and cycles.
+inputs that `get_input` names, the templates that an output's `get_attribute` names, and
+cycles.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from dalsegno.model.definitions import check_task_options
 from dalsegno.model.names import is_name
 
 # template and input names: they make instance ids (`<node>_<6 hex>`) and `-i KEY=VALUE`
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 _NAME_RULE = "a name is a letter then up to 99 letters, digits, _ or -"
 
 
@@ -82,7 +83,7 @@ def parse_blueprint(
 def _inputs(model: BlueprintModel, where: Located) -> dict[str, InputSpec]:
     specs: dict[str, InputSpec] = {}
     for name, spec in model.inputs.items():
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             where.fail(("inputs", name), f"not a valid input name: {_NAME_RULE}")
         has_default = "default" in spec.model_fields_set
         type_name = spec.type or (type_of(spec.default) if has_default else "string")
@@ -103,7 +104,7 @@ def _template(
     where: Located,
 ) -> NodeTemplate:
     path = ("node_templates", name)
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         where.fail(path, f"not a valid template name: {_NAME_RULE}")
     _check_get_inputs(model.properties, (*path, "properties"), inputs, where)
     instances = _instances(model.instances, (*path, "instances"), inputs, where)

@@ -10,6 +10,7 @@ typed, not a timestamp.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -34,12 +35,26 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def format_path(path: Sequence[str | int]) -> str:
-    """`node_templates.app.relationships[0].target`; the whole document is `(document)`."""
+    """`node_templates.app.relationships[0].target`; a key that is not a plain word is
+    quoted (`properties['web server']`); the whole document is `(document)`."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]"
     return text or "(document)"
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that would break or hide a line escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +74,7 @@ class Located:
     def fail(self, path: Sequence[str | int], reason: str) -> NoReturn:
         line = self.line_of(path)
         msg = f"{self.source}:{line}: {format_path(path)}: {reason}"
-        raise BlueprintError(msg)
+        raise BlueprintError(one_line(msg))
 
 
 def load(text: str, source: str) -> tuple[Any, Located]:

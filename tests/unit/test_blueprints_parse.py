@@ -583,6 +583,32 @@ def test_a_bad_blueprint_is_refused_in_one_line_naming_line_and_field(
     assert message.startswith(expected), message
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 3000 + "]" * 3000, "blueprint.yaml:1: (document): nested too deeply to read"),
+        (
+            "node_templates: {a: {type: t, properties: {x: " + "[" * 70 + "]" * 70 + "}}}",
+            "blueprint.yaml:1: node_templates.a.properties.x[0][0]",
+        ),
+        ("node_templates:\n  a: {type: t}\n\x00", "blueprint.yaml:3: (document): not valid"),
+        (
+            "node_templates: {a: {type: t, properties: {x: !!binary aGVsbG8=}}}",
+            "blueprint.yaml:1: node_templates.a.properties.x: binary data is not a JSON value",
+        ),
+        (
+            "node_templates: {a: {type: t, properties: {x: !!python/object:os.system ls}}}",
+            "blueprint.yaml:1: (document): not valid YAML: could not determine a constructor",
+        ),
+    ],
+)
+def test_hostile_yaml_is_refused_in_one_line(text: str, expected: str) -> None:
+    with pytest.raises(BlueprintError) as caught:
+        parse_blueprint(text)
+    assert str(caught.value).startswith(expected), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def test_the_first_error_in_the_document_is_the_one_reported() -> None:
     message = refused(
         """\

@@ -22,6 +22,8 @@ from dalsegno.model.errors import BlueprintError
 Path = tuple[str | int, ...]
 
 FIELD_LIMIT = 100_000
+DEPTH_LIMIT = 64  # JSON values this deep are a mistake, and every later walk recurses
+_NOT_JSON = {"bytes": "binary data", "datetime": "a timestamp", "date": "a date"}
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
@@ -80,7 +82,12 @@ class Located:
 def load(text: str, source: str) -> tuple[Any, Located]:
     """The JSON value of `text` and the lines of its fields; BlueprintError if it is not
     one YAML document of JSON values."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        msg = f"{source}:{line}: (document): not valid YAML: {' '.join(str(exc).split())}"
+        raise BlueprintError(one_line(msg)) from None
     try:
         node = loader.get_single_node()
         lines: dict[Path, int] = {}
@@ -96,10 +103,13 @@ def load(text: str, source: str) -> tuple[Any, Located]:
         said = [part for part in (exc.context, exc.problem) if part]
         reason = " ".join(", ".join(said or ["not valid YAML"]).split())
         msg = f"{source}:{line}: (document): not valid YAML: {reason}"
-        raise BlueprintError(msg) from None
+        raise BlueprintError(one_line(msg)) from None
     except yaml.YAMLError as exc:
         msg = f"{source}:1: (document): not valid YAML: {' '.join(str(exc).split())}"
-        raise BlueprintError(msg) from None
+        raise BlueprintError(one_line(msg)) from None
+    except RecursionError:
+        msg = f"{source}:1: (document): nested too deeply to read"
+        raise BlueprintError(one_line(msg)) from None
     finally:
         loader.dispose()
     _check_json(value, (), where)
@@ -109,6 +119,8 @@ def load(text: str, source: str) -> tuple[Any, Located]:
 def _walk(node: yaml.Node, path: Path, where: Located) -> None:
     """Record the line of each field under `node`; refuse a key given twice."""
     where.lines.setdefault(path, node.start_mark.line + 1)
+    if len(path) > DEPTH_LIMIT:
+        where.fail(path[:DEPTH_LIMIT], f"nested deeper than {DEPTH_LIMIT} levels")
     if len(where.lines) > FIELD_LIMIT:
         # aliases of aliases can spell an exponential document in a few lines
         where.fail(path, f"more than {FIELD_LIMIT} fields (are aliases repeating it?)")
@@ -147,4 +159,5 @@ def _check_json(value: Any, path: Path, where: Located) -> None:
                 where.fail(path, f"the key {key!r} is not a string: quote it")
             _check_json(item, (*path, key), where)
         return
-    where.fail(path, f"a {type(value).__name__} is not a JSON value: quote it as a string")
+    kind = _NOT_JSON.get(type(value).__name__, f"a {type(value).__name__}")
+    where.fail(path, f"{kind} is not a JSON value: quote it as a string")

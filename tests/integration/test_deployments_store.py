@@ -151,3 +151,69 @@ def test_a_scale_adds_and_removes_instances_and_links_in_one_transaction(store: 
     assert found[1].links == (InstanceLink("contained_in", "vm", "vm_000001"),)
     with pytest.raises(NotFoundError):
         store.change_instances("nope", added=[NodeInstance("x_000000", "nope", "x")])
+
+
+def test_a_task_success_and_its_instance_changes_commit_together(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner's batch writes a lifecycle task's move and its instance's changes in one
+    transaction: when the batch fails after the instance was written, neither is kept."""
+    import json
+    import time
+
+    from dalsegno.engine.lease import this_owner
+    from dalsegno.model.blueprints import InstanceBinding
+    from dalsegno.model.records import Batch, NewTask, TaskChange
+    from dalsegno.model.states import TaskState
+    from dalsegno.store import tasks
+
+    store.put_blueprint("bp", "src", BLUEPRINT)
+    deploy(store)
+    execution = store.create_execution(
+        "m:f", {}, ExecutionState.STARTED, this_owner(), time.time() + 60, []
+    )
+    binding = InstanceBinding("vm_000001", starting="creating", success="created")
+    graph = store.store_graph(
+        execution.id,
+        execution.lease_token,
+        "g",
+        [NewTask("k", "m:f", None, {}, "{}", 0, 0.0, None, instance=json.dumps(binding.to_json()))],
+        [],
+        [],
+    )
+    task_id = graph.tasks[0].id
+
+    def change(expected: TaskState, status: TaskState) -> TaskChange:
+        return TaskChange(task_id, expected, status, 0, 1, None, None, None, 1.0, None)
+
+    start = Batch(execution.id, execution.lease_token, time.time() + 60)
+    start.starts = [change(TaskState.PENDING, TaskState.STARTED)]
+    start.instance_starts = [InstanceChange("vm_000001", "creating")]
+    store.apply(start)
+    assert store.get_instances(["vm_000001"])["vm_000001"].state is InstanceState.CREATING
+
+    def success() -> Batch:
+        batch = Batch(execution.id, execution.lease_token, time.time() + 60)
+        batch.tasks = [change(TaskState.STARTED, TaskState.SUCCEEDED)]
+        batch.instances = [InstanceChange("vm_000001", "created", {"ip": "10.0.0.1"})]
+        return batch
+
+    real = tasks.write_instance_changes
+
+    def written_then_failed(conn: object, changes: list[InstanceChange]) -> None:
+        real(conn, changes)  # type: ignore[arg-type]
+        msg = "the batch fails after the instance was written"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(tasks, "write_instance_changes", written_then_failed)
+    with pytest.raises(RuntimeError, match="after the instance was written"):
+        store.apply(success())
+    vm = store.get_instances(["vm_000001"])["vm_000001"]
+    assert (vm.state, vm.runtime_properties) == (InstanceState.CREATING, {})
+    assert store.load_graphs(execution.id)["g"].tasks[0].status is TaskState.STARTED
+
+    monkeypatch.setattr(tasks, "write_instance_changes", real)
+    store.apply(success())
+    vm = store.get_instances(["vm_000001"])["vm_000001"]
+    assert (vm.state, vm.runtime_properties) == (InstanceState.CREATED, {"ip": "10.0.0.1"})
+    assert store.load_graphs(execution.id)["g"].tasks[0].status is TaskState.SUCCEEDED

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dalsegno.engine.context import OperationContext
+from dalsegno.engine.instances import InstanceView, changes
 from dalsegno.model.errors import NonRecoverableError, RecoverableError
 from dalsegno.model.limits import MAX_RESULT, clip, too_large
-from dalsegno.model.records import TaskChange, TaskRecord
+from dalsegno.model.records import InstanceChange, TaskChange, TaskRecord
 from dalsegno.model.states import TaskState
 
 
@@ -29,6 +30,23 @@ class Completion:
     detail: str | None = None
     recoverable: bool = True
     retry_after: float | None = None
+    # a lifecycle task's success: the instance changes committed with it
+    instances: list[InstanceChange] | None = None
+
+
+def with_changes(
+    completion: Completion, view: dict[str, Any], views: dict[str, InstanceView]
+) -> Completion:
+    """A lifecycle operation's outcome with what it changed of its instances (committed
+    with its success); runtime properties that are no JSON object fail the attempt."""
+    if not completion.succeeded:
+        return completion
+    try:
+        completion.instances = changes(view, views)
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = clip(f"runtime properties are not JSON: {exc}")
+        return Completion(completion.task_id, completion.attempt, False, None, error, None, False)
+    return completion
 
 
 def describe(exc: BaseException) -> str:

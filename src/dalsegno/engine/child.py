@@ -13,8 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from dalsegno.engine.attempts import run_operation
+from dalsegno.engine.attempts import run_operation, with_changes
 from dalsegno.engine.context import EventLogger, OperationContext
+from dalsegno.engine.instances import attach, changes_json
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.records import NewEvent
 
@@ -47,9 +48,16 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - reported as the outcome
         emit({"error": str(exc), "recoverable": False})
         return
+    lifecycle = context.get("lifecycle")  # a lifecycle task: its instances (engine.instances)
+    views = attach(ctx, lifecycle) if lifecycle is not None else {}
     completion = run_operation(func, ctx, request["kwargs"], 0)
+    if lifecycle is not None:
+        completion = with_changes(completion, lifecycle, views)
     if completion.succeeded:
-        emit({"result": json.loads(completion.result_json or "null")})
+        outcome: dict[str, Any] = {"result": json.loads(completion.result_json or "null")}
+        if completion.instances is not None:
+            outcome["instances"] = changes_json(completion.instances)
+        emit(outcome)
     else:
         emit(
             {

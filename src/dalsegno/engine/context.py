@@ -55,16 +55,23 @@ class EventLogger:
 
 
 class OperationContext:
-    """`ctx` inside an operation."""
+    """`ctx` inside an operation. A lifecycle task's operation also has `node`,
+    `instance`, `deployment` and, for a relationship, `source` and `target`
+    (`dalsegno.engine.instances`); other operations have None there."""
 
     __slots__ = (
         "attempt",
+        "deployment",
         "execution_id",
         "graph",
         "idempotency_key",
+        "instance",
         "logger",
+        "node",
         "resume",
         "retries",
+        "source",
+        "target",
         "task_key",
     )
 
@@ -87,6 +94,11 @@ class OperationContext:
         self.resume = resume
         self.idempotency_key = idempotency_key
         self.logger = logger
+        self.deployment: Any = None
+        self.instance: Any = None
+        self.node: Any = None
+        self.source: Any = None
+        self.target: Any = None
 
     def __repr__(self) -> str:
         return f"<OperationContext {self.execution_id} {self.graph}/{self.task_key}>"
@@ -110,6 +122,8 @@ class WorkflowContext:
         self.resume = resume
         self.logger = logger
         self._open_graph = open_graph
+        # run against a deployment: `dalsegno.engine.instances.WorkflowDeployment`
+        self.deployment: Any = None
 
     def graph(self, name: str = "main") -> Graph:
         """The graph `name`: the stored one when it exists (`graph.restored` is then true)."""

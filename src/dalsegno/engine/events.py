@@ -22,6 +22,8 @@ def workflow_started(workflow: str, settings: ExecutionSettings | None = None) -
         )
     if settings is not None and settings.task_retry_interval is not None:
         notes.append(f"task retry interval: {settings.task_retry_interval:g}s")
+    if settings is not None and settings.deployment_id is not None:
+        notes.append(f"deployment: {settings.deployment_id}")
     detail = f" ({'; '.join(notes)})" if notes else ""
     return NewEvent(
         "workflow_started", f"Starting '{workflow}' workflow execution{detail}", created_at=_now()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.references import normalize, reference_of, resolve_operation
 from dalsegno.engine.scheduler import GraphRun
+from dalsegno.model.blueprints import InstanceBinding, InstanceState
 from dalsegno.model.definitions import (
     OperationDefinition,
     check_task_options,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 TASK_OPTIONS = ("key", "agent", "retries", "retry_interval", "timeout", "kwargs", "options")
 # the keys of `options={...}`: task options added after the first release (docs/interface.md)
-EXTRA_OPTIONS = ("on_failure",)
+EXTRA_OPTIONS = ("on_failure", "instance")
 FAILURE_POLICIES = ("fail", "ignore")
 
 
@@ -293,6 +294,12 @@ class Graph:
         if given.get("agent") is not None and not isinstance(given["agent"], str):
             msg = f"g.add({definition.name}): agent must be a queue name, not {given['agent']!r}"
             raise GraphError(msg)
+        if given.get("agent") is not None and extra.get("instance") is not None:
+            msg = (
+                f"g.add({definition.name}): a task bound to a node instance runs manager-side "
+                "(agent queues are not supported for lifecycle tasks yet)"
+            )
+            raise GraphError(msg)
         if self._scheduler is not None:
             msg = f"graph '{self.name}' was already executed: build a new graph for more tasks"
             raise GraphError(msg)
@@ -307,6 +314,7 @@ class Graph:
                 timeout=given.get("timeout"),
                 subgraph=within,
                 on_failure=extra.get("on_failure"),
+                instance=extra.get("instance"),
             )
         )
         handle = Task(self, str(task_key), reference, within)
@@ -465,6 +473,7 @@ class Graph:
                     timeout=task.timeout if task.timeout is not None else definition.timeout,
                     subgraph=task.subgraph,
                     on_failure=task.on_failure,
+                    instance=task.instance,
                 )
             )
         edges = spec.edges()
@@ -519,7 +528,35 @@ def _extra_options(name: str, options: Any) -> dict[str, Any]:
     if policy is not None and policy not in FAILURE_POLICIES:
         msg = f"g.add({name}): on_failure must be 'fail' or 'ignore', not {policy!r}"
         raise GraphError(msg)
-    return {"on_failure": None if policy == "fail" else policy}
+    return {
+        "on_failure": None if policy == "fail" else policy,
+        "instance": _binding(name, options.get("instance")),
+    }
+
+
+def _binding(name: str, given: Any) -> str | None:
+    """`options={"instance": {...}}`: the node instance a lifecycle task acts on
+    (`InstanceBinding`), checked, as the JSON stored with the task."""
+    if given is None:
+        return None
+    states = {state.value for state in InstanceState}
+    try:
+        if not isinstance(given, dict) or not isinstance(given.get("instance"), str):
+            raise TypeError
+        binding = InstanceBinding.from_json(given)
+        for state in (binding.starting, binding.success):
+            if state is not None and state not in states:
+                raise TypeError
+        for other in (binding.source, binding.target):
+            if other is not None and not isinstance(other, str):
+                raise TypeError
+    except (KeyError, TypeError):
+        msg = (
+            f"g.add({name}): instance must be {{'instance': ID, 'source': ID, 'target': ID, "
+            f"'starting': STATE, 'success': STATE}} (all but instance optional), not {given!r}"
+        )
+        raise GraphError(msg) from None
+    return json.dumps(binding.to_json())
 
 
 def _first(*values: Any) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dalsegno.engine.attempts import Completion
+from dalsegno.engine.instances import changes_from_json
 from dalsegno.model.limits import MAX_RESULT, MAX_TEXT, clip, too_large
 from dalsegno.model.records import NewEvent
 
@@ -143,7 +144,14 @@ class ChildOperation:
             refused = too_large("the result", encoded, MAX_RESULT)
             if refused is not None:
                 return Completion(self.task_id, self.attempt, False, None, refused, None, False)
-            return Completion(self.task_id, self.attempt, True, encoded)
+            done = Completion(self.task_id, self.attempt, True, encoded)
+            if "instances" in outcome:  # a lifecycle task's changes (engine.instances)
+                try:
+                    done.instances = changes_from_json(outcome["instances"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    error = f"the operation's process sent bad instance changes: {exc}"
+                    return Completion(self.task_id, self.attempt, False, None, error, None, False)
+            return done
         detail = outcome.get("detail")
         return Completion(
             self.task_id,

@@ -8,6 +8,7 @@ heartbeat thread renews the lease and looks for a cancel while the graph is quie
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -21,19 +22,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dalsegno.engine import events, store_health
-from dalsegno.engine.attempts import Completion, describe, run_operation
+from dalsegno.engine.attempts import Completion, describe, run_operation, with_changes
 from dalsegno.engine.context import EventLogger, OperationContext, WorkflowContext
 from dalsegno.engine.graph import Graph
+from dalsegno.engine.instances import WorkflowDeployment, attach, view_json
 from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, resolve_operation
 from dalsegno.engine.scheduler import GraphRun
+from dalsegno.model.blueprints import Blueprint, DeploymentRecord, InstanceBinding
 from dalsegno.model.errors import (
     DalsegnoError,
     GraphError,
     LeaseLostError,
+    NotFoundError,
     RefusedTransitionError,
     StoreFailedError,
     StoreUnavailableError,
@@ -141,6 +145,7 @@ class ExecutionRun:
         self.dry_run = execution.dry_run
         self.task_retries = execution.task_retries
         self.task_retry_interval = execution.task_retry_interval
+        self.deployment_id = execution.deployment_id  # `ctx.deployment` (docs/lifecycle.md)
         self.status = execution.status
         self.cancel_mode: CancelMode | None = CancelMode.of(execution.status)
         owner = this_owner()
@@ -167,6 +172,8 @@ class ExecutionRun:
         self._stop = threading.Event()
         self._last_renewal = time.monotonic()
         self._heartbeat: threading.Thread | None = None
+        # the deployments (with their blueprints) lifecycle tasks act on, read once a run
+        self._deployments: dict[str, tuple[DeploymentRecord, Blueprint]] = {}
 
     # the whole run ---------------------------------------------------------------
 
@@ -201,6 +208,8 @@ class ExecutionRun:
         try:
             if self.cancel_mode is not None:
                 raise ExecutionCancelled
+            if self.deployment_id is not None:
+                ctx.deployment = self._workflow_deployment(self.deployment_id)
             func(ctx, **params)
         except ExecutionCancelled:
             return E.CANCELLED, None
@@ -217,6 +226,23 @@ class ExecutionRun:
             self._logs.append(NewEvent("log", trace, level="error", created_at=time.time()))
             return E.FAILED, describe(exc)
         return E.COMPLETED, None
+
+    def _workflow_deployment(self, deployment_id: str) -> WorkflowDeployment:
+        return WorkflowDeployment(self.store, *self._deployment(deployment_id))
+
+    def _deployment(self, deployment_id: str) -> tuple[DeploymentRecord, Blueprint]:
+        """A deployment and its blueprint, read once a run (neither changes)."""
+        found = self._deployments.get(deployment_id)
+        if found is None:
+            deployment = self.store.get_deployment(deployment_id)
+            stored = None
+            if deployment is not None:
+                stored = self.store.get_blueprint(deployment.blueprint_id)
+            if deployment is None or stored is None:
+                msg = f"deployment {deployment_id} does not exist (any more)"
+                raise NotFoundError(msg)
+            found = self._deployments[deployment_id] = (deployment, stored.blueprint)
+        return found
 
     def finish(self, status: ExecutionState, error: str | None) -> Outcome:
         """Move the execution to its end state and release the lease, in one commit."""
@@ -441,22 +467,53 @@ class ExecutionRun:
             logger=EventLogger(self._logs.append, graph.name, task.key),
         )
         kwargs, task_id = task.kwargs, task.id
-        self._pool.submit(lambda: completions.put(run_operation(func, ctx, kwargs, task_id)))
+        if task.instance is None:
+            self._pool.submit(lambda: completions.put(run_operation(func, ctx, kwargs, task_id)))
+            return
+
+        def lifecycle_job() -> None:  # reads its instances when the attempt starts
+            view = self._lifecycle_view(task, attempt)
+            if isinstance(view, Completion):
+                completions.put(view)
+                return
+            views = attach(ctx, view)
+            completions.put(with_changes(run_operation(func, ctx, kwargs, task_id), view, views))
+
+        self._pool.submit(lifecycle_job)
+
+    def _lifecycle_view(self, task: TaskRecord, attempt: int) -> dict[str, Any] | Completion:
+        """What a lifecycle task's operation sees (`dalsegno.engine.instances`), read from
+        the store now; a failed attempt (recoverable) when it cannot be read."""
+        assert task.instance is not None
+        try:
+            binding = InstanceBinding.from_json(json.loads(task.instance))
+            instances = self.store.get_instances(binding.instance_ids)
+            own = instances.get(binding.instance)
+            if own is None:
+                msg = f"node instance {binding.instance} does not exist (any more)"
+                return Completion(task.id, attempt, False, None, msg, None, False)
+            return view_json(binding, instances, *self._deployment(own.deployment_id))
+        except NotFoundError as exc:
+            return Completion(task.id, attempt, False, None, str(exc), None, False)
+        except Exception as exc:  # noqa: BLE001 - the attempt fails; a retry reads again
+            error = f"reading the node instance failed: {describe(exc)}"
+            return Completion(task.id, attempt, False, None, error, None, True)
 
     def _submit_child(self, graph: GraphRun, task: TaskRecord, attempt: int, resume: bool) -> None:
+        context: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "graph": graph.name,
+            "task_key": task.key,
+            "retries": task.retries,
+            "attempt": attempt,
+            "resume": resume,
+            "idempotency_key": f"{self.execution_id}-{task.id}",
+        }
         child = ChildOperation(
             task.operation,
             task.id,
             attempt,
-            {
-                "execution_id": self.execution_id,
-                "graph": graph.name,
-                "task_key": task.key,
-                "retries": task.retries,
-                "attempt": attempt,
-                "resume": resume,
-                "idempotency_key": f"{self.execution_id}-{task.id}",
-            },
+            context,
             task.kwargs_json,
             self._logs.append,
         )
@@ -464,6 +521,13 @@ class ExecutionRun:
         completions, children = self._completions, self._children
 
         def job() -> None:
+            if task.instance is not None:  # the child sees, and hands back, the same view
+                view = self._lifecycle_view(task, attempt)
+                if isinstance(view, Completion):
+                    children.pop((child.task_id, child.attempt), None)
+                    completions.put(view)
+                    return
+                context["lifecycle"] = view
             try:
                 completion = child.run()
             except BaseException as exc:  # noqa: BLE001 - the attempt must end all the same

@@ -8,6 +8,7 @@ worker threads only run operations and hand back a `Completion`.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import time
 from collections import deque
@@ -27,9 +28,16 @@ from dalsegno.engine.fates import (
 )
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.subgraphs import Groups, purge
+from dalsegno.model.blueprints import InstanceBinding
 from dalsegno.model.graph import expand
 from dalsegno.model.limits import clip
-from dalsegno.model.records import AttemptEnd, AttemptStart, StoredGraph, TaskRecord
+from dalsegno.model.records import (
+    AttemptEnd,
+    AttemptStart,
+    InstanceChange,
+    StoredGraph,
+    TaskRecord,
+)
 from dalsegno.model.states import CancelMode, ExecutionState, TaskState
 
 if TYPE_CHECKING:
@@ -365,6 +373,12 @@ class GraphRun:
                 None,
             )
             batch.starts.append(change_of(task, before[0]))
+            if task.instance is not None and not run.dry_run:
+                starting = InstanceBinding.from_json(json.loads(task.instance))
+                if starting.starting is not None:  # e.g. `creating`, with the attempt's start
+                    batch.instance_starts.append(
+                        InstanceChange(starting.instance, starting.starting)
+                    )
             batch.attempt_starts.append(AttemptStart(task_id, before[1], worker, now))
             batch.start_events.append(events.task_sent(self.name, task.key, None, now))
             batch.start_events.append(
@@ -446,6 +460,8 @@ class GraphRun:
             task.status, task.error = S.SUCCEEDED, None
             task.result_json = completion.result_json
             batch.tasks.append(change_of(task, S.STARTED))
+            if completion.instances:  # in the same transaction as the success
+                batch.instances.extend(completion.instances)
             batch.attempt_ends.append(AttemptEnd(task_id, attempt, "succeeded", now, None))
             batch.events.append(events.task_succeeded(self.name, task.key, now))
             for dependent in self._dependents.get(task_id, ()):

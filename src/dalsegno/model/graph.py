@@ -23,6 +23,7 @@ class TaskSpec:
     timeout: float | None = None
     subgraph: str | None = None  # the key of the subgraph it is in
     on_failure: str | None = None
+    instance: str | None = None  # a lifecycle task's InstanceBinding, JSON
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from dalsegno.model.states import (
     TakeUp,
     can_move_execution,
 )
+from dalsegno.service.deployments import against_deployment, lifecycle_reference
 from dalsegno.service.housekeeping import ExecutionHousekeeping
 from dalsegno.service.pages import MAX_EVENTS
 from dalsegno.service.params import check_params as params_fitting
@@ -165,16 +166,21 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         dry_run: bool = False,
         task_retries: Any = None,
         task_retry_interval: Any = None,
+        deployment: str | None = None,
     ) -> RunResult:
         """Create an execution and run it here to its end, holding its lease.
 
         With a `lock` key another active execution holds, it waits in `queued` first.
         `actor` (who asked: `dalsegno.model.access`) is recorded on its first event.
         `dry_run`, `task_retries` and `task_retry_interval` are stored with it
-        (`execution_settings`).
+        (`execution_settings`). Against a `deployment` it takes the deployment's lock key,
+        and a built-in lifecycle workflow may be named alone (`install`).
         """
+        if deployment is not None:
+            workflow = lifecycle_reference(workflow)
         reference, func, definition, checked = self.prepare(workflow, params or {}, texts)
         settings = execution_settings(definition, dry_run, task_retries, task_retry_interval)
+        lock, settings = against_deployment(self.store, deployment, check_lock(lock), settings)
         started = by(actor, events.workflow_started(definition.name, settings))
         execution = self.store.create_execution(
             reference,
@@ -183,7 +189,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             this_owner(),
             time.time() + self.config.lease_timeout,
             [started],
-            lock_key=check_lock(lock),
+            lock_key=lock,
             settings=settings,
         )
         if on_created is not None:
@@ -216,13 +222,18 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         dry_run: bool = False,
         task_retries: Any = None,
         task_retry_interval: Any = None,
+        deployment: str | None = None,
     ) -> ExecutionRecord:
         """Create a `pending` execution for a manager to run (the REST API's start).
 
-        With a `lock` key another active execution holds, it waits in `queued`.
+        With a `lock` key another active execution holds, it waits in `queued`; against a
+        `deployment`, the lock key is the deployment's (as `start`).
         """
+        if deployment is not None:
+            workflow = lifecycle_reference(workflow)
         reference, _, definition, checked = self.prepare(workflow, params or {}, texts)
         settings = execution_settings(definition, dry_run, task_retries, task_retry_interval)
+        lock, settings = against_deployment(self.store, deployment, check_lock(lock), settings)
         return self.store.create_execution(
             reference,
             checked,
@@ -230,7 +241,7 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
             None,
             None,
             [by(actor, events.workflow_started(definition.name, settings))],
-            lock_key=check_lock(lock),
+            lock_key=lock,
             settings=settings,
         )
 

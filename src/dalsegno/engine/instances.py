@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dalsegno.blueprints import resolve_value
 from dalsegno.model.blueprints import (
     Blueprint,
     DeploymentRecord,
@@ -86,17 +87,6 @@ class DeploymentView:
         self.id = id
         self.blueprint_id = blueprint_id
         self.inputs = inputs
-
-
-def resolve_value(value: Any, inputs: dict[str, Any]) -> Any:
-    """`value` with each `{get_input: NAME}` replaced by the input's value."""
-    if isinstance(value, dict):
-        if len(value) == 1 and "get_input" in value and value["get_input"] in inputs:
-            return inputs[value["get_input"]]
-        return {key: resolve_value(item, inputs) for key, item in value.items()}
-    if isinstance(value, list):
-        return [resolve_value(item, inputs) for item in value]
-    return value
 
 
 def view_json(

@@ -9,6 +9,7 @@ instance, whose state and runtime properties the engine writes with the task's s
 from dalsegno.lifecycle.execute import execute_operation
 from dalsegno.lifecycle.heal import heal
 from dalsegno.lifecycle.install import install, uninstall
+from dalsegno.lifecycle.scale import scale
 
 # The built-in workflows by the name a user gives (`dalsegno run install -d NAME`).
 WORKFLOWS = {
@@ -19,4 +20,4 @@ WORKFLOWS = {
     "execute_operation": "dalsegno.lifecycle:execute_operation",
 }
 
-__all__ = ["WORKFLOWS", "execute_operation", "heal", "install", "uninstall"]
+__all__ = ["WORKFLOWS", "execute_operation", "heal", "install", "scale", "uninstall"]

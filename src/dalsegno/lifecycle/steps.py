@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dalsegno.engine.instances import resolve_value
+from dalsegno.blueprints import resolve_value
 from dalsegno.lifecycle.operations import NOOP
 from dalsegno.model.blueprints import (
     Blueprint,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dalsegno.blueprints import plan_instances, resolve_inputs
 from dalsegno.lifecycle import WORKFLOWS
 from dalsegno.model.blueprints import Blueprint, DeploymentRecord, NodeInstance
 from dalsegno.model.errors import NotFoundError, RefusedError
@@ -70,6 +71,26 @@ class DeploymentService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def create(
+        self,
+        deployment_id: str,
+        blueprint_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        from_text: bool = False,
+    ) -> DeploymentView:
+        """Create a deployment of a stored blueprint: its inputs resolved (`from_text`: the
+        values are command-line texts, read by each input's type) and every node instance
+        planned, stored in one transaction; refused in one line, storing nothing."""
+        check_name("a deployment id", deployment_id)
+        stored = self.store.get_blueprint(blueprint_id)
+        if stored is None:
+            msg = f"unknown blueprint: {blueprint_id}"
+            raise NotFoundError(msg)
+        resolved = resolve_inputs(stored.blueprint, inputs or {}, from_text=from_text)
+        planned = plan_instances(stored.blueprint, deployment_id, resolved)
+        return self.create_planned(deployment_id, blueprint_id, resolved, planned)
+
     def create_planned(
         self,
         deployment_id: str,
@@ -78,7 +99,7 @@ class DeploymentService:
         instances: list[NodeInstance],
     ) -> DeploymentView:
         """Store a deployment with instances already planned (`create` plans them)."""
-        check_name("deployment", deployment_id)
+        check_name("a deployment id", deployment_id)
         stored = self.store.get_blueprint(blueprint_id)
         if stored is None:
             msg = f"unknown blueprint: {blueprint_id}"

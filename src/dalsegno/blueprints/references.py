@@ -6,29 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dalsegno.model.references import is_path, reference_problem
 
-def _is_path(module: str) -> bool:
-    # the engine's rule (dalsegno.engine.references): a file, not a module name
-    return module.endswith(".py") or "/" in module or "\\" in module
-
-
-def reference_problem(reference: str) -> str:
-    """Why `reference` is not an operation reference, or "" when it is one."""
-    module, sep, name = reference.rpartition(":")
-    expected = "expected module:function or path/file.py:function"
-    if not sep or not module.strip() or not name or "\x00" in reference:
-        return f"malformed reference {reference!r}: {expected}"
-    if not all(part.isidentifier() for part in name.split(".")):
-        return f"malformed reference {reference!r}: {name!r} is not a function name"
-    if not _is_path(module) and not all(part.isidentifier() for part in module.split(".")):
-        return f"malformed reference {reference!r}: {module!r} is not a module name; {expected}"
-    return ""
+__all__ = ["absolute_reference", "reference_problem"]
 
 
 def absolute_reference(reference: str, base: Path) -> str:
     """A file reference with its path made absolute against `base`; a module reference as
     it is."""
     module, _, name = reference.rpartition(":")
-    if not _is_path(module):
+    if not is_path(module):
         return reference
     return f"{(base / Path(module).expanduser()).resolve()}:{name}"

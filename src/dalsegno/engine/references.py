@@ -24,6 +24,7 @@ from dalsegno.model.definitions import (
     workflow_definition,
 )
 from dalsegno.model.errors import BadReferenceError
+from dalsegno.model.references import is_path, split_reference
 
 _lock = threading.RLock()
 _files_by_module: dict[str, str] = {}  # module name -> absolute path of the file it came from
@@ -56,8 +57,8 @@ def reference_of(func: Callable[..., Any]) -> str:
 @functools.lru_cache(maxsize=4096)
 def normalize(reference: str) -> str:
     """A file reference with an absolute path; a module reference as it is."""
-    module, _, name = _split(reference)
-    if _is_path(module):
+    module, name = split_reference(reference)
+    if is_path(module):
         return f"{Path(module).resolve()}:{name}"
     return f"{module}:{name}"
 
@@ -68,9 +69,9 @@ def resolve(reference: str) -> Callable[..., Any]:
         found = _cache.get(reference)
         if found is not None:
             return found
-        module_name, _, attribute = _split(reference)
+        module_name, attribute = split_reference(reference)
         try:
-            module = _load_file(module_name) if _is_path(module_name) else _load_module(module_name)
+            module = _load_file(module_name) if is_path(module_name) else _load_module(module_name)
         except BadReferenceError:
             raise
         except Exception as exc:
@@ -118,7 +119,7 @@ IMPORT_ANY = ImportAny()
 def load_source(source: str) -> ModuleType:
     """Import a module by name, or a file by path as `path/file.py:function` references
     do (so its functions' references are the same); raises whatever its code raises."""
-    loaded: ModuleType = _load_file(source) if _is_path(source) else importlib.import_module(source)
+    loaded: ModuleType = _load_file(source) if is_path(source) else importlib.import_module(source)
     return loaded
 
 
@@ -129,26 +130,6 @@ def resolve_operation(reference: str) -> tuple[Callable[..., Any], OperationDefi
         msg = f"'{reference}' is not an operation: decorate it with @operation"
         raise BadReferenceError(msg)
     return func, definition
-
-
-def _split(reference: str) -> tuple[str, str, str]:
-    module, sep, name = reference.rpartition(":")
-    if (
-        "\x00" in reference
-        or not sep
-        or not module
-        or not name
-        or not all(p.isidentifier() for p in name.split("."))
-    ):
-        msg = (
-            f"malformed reference '{reference}': expected module:function or path/file.py:function"
-        )
-        raise BadReferenceError(msg)
-    return module, sep, name
-
-
-def _is_path(module: str) -> bool:
-    return module.endswith(".py") or "/" in module or "\\" in module
 
 
 def _load_module(name: str) -> Any:

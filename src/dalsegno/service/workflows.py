@@ -12,7 +12,8 @@ A file whose directory is on `sys.path` (the manager's working directory is) is 
 as its module, so `deploy:deploy` and `deploy.py:deploy` name the same function; another
 file is loaded from its path. Without any SPEC the manager serves its working directory
 (see `DEFAULT_SPEC`), where a file that does not import is skipped with a warning rather
-than stopping the manager. docs/security.md tells what this protects.
+than stopping the manager. docs/security.md tells what this protects. The built-in
+lifecycle workflows (`dalsegno.lifecycle`) are always served.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dalsegno.engine.references import load_source, normalize
+from dalsegno.engine.references import load_source, normalize, resolve_workflow
+from dalsegno.lifecycle import WORKFLOWS
 from dalsegno.model.definitions import WorkflowDefinition, workflow_definition
 from dalsegno.model.errors import RefusedError
 from dalsegno.service.params import describe, type_hints
@@ -76,11 +78,17 @@ class AllowedWorkflow:
 class AllowedWorkflows:
     """The allow-list: the workflows found in the SPECs, by every reference naming them."""
 
-    def __init__(self, workflows: Iterable[AllowedWorkflow], skipped: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workflows: Iterable[AllowedWorkflow],
+        skipped: Sequence[str] = (),
+        built_ins: Sequence[AllowedWorkflow] = (),
+    ) -> None:
         self.workflows = list(workflows)
         self.skipped = list(skipped)  # files of the default directory that did not import
+        self.built_ins = list(built_ins)  # served too, listed apart (`built_in`)
         self._by_reference: dict[str, AllowedWorkflow] = {}
-        for found in self.workflows:
+        for found in [*self.workflows, *self.built_ins]:
             for reference in (found.reference, *found.aliases):
                 self._by_reference.setdefault(reference, found)
 
@@ -100,7 +108,7 @@ class AllowedWorkflows:
                         raise
                     skipped.append(str(exc))
                     log.warning("%s (skipped: start the manager with --workflows)", exc)
-        return cls(found, skipped)
+        return cls(found, skipped, built_in())
 
     def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]:
         """The workflow `reference` names, if this manager serves it; nothing is imported."""
@@ -113,6 +121,17 @@ class AllowedWorkflows:
             )
             raise RefusedError(msg)
         return allowed.function, allowed.definition
+
+
+def built_in() -> list[AllowedWorkflow]:
+    """The built-in lifecycle workflows (docs/lifecycle.md): every manager serves them,
+    by their reference (`dalsegno.lifecycle:install`) and their defining module's."""
+    found = []
+    for reference in WORKFLOWS.values():
+        func, definition = resolve_workflow(reference)
+        own = f"{func.__module__}:{func.__name__}"
+        found.append(_describe(func, definition, [reference, own], "dalsegno.lifecycle"))
+    return found
 
 
 def _sources(spec: str) -> list[str]:

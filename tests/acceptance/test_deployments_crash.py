@@ -225,3 +225,54 @@ def test_two_executions_of_one_deployment_queue(
     assert {i.runtime_properties.get("backup") for i in deployments.get("d").instances} == {
         "nightly"
     }
+
+
+def test_a_crash_between_an_operation_and_its_commit_leaves_the_instance_as_it_was(
+    home: Path,
+    store: Store,
+    service: ExecutionService,
+    deployments: DeploymentService,
+    manager: Callable[[], subprocess.Popen[str]],
+    log: Path,
+) -> None:
+    """The manager SIGKILLs itself after `create` of the database returned (its runtime
+    properties changed in memory), before the success is committed: the instance keeps its
+    `creating` state and no runtime property; the takeover fails the interrupted create
+    (not resumable), a person's resume runs it again, and the install completes."""
+    execution = service.create("install", {}, deployment="d")
+    crashed = manager_with(home, DALSEGNO_CRASH_AT="after_operation:db_000000.create")
+    assert crashed.wait(60) == KILLED
+    assert ["create", "db_000000"] in [line[:2] for line in deploy_kit.lines(log)]
+    db = store.get_instances(["db_000000"])["db_000000"]
+    assert (db.state, db.runtime_properties) == (InstanceState.CREATING, {})
+    task = next(t for t in store.list_tasks(execution.id) if t.key == "db_000000.create")
+    assert task.status == "started"
+
+    taken = run_cli(home, "executions", "resume", execution.id, timeout=60, **SLOW)
+    assert taken.returncode == 1, taken.stdout  # the takeover fails the interrupted create
+    assert status(store, execution.id) is E.FAILED
+    assert "operation not resumable: db_000000.create" in (
+        store.get_execution(execution.id).error or ""
+    )  # type: ignore[union-attr]
+    done = run_cli(home, "executions", "resume", execution.id, timeout=60, **SLOW)
+    assert done.returncode == 0, done.stderr
+    db = store.get_instances(["db_000000"])["db_000000"]
+    assert db.state is InstanceState.STARTED
+    assert db.runtime_properties["address"] == "10.0.0.9"
+    creates = [line[1] for line in deploy_kit.lines(log) if line[0] == "create"]
+    assert creates.count("db_000000") == 2
+    allowed = interrupted_creates(store, execution.id)  # others were in flight at the kill
+    assert allowed["db_000000"] == 1
+    assert all(count <= 1 + allowed[key] for key, count in Counter(creates).items())
+    assert {i.state for i in deployments.get("d").instances} == {InstanceState.STARTED}
+
+
+def manager_with(home: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=WORKFLOWS,
+        env=cli_env(home, **SLOW, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )

@@ -8,7 +8,17 @@ from dalsegno.engine.lease import lease_timeout
 from dalsegno.engine.references import reference_of
 from dalsegno.engine.resume import PlannedSubgraph, PlannedTask, ResumePlan
 from dalsegno.engine.runner import EngineConfig, Outcome
+from dalsegno.lifecycle import WORKFLOWS as LIFECYCLE_WORKFLOWS
+from dalsegno.model.blueprints import (
+    BlueprintRecord,
+    DeploymentRecord,
+    InstanceLink,
+    InstanceState,
+    NodeInstance,
+)
 from dalsegno.model.records import EventRecord, ExecutionRecord, NewEvent, TaskRecord
+from dalsegno.service.blueprints import BlueprintService
+from dalsegno.service.deployments import DeploymentService, DeploymentView
 from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store import default_home, redacted
 
@@ -55,11 +65,20 @@ def open_service_with(store_url: str, config: EngineConfig) -> ExecutionService:
 
 
 __all__ = [
+    "LIFECYCLE_WORKFLOWS",
+    "BlueprintRecord",
+    "BlueprintService",
+    "DeploymentRecord",
+    "DeploymentService",
+    "DeploymentView",
     "EngineConfig",
     "EventRecord",
     "ExecutionRecord",
     "ExecutionService",
+    "InstanceLink",
+    "InstanceState",
     "NewEvent",
+    "NodeInstance",
     "Outcome",
     "PlannedSubgraph",
     "PlannedTask",

@@ -35,7 +35,12 @@ from dalsegno.model.states import (
     TakeUp,
     can_move_execution,
 )
-from dalsegno.service.deployments import against_deployment, lifecycle_reference
+from dalsegno.service.blueprints import BlueprintService
+from dalsegno.service.deployments import (
+    DeploymentService,
+    against_deployment,
+    lifecycle_reference,
+)
 from dalsegno.service.housekeeping import ExecutionHousekeeping
 from dalsegno.service.pages import MAX_EVENTS
 from dalsegno.service.params import check_params as params_fitting
@@ -66,6 +71,17 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
     def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
         self.store = store
         self.config = config or EngineConfig()
+
+    @property
+    def blueprints(self) -> BlueprintService:
+        """Blueprints on this service's store (docs/lifecycle.md)."""
+        return BlueprintService(self.store)
+
+    @property
+    def deployments(self) -> DeploymentService:
+        """Deployments on this service's store; start a lifecycle workflow against one
+        with `start`/`create(..., deployment=ID)` (docs/lifecycle.md)."""
+        return DeploymentService(self.store)
 
     @property
     def lifecycle(self) -> Lifecycle:

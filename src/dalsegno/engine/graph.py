@@ -33,6 +33,7 @@ TASK_OPTIONS = ("key", "agent", "retries", "retry_interval", "timeout", "kwargs"
 # the keys of `options={...}`: task options added after the first release (docs/interface.md)
 EXTRA_OPTIONS = ("on_failure", "instance")
 FAILURE_POLICIES = ("fail", "ignore")
+INSTANCE_STATES = frozenset(state.value for state in InstanceState)
 
 
 class _Unset:
@@ -539,13 +540,12 @@ def _binding(name: str, given: Any) -> str | None:
     (`InstanceBinding`), checked, as the JSON stored with the task."""
     if given is None:
         return None
-    states = {state.value for state in InstanceState}
     try:
         if not isinstance(given, dict) or not isinstance(given.get("instance"), str):
             raise TypeError
         binding = InstanceBinding.from_json(given)
         for state in (binding.starting, binding.success):
-            if state is not None and state not in states:
+            if state is not None and state not in INSTANCE_STATES:
                 raise TypeError
         for other in (binding.source, binding.target):
             if other is not None and not isinstance(other, str):

@@ -14,7 +14,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from dalsegno.model.blueprints import (
     Blueprint,
@@ -336,25 +347,65 @@ class Deployments:
         return conn.execute(select(table.c.id).where(table.c.id == key)).first() is not None
 
 
+# One statement for every instance of a batch: a state and runtime properties, each kept
+# when not given (NULL).
+_INSTANCE_UPDATE = (
+    update(t.node_instances)
+    .where(t.node_instances.c.id == bindparam("b_id"))
+    .values(
+        state=func.coalesce(bindparam("b_state", type_=String), t.node_instances.c.state),
+        runtime_properties=func.coalesce(
+            bindparam("b_properties", type_=Text), t.node_instances.c.runtime_properties
+        ),
+        version=t.node_instances.c.version + 1,
+        updated_at=bindparam("b_now", type_=Float),
+    )
+)
+
+
 def write_instance_changes(conn: Connection, changes: Sequence[InstanceChange]) -> None:
-    """Apply `changes` in the caller's transaction (the owner's batch, `Tasks.apply`): a
-    new state, and runtime properties set or removed key by key on the stored ones; every
-    write bumps the version. An instance removed since (a scale down) is skipped."""
-    i = t.node_instances.c
-    now = clock()
+    """Apply `changes` in the caller's transaction (the owner's batch, `Tasks.apply`), in
+    their order: a new state, and runtime properties set or removed key by key on the
+    stored ones; every write bumps the version. An instance removed since (a scale down)
+    is skipped. One read of the properties changed and one update, for the whole batch."""
+    folded: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    gone = object()
     for change in changes:
-        values: dict[str, Any] = {"updated_at": now, "version": i.version + 1}
-        if change.state is not None:
-            values["state"] = InstanceState(change.state).value
-        if change.set_properties or change.unset_properties:
-            stored = conn.execute(
-                select(i.runtime_properties).where(i.id == change.instance_id).with_for_update()
-            ).scalar()
-            if stored is None:
+        state, keys = folded.get(change.instance_id, (None, {}))
+        for key in change.unset_properties:
+            keys[key] = gone
+        keys.update(change.set_properties)
+        folded[change.instance_id] = (change.state or state, keys)
+    i = t.node_instances.c
+    wanted = [key for key, (_, keys) in folded.items() if keys]
+    stored: dict[str, str] = {}
+    if wanted:
+        stored = dict(
+            conn.execute(
+                select(i.id, i.runtime_properties).where(i.id.in_(wanted)).with_for_update()
+            ).all()
+        )
+    now = clock()
+    rows = []
+    for instance_id, (state, keys) in folded.items():
+        properties = None
+        if keys:
+            if instance_id not in stored:
                 continue
-            properties = json.loads(stored)
-            for key in change.unset_properties:
-                properties.pop(key, None)
-            properties.update(change.set_properties)
-            values["runtime_properties"] = json.dumps(properties, allow_nan=False)
-        conn.execute(update(t.node_instances).where(i.id == change.instance_id).values(values))
+            merged = json.loads(stored[instance_id])
+            for key, value in keys.items():
+                if value is gone:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            properties = json.dumps(merged, allow_nan=False)
+        rows.append(
+            {
+                "b_id": instance_id,
+                "b_state": None if state is None else InstanceState(state).value,
+                "b_properties": properties,
+                "b_now": now,
+            }
+        )
+    if rows:
+        conn.execute(_INSTANCE_UPDATE, rows)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dalsegno.blueprints import resolve_value
@@ -24,11 +23,9 @@ from dalsegno.model.blueprints import (
     Blueprint,
     DeploymentRecord,
     InstanceBinding,
-    InstanceLink,
     NodeInstance,
 )
 from dalsegno.model.records import InstanceChange
-from dalsegno.store.deployment_records import DeploymentStore
 
 
 class NodeView:
@@ -188,35 +185,3 @@ def changes_from_json(data: list[dict[str, Any]]) -> list[InstanceChange]:
         )
         for item in data
     ]
-
-
-class WorkflowDeployment:
-    """`ctx.deployment` in a workflow run against a deployment: its id, inputs and
-    blueprint (read when the run is taken up), its instances as stored now, and the one
-    write a workflow makes to it, a scale's (`change_instances`)."""
-
-    def __init__(self, store: DeploymentStore, record: DeploymentRecord, blueprint: Blueprint):
-        self._store = store
-        self.id = record.id
-        self.blueprint_id = record.blueprint_id
-        self.inputs = record.inputs
-        self.lock_key = record.lock_key
-        self.blueprint = blueprint
-
-    @property
-    def instances(self) -> list[NodeInstance]:
-        """The deployment's node instances as stored now, in their planned order."""
-        return self._store.list_instances(self.id)
-
-    def change_instances(
-        self,
-        added: Sequence[NodeInstance] = (),
-        removed: Sequence[str] = (),
-        new_links: Mapping[str, Sequence[InstanceLink]] | None = None,
-        dropped_links: Mapping[str, Sequence[InstanceLink]] | None = None,
-    ) -> None:
-        """Add and remove instances and links, in one transaction (a scale)."""
-        self._store.change_instances(self.id, added, removed, new_links, dropped_links)
-
-    def __repr__(self) -> str:
-        return f"<deployment {self.id}>"

@@ -8,7 +8,6 @@ heartbeat thread renews the lease and looks for a cancel while the graph is quie
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -24,15 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dalsegno.engine import events, store_health
 from dalsegno.engine.attempts import Completion, describe, run_operation, with_changes
 from dalsegno.engine.context import EventLogger, OperationContext, WorkflowContext
+from dalsegno.engine.deployments import DeploymentReads
 from dalsegno.engine.graph import Graph
-from dalsegno.engine.instances import WorkflowDeployment, attach, view_json
+from dalsegno.engine.instances import attach
 from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, resolve_operation
 from dalsegno.engine.scheduler import GraphRun
-from dalsegno.model.blueprints import Blueprint, DeploymentRecord, InstanceBinding
 from dalsegno.model.errors import (
     DalsegnoError,
     GraphError,
@@ -173,7 +172,7 @@ class ExecutionRun:
         self._last_renewal = time.monotonic()
         self._heartbeat: threading.Thread | None = None
         # the deployments (with their blueprints) lifecycle tasks act on, read once a run
-        self._deployments: dict[str, tuple[DeploymentRecord, Blueprint]] = {}
+        self._deployments = DeploymentReads(store)
 
     # the whole run ---------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class ExecutionRun:
             if self.cancel_mode is not None:
                 raise ExecutionCancelled
             if self.deployment_id is not None:
-                ctx.deployment = self._workflow_deployment(self.deployment_id)
+                ctx.deployment = self._deployments.workflow(self.deployment_id)
             func(ctx, **params)
         except ExecutionCancelled:
             return E.CANCELLED, None
@@ -226,23 +225,6 @@ class ExecutionRun:
             self._logs.append(NewEvent("log", trace, level="error", created_at=time.time()))
             return E.FAILED, describe(exc)
         return E.COMPLETED, None
-
-    def _workflow_deployment(self, deployment_id: str) -> WorkflowDeployment:
-        return WorkflowDeployment(self.store, *self._deployment(deployment_id))
-
-    def _deployment(self, deployment_id: str) -> tuple[DeploymentRecord, Blueprint]:
-        """A deployment and its blueprint, read once a run (neither changes)."""
-        found = self._deployments.get(deployment_id)
-        if found is None:
-            deployment = self.store.get_deployment(deployment_id)
-            stored = None
-            if deployment is not None:
-                stored = self.store.get_blueprint(deployment.blueprint_id)
-            if deployment is None or stored is None:
-                msg = f"deployment {deployment_id} does not exist (any more)"
-                raise NotFoundError(msg)
-            found = self._deployments[deployment_id] = (deployment, stored.blueprint)
-        return found
 
     def finish(self, status: ExecutionState, error: str | None) -> Outcome:
         """Move the execution to its end state and release the lease, in one commit."""
@@ -483,16 +465,10 @@ class ExecutionRun:
 
     def _lifecycle_view(self, task: TaskRecord, attempt: int) -> dict[str, Any] | Completion:
         """What a lifecycle task's operation sees (`dalsegno.engine.instances`), read from
-        the store now; a failed attempt (recoverable) when it cannot be read."""
+        the store now; else a failed attempt (recoverable unless something is gone)."""
         assert task.instance is not None
         try:
-            binding = InstanceBinding.from_json(json.loads(task.instance))
-            instances = self.store.get_instances(binding.instance_ids)
-            own = instances.get(binding.instance)
-            if own is None:
-                msg = f"node instance {binding.instance} does not exist (any more)"
-                return Completion(task.id, attempt, False, None, msg, None, False)
-            return view_json(binding, instances, *self._deployment(own.deployment_id))
+            return self._deployments.task_view(task.instance)
         except NotFoundError as exc:
             return Completion(task.id, attempt, False, None, str(exc), None, False)
         except Exception as exc:  # noqa: BLE001 - the attempt fails; a retry reads again

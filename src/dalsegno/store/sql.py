@@ -8,7 +8,8 @@
 - `dalsegno.store.tasks`: graphs, tasks, attempts, the owner's batches
 - `dalsegno.store.reads`, `dalsegno.store.agents`: the web UI's reads, the agent queue
 - `dalsegno.store.access`: tokens and web UI sessions
-- `dalsegno.store.deployments`: blueprints, deployments and node instances
+- `dalsegno.store.deployments`, `dalsegno.store.instances`: blueprints, deployments and
+  node instances
 
 Backends subclass `SQLStore` and override only how their engines are made and how they
 ride out faults.
@@ -19,10 +20,11 @@ from __future__ import annotations
 from dalsegno.store.access import AccessQueries
 from dalsegno.store.agents import AgentQueue
 from dalsegno.store.deployments import Deployments
+from dalsegno.store.instances import NodeInstances
 from dalsegno.store.leases import Leases
 from dalsegno.store.reads import StoreReads
 from dalsegno.store.tasks import Tasks
 
 
-class SQLStore(Leases, Tasks, StoreReads, AgentQueue, AccessQueries, Deployments):
+class SQLStore(Leases, Tasks, StoreReads, AgentQueue, AccessQueries, Deployments, NodeInstances):
     """A `Store` on two SQLAlchemy engines: one for writes, one for reads."""

@@ -30,8 +30,8 @@ from dalsegno.model.states import (
 )
 from dalsegno.store import tables as t
 from dalsegno.store.core import load_subgraphs
-from dalsegno.store.deployments import write_instance_changes
 from dalsegno.store.executions import Executions
+from dalsegno.store.instances import write_instance_changes
 from dalsegno.store.reads import attempt_of
 from dalsegno.store.retry import retried
 from dalsegno.store.statements import TASK_STATES, clock

@@ -31,6 +31,8 @@ class Action(StrEnum):
     AWAITED = "awaited"  # on an agent: its result is awaited, it is not sent twice
     FAIL = "fail"  # interrupted and not resumable: fails at the take-up
     FAILED = "failed"  # failed, and nothing resets it: stays failed
+    HELD = "held"  # inside a subgraph that failed: never starts, stays as it is
+    RETRY = "retry"  # a subgraph with a task inside that fails at the take-up: retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,81 @@ def subgraph_fate(
             return Fate(Action.FAILED, "failed (ignored): stays failed, its dependents run")
         return Fate(Action.FAILED, "failed: stays failed and blocks its dependents")
     return Fate(Action.RUN, f"runs as a unit (retry count {retries}/{limit} kept)")
+
+
+@dataclass(frozen=True, slots=True)
+class SubgraphFound:
+    """A subgraph as a take-up finds it, after the resume's resets."""
+
+    parent: str | None
+    status: str
+    retries: int
+    max_retries: int
+    on_failure: str
+
+
+def subgraph_failures(
+    subs: dict[str, SubgraphFound], failing: dict[str, str]
+) -> tuple[dict[str, Fate], dict[str, str]]:
+    """What a take-up does to the subgraphs that fail as it starts (docs/design.md,
+    "Subgraphs and failure policies"), as `dalsegno.engine.subgraphs.Groups` does it.
+
+    `failing`: each subgraph (innermost) with a task inside that fails at the take-up
+    (`fail` or `failed`, its policy `fail`), and that task. A subgraph found `failed`
+    applies its policy again. Then, outer subgraphs first, each `pending` one retries
+    (every task and subgraph inside reset, its retry count up by one) or, out of retries,
+    fails, and its policy applies to the one it is in; one inside a subgraph that failed
+    starts nothing and stays as it is. Returns the fates that replace `subgraph_fate`'s and
+    each subgraph's state once the take-up began.
+    """
+    status = {key: sub.status for key, sub in subs.items()}
+    retries = {key: sub.retries for key, sub in subs.items()}
+    fates: dict[str, Fate] = {}
+    waiting: dict[str, str] = {}
+
+    def chain(key: str | None) -> list[str]:
+        found = []
+        while key is not None:
+            found.append(key)
+            key = subs[key].parent
+        return found
+
+    def applies(key: str) -> None:
+        parent = subs[key].parent
+        if subs[key].on_failure != "ignore" and parent is not None and status[parent] == "pending":
+            waiting.setdefault(parent, f"subgraph '{key}'")
+
+    for key, culprit in failing.items():
+        if status[key] == SUB_PENDING:
+            waiting.setdefault(key, culprit)
+    for key in subs:
+        if status[key] == SUB_FAILED:
+            applies(key)
+    while waiting:
+        for key in sorted(waiting, key=lambda found: len(chain(found))):  # outer first
+            culprit = waiting.pop(key, "")
+            if not culprit or any(status[k] != SUB_PENDING for k in chain(subs[key].parent)):
+                continue
+            limit = "unlimited" if subs[key].max_retries < 0 else str(subs[key].max_retries)
+            if subs[key].max_retries >= 0 and retries[key] >= subs[key].max_retries:
+                status[key] = SUB_FAILED
+                fates[key] = Fate(
+                    Action.FAIL,
+                    f"{culprit} fails at the take-up: out of retries ({retries[key]}/{limit})",
+                )
+                applies(key)
+                continue
+            retries[key] += 1
+            fates[key] = Fate(
+                Action.RETRY,
+                f"{culprit} fails at the take-up: retry {retries[key]}/{limit}, every task "
+                "inside reset to pending, then run",
+            )
+            for inner in (found for found in subs if key in chain(subs[found].parent)):
+                waiting.pop(inner, "")
+                status[inner], retries[inner] = SUB_PENDING, 0
+                fates[inner] = Fate(Action.RESET, f"inside '{key}', which retries: reset with it")
+    return fates, status
 
 
 def interrupted_on_agent(agent: str, key: str, operation: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dalsegno.engine.fates import (
     SUB_FAILED,
@@ -17,10 +17,12 @@ from dalsegno.engine.fates import (
     Action,
     Fate,
     Resumability,
+    SubgraphFound,
     fate,
     operation_resumability,
     resets,
     simulated,
+    subgraph_failures,
     subgraph_fate,
     subgraph_resets,
     where_it_runs,
@@ -151,6 +153,7 @@ def plan_resume(
     )
     if not workflow_resumable:
         return plan
+    graphs = list(graphs)
     in_reset = _plan_subgraphs(plan, graphs, kind, detail)
     for task in tasks:
         whole = bool(in_reset) and (task.graph, task.subgraph) in in_reset
@@ -193,7 +196,76 @@ def plan_resume(
             )
             name = task.key if task.graph == "main" else f"{task.graph}/{task.key}"
             plan.reset_keys.append(name)
+    if detail:
+        for graph in graphs:
+            if graph.subgraphs:
+                _plan_failures(plan, graph)
     return plan
+
+
+def _plan_failures(plan: ResumePlan, graph: StoredGraph) -> None:
+    """The subgraphs that fail as the take-up starts (`subgraph_failures`), and what that
+    does to the tasks inside: reset and run again by a retry, or held by a failure."""
+    planned = {
+        sub.key: index for index, sub in enumerate(plan.subgraphs) if sub.graph == graph.name
+    }
+    found: dict[str, SubgraphFound] = {}
+    for sub in graph.subgraphs:
+        reset = plan.subgraphs[planned[sub.key]].action == Action.RESET.value
+        found[sub.key] = SubgraphFound(
+            sub.parent,
+            SUB_PENDING if reset else sub.status,
+            0 if reset else sub.retries,
+            sub.max_retries,
+            sub.on_failure,
+        )
+    stored = {task.key: task for task in graph.tasks}
+    lines = {line.key: index for index, line in enumerate(plan.tasks) if line.graph == graph.name}
+    failing: dict[str, str] = {}
+    for key, index in lines.items():
+        task = stored[key]
+        if (
+            task.subgraph is not None
+            and task.on_failure != "ignore"
+            and plan.tasks[index].action in (Action.FAIL.value, Action.FAILED.value)
+        ):
+            failing.setdefault(task.subgraph, f"task '{key}'")
+    fates, status = subgraph_failures(found, failing)
+    for key, changed in fates.items():
+        index = planned[key]
+        plan.subgraphs[index] = replace(
+            plan.subgraphs[index], action=changed.action.value, reason=changed.reason
+        )
+    retried = {key for key, changed in fates.items() if changed.action is Action.RETRY}
+    failed = {key for key, state in status.items() if state == SUB_FAILED}
+    for key, index in lines.items():
+        chain = _chain(stored[key].subgraph, graph.subgraphs)
+        line = plan.tasks[index]
+        again = next((sub for sub in chain if sub in retried), None)
+        if again is not None:
+            first = "fails at the take-up, then " if line.action == Action.FAIL.value else ""
+            reason = f"{line.status}: {first}its subgraph '{again}' retries: reset, then run"
+            plan.tasks[index] = replace(line, action=Action.RESET.value, reason=reason)
+            continue
+        held = next((sub for sub in chain if sub in failed), None)
+        if held is not None and line.action in (
+            Action.RUN.value,
+            Action.RERUN.value,
+            Action.RESET.value,
+        ):
+            was = " (reset to pending first)" if line.action == Action.RESET.value else ""
+            reason = f"{line.status}: its subgraph '{held}' failed: it does not start{was}"
+            plan.tasks[index] = replace(line, action=Action.HELD.value, reason=reason)
+
+
+def _chain(key: str | None, subgraphs: list[SubgraphRecord]) -> list[str]:
+    """`key` and the subgraphs it is nested in, innermost first."""
+    parents = {sub.key: sub.parent for sub in subgraphs}
+    found = []
+    while key is not None:
+        found.append(key)
+        key = parents[key]
+    return found
 
 
 def _plan_subgraphs(

@@ -111,7 +111,8 @@ class GraphRun:
                 due = now_mono + max(0.0, (task.next_run_at or now_wall) - now_wall)
                 heapq.heappush(self._timers, (due, task.id))
             elif action is Action.RUN:
-                if task.id not in self._waiting:
+                held = self.groups is not None and self.groups.held(task.subgraph)
+                if task.id not in self._waiting and not held:  # a retry due queues it
                     self._ready.append((task.id, False))
             elif self._interrupted(task, action is Action.RERUN, placed.reason, now_wall):
                 failed.append(task.id)  # a manager-side operation interrupted while it ran

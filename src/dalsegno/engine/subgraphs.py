@@ -61,7 +61,7 @@ class Groups:
             yield key
             key = self.subs[key].parent
 
-    def held(self, key: str) -> bool:
+    def held(self, key: str | None) -> bool:
         """Whether the tasks of subgraph `key` may not start now: it (or one it is in)
         fails, waits for its retry, or failed."""
         for found in self.chain(key):
@@ -100,6 +100,8 @@ class Groups:
                 if culprit is None:
                     continue  # reset by the retry of a subgraph it is in
                 sub = self.subs[key]
+                if any(self.subs[found].status != PENDING for found in self.chain(sub.parent)):
+                    continue  # in one that failed: nothing inside starts; it stays as it is
                 if forever(sub.max_retries) or sub.retries < sub.max_retries:
                     self._retry(key, culprit)
                 else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from dalsegno.model.records import StoredGraph, SubgraphRecord
 from dalsegno.model.states import TaskState
 from dalsegno.service.reads import TaskRecord
 from dalsegno.ui.layout import NODE_WIDTH, columns, label, lay_out
@@ -162,3 +165,122 @@ def test_a_graph_of_groups_counts_states_and_opens_one_group_in_place() -> None:
     for node in opened.nodes:  # drawn inside their frame
         assert frame.x <= node.x and node.x + NODE_WIDTH <= frame.x + frame.width
         assert frame.y <= node.y and node.y <= frame.y + frame.height
+
+
+# subgraphs -------------------------------------------------------------------------------
+
+
+def nested_graph(sub_status: str = "pending", inner_status: str = "pending") -> StoredGraph:
+    """a -> S{ b -> C{ c, d } -> e } -> f, each task pending but `b` succeeded."""
+    from dataclasses import replace
+
+    tasks = [
+        task(1, "a", "succeeded"),
+        replace(task(2, "b", "succeeded"), subgraph="S"),
+        replace(task(3, "c"), subgraph="C"),
+        replace(task(4, "d"), subgraph="C"),
+        replace(task(5, "e"), subgraph="S"),
+        task(6, "f"),
+    ]
+    subs = [
+        SubgraphRecord("S", None, 3, 0.0, status=sub_status, retries=1),
+        SubgraphRecord("C", "S", 0, 0.0, on_failure="ignore", status=inner_status),
+    ]
+    node_edges = [("S", "a"), ("f", "S"), ("C", "b"), ("e", "C")]
+    return StoredGraph(1, "main", tasks, [], subs, node_edges)
+
+
+def encloses(box: Any, x: int, y: int, width: int, height: int) -> bool:
+    return (
+        box.x <= x and x + width <= box.x + box.width
+        and box.y <= y and y + height <= box.y + box.height
+    )  # fmt: skip
+
+
+def test_a_subgraph_is_a_box_around_its_tasks_and_a_nested_one_inside_its_parent() -> None:
+    from dalsegno.ui.layout import NODE_HEIGHT
+    from dalsegno.ui.subgraphs import Nested, lay_out_nested
+
+    drawing = lay_out_nested(Nested.of(nested_graph()))
+    boxes = {box.key: box for box in drawing.boxes}
+    nodes = {node.key: node for node in drawing.nodes}
+    assert [box.key for box in drawing.boxes] == ["S", "C"]  # outer first: drawn behind
+    assert set(nodes) == {"a", "b", "c", "d", "e", "f"}
+    inside = {"S": {"b", "c", "d", "e"}, "C": {"c", "d"}}
+    for key, box in boxes.items():
+        for name, node in nodes.items():
+            drawn_in = encloses(box, node.x, node.y, NODE_WIDTH, NODE_HEIGHT)
+            assert drawn_in == (name in inside[key]), (key, name)
+    outer, inner = boxes["S"], boxes["C"]
+    assert encloses(outer, inner.x, inner.y, inner.width, inner.height)
+    # every arrow points right; those from and to a subgraph leave and enter its box
+    assert len(drawing.arrows) == 4
+    ends = {(a.path.split()[0], a.path.split()[-1]) for a in drawing.arrows}
+    a, f = nodes["a"], nodes["f"]
+    middle = outer.y + outer.height // 2
+    assert (f"M{a.x + NODE_WIDTH},{a.y + 15}", f"{outer.x - 4},{middle}") in ends
+    assert (
+        f"M{outer.x + outer.width},{outer.y + outer.height // 2}",
+        f"{f.x - 4},{f.y + 15}",
+    ) in ends
+    assert a.x + NODE_WIDTH < outer.x and outer.x + outer.width < f.x
+    assert nodes["b"].x + NODE_WIDTH < inner.x < inner.x + inner.width < nodes["e"].x
+    assert all(n.x + NODE_WIDTH <= drawing.width and n.y <= drawing.height for n in nodes.values())
+
+
+def test_a_box_says_its_subgraphs_state_and_retries() -> None:
+    from dalsegno.ui.subgraphs import Nested, lay_out_nested
+
+    boxes = {b.key: b for b in lay_out_nested(Nested.of(nested_graph("retrying"))).boxes}
+    assert boxes["S"].text == "S · retrying · retry 1/3"
+    assert boxes["S"].css == "rescheduled"
+    assert boxes["C"].text == "C · pending"  # no retries: no retry count
+    failed = {b.key: b for b in lay_out_nested(Nested.of(nested_graph("pending", "failed"))).boxes}
+    assert failed["C"].text == "C · failed (ignored)"
+    assert failed["S"].text == "S · running · retry 1/3"  # b succeeded, the rest to run
+
+
+def test_at_scale_a_subgraph_is_one_group_with_its_counts_and_opens_with_its_boxes() -> None:
+    from dataclasses import replace
+
+    from dalsegno.ui.graphs import execution_view
+    from dalsegno.ui.layout import NODE_HEIGHT
+
+    # 150 before -> S{ 100 tasks, C{ 100 tasks } } -> 150 after: 500 tasks
+    tasks = [task(i, f"pre{i:03d}", "succeeded") for i in range(150)]
+    tasks += [replace(task(150 + i, f"s{i:03d}", "failed" if i == 7 else "succeeded"),
+                      subgraph="S") for i in range(100)]  # fmt: skip
+    tasks += [replace(task(250 + i, f"c{i:03d}"), subgraph="C") for i in range(100)]
+    tasks += [task(350 + i, f"post{i:03d}") for i in range(150)]
+    subs = [
+        SubgraphRecord("S", None, 2, 0.0, status="failed", retries=2, error="task 's007'"),
+        SubgraphRecord("C", "S", 0, 0.0),
+    ]
+    edges = [(i, i - 1) for i in range(1, 150)] + [(i, i - 1) for i in range(351, 500)]
+    node_edges = [("S", "pre149"), ("post000", "S"), ("C", "s099")]
+    stored = StoredGraph(1, "main", tasks, edges, subs, node_edges)
+    view = execution_view({"main": stored}).graphs[0]
+    assert view.groups is not None and view.drawing is not None
+    frames = {frame.key: frame for frame in view.drawing.frames}
+    sub = frames["S:S"]  # the whole subgraph, nested one included, is one node
+    assert sub.total == 200 and sub.counts["failed"] == 1 and sub.counts["succeeded"] == 99
+    assert sub.worst == "failed" and not sub.expanded
+    assert sub.note == "failed · retry 2/2"
+    assert view.drawing.nodes == [] and view.drawing.boxes == []
+    # the groups before it are to its left, those after it to its right: no group holds
+    # tasks from both sides
+    for key, frame in frames.items():
+        if key != "S:S":
+            first = frame.first
+            assert (frame.x < sub.x) == first.startswith("pre"), key
+    opened = execution_view({"main": stored}, expand={"main": {"S:S"}}).graphs[0].drawing
+    assert opened is not None
+    frame = next(f for f in opened.frames if f.key == "S:S")
+    assert frame.expanded and len(opened.nodes) == 200
+    [inner] = opened.boxes
+    assert inner.key == "C"
+    assert encloses(frame, inner.x, inner.y, inner.width, inner.height)
+    for node in opened.nodes:
+        assert encloses(frame, node.x, node.y, NODE_WIDTH, NODE_HEIGHT)
+        in_c = encloses(inner, node.x, node.y, NODE_WIDTH, NODE_HEIGHT)
+        assert in_c == node.key.startswith("c"), node.key

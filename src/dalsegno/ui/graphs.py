@@ -23,6 +23,7 @@ from dalsegno.service.reads import StoredGraph, TaskRecord
 from dalsegno.ui.groups import Group, counts_of, group_tasks, lay_out_groups, worst
 from dalsegno.ui.layout import Drawing, lay_out
 from dalsegno.ui.rendering import TASK_STATES
+from dalsegno.ui.subgraphs import Nested, box_text, lay_out_nested, live_boxes, retry_text, state_of
 
 DRAW_LIMIT = 300
 PAGE_DRAW_LIMIT = 600
@@ -86,7 +87,13 @@ def groups_of(stored: StoredGraph) -> list[Group]:
         if found is not None:
             _GROUPS.move_to_end(key)
             return found
-    found = group_tasks(stored.tasks, stored.edges)
+    if stored.subgraphs:  # each outermost subgraph is a group, one node among the layers
+        nested = Nested.of(stored)
+        found = group_tasks(
+            stored.tasks, nested.task_edges(), lambda task: nested.top(task.subgraph)
+        )
+    else:
+        found = group_tasks(stored.tasks, stored.edges)
     with _GROUPS_LOCK:
         _GROUPS[key] = found
         while len(_GROUPS) > GROUPS_KEPT:
@@ -132,11 +139,7 @@ def execution_view(
         else:
             drawn += size
         if draw:
-            view.drawing = (
-                lay_out(stored.tasks, stored.edges)
-                if view.groups is None
-                else lay_out_groups(view.groups, stored.tasks, stored.edges, view.expanded)
-            )
+            view.drawing = _draw(stored, view)
         views.append(view)
     everything = [task for stored in graphs.values() for task in stored.tasks]
     lowered = query.lower()
@@ -171,6 +174,39 @@ def execution_view(
     )
 
 
+def _draw(stored: StoredGraph, view: GraphView) -> Drawing:
+    """A graph's picture: task by task (its subgraphs as boxes around their tasks), or as
+    groups (each outermost subgraph one group, its boxes drawn inside once it is open)."""
+    if not stored.subgraphs:
+        if view.groups is None:
+            return lay_out(stored.tasks, stored.edges)
+        return lay_out_groups(view.groups, stored.tasks, stored.edges, view.expanded)
+    nested = Nested.of(stored)
+    if view.groups is None:
+        return lay_out_nested(nested)
+    return lay_out_groups(
+        view.groups,
+        stored.tasks,
+        nested.task_edges(),
+        view.expanded,
+        lambda group, origin: lay_out_nested(
+            nested, group.key.removeprefix("S:"), origin, group.key
+        ),
+        _notes(nested),
+    )
+
+
+def _notes(nested: Nested) -> dict[str, str]:
+    """What the group of each outermost subgraph says under its label: its state and its
+    retries."""
+    found = {}
+    for key, sub in nested.subs.items():
+        if sub.parent is None:
+            state = state_of(sub, nested.members[key])
+            found[f"S:{key}"] = box_text("", state, retry_text(sub))
+    return found
+
+
 def _expandable(groups: list[Group], wanted: set[str], budget: int) -> set[str]:
     """The wanted groups that exist, as many as the page may draw tasks of."""
     found: set[str] = set()
@@ -196,8 +232,14 @@ def live_state(view: ExecutionView, graphs: dict[str, StoredGraph], status: str)
     each task drawn, the counts of each group, and where the failed tasks are."""
     tasks: dict[str, str] = {}
     groups: dict[str, dict[str, Any]] = {}
+    boxes: dict[str, dict[str, Any]] = {}
     for graph in view.graphs:
         stored = graphs[graph.name]
+        notes: dict[str, str] = {}
+        if stored.subgraphs:
+            nested = Nested.of(stored)
+            boxes.update((f"{graph.name}/{k}", v) for k, v in live_boxes(nested).items())
+            notes = _notes(nested)
         if graph.groups is None:
             tasks.update({str(task.id): task.status.value for task in stored.tasks})
             continue
@@ -205,7 +247,11 @@ def live_state(view: ExecutionView, graphs: dict[str, StoredGraph], status: str)
         for group in graph.groups:
             members = [by_id[task_id] for task_id in group.task_ids]
             counts = counts_of(members)
-            groups[f"{graph.name}/{group.key}"] = {"counts": counts, "worst": worst(counts)}
+            groups[f"{graph.name}/{group.key}"] = {
+                "counts": counts,
+                "worst": worst(counts),
+                "note": notes.get(group.key, ""),
+            }
             if group.key in graph.expanded:
                 tasks.update({str(task.id): task.status.value for task in members})
     return {
@@ -213,6 +259,7 @@ def live_state(view: ExecutionView, graphs: dict[str, StoredGraph], status: str)
         "signature": signature(view),
         "tasks": tasks,
         "groups": groups,
+        "subgraphs": boxes,
         "failed": view.failed,
         "matches": view.matches,
         "expand": view.expand,

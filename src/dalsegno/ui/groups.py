@@ -16,8 +16,9 @@ stays the same across live refreshes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from dalsegno.service.reads import TaskRecord
 from dalsegno.ui.layout import (
@@ -58,21 +59,40 @@ def group_tasks(
     edges: Sequence[tuple[int, int]],
     subgraph_of: Callable[[TaskRecord], str | None] = lambda _: None,
 ) -> list[Group]:
-    """The graph's groups, in the order of their layers."""
+    """The graph's groups, in the order of their layers.
+
+    A subgraph's group is one node among the layers, so a run of layers never holds tasks
+    both before and after it: a run closes at each layer that holds a subgraph.
+    """
     by_key: dict[str, Group] = {}
-    rest = []
+    item_of: dict[int, int | str] = {}
     for task in tasks:
         subgraph = subgraph_of(task)
         if subgraph is None:
-            rest.append(task)
+            item_of[task.id] = task.id
         else:
-            by_key.setdefault(subgraph, Group(f"S:{subgraph}", subgraph, [])).task_ids.append(
-                task.id
-            )
+            group = by_key.setdefault(subgraph, Group(f"S:{subgraph}", subgraph, []))
+            group.task_ids.append(task.id)
+            item_of[task.id] = group.key
+    layered: list[list[int | str]]
+    if by_key:
+        between: list[tuple[int | str, int | str]] = sorted(
+            {
+                (item_of[a], item_of[b])
+                for a, b in edges
+                if a in item_of and b in item_of and item_of[a] != item_of[b]
+            },
+            key=str,
+        )
+        items: list[int | str] = list(dict.fromkeys(item_of.values()))
+        layered = cast("list[list[int | str]]", layers(items, between))
+    else:
+        layered = cast("list[list[int | str]]", columns(tasks, edges))
     found = list(by_key.values())
     run: list[int] = []
     first = last = 0
-    for number, layer in enumerate(columns(rest, edges)):
+    for number, held in enumerate(layered):
+        layer = [item for item in held if isinstance(item, int)]
         if len(layer) > GROUP_LIMIT:
             found.extend(_close(run, first, last))
             run = []
@@ -84,10 +104,13 @@ def group_tasks(
         if run and len(run) + len(layer) > GROUP_LIMIT:
             found.extend(_close(run, first, last))
             run = []
-        if not run:
-            first = number
-        run.extend(layer)
-        last = number
+        if layer:
+            first = first if run else number
+            run.extend(layer)
+            last = number
+        if len(layer) < len(held):  # a subgraph is in this layer: what follows is after it
+            found.extend(_close(run, first, last))
+            run = []
     found.extend(_close(run, first, last))
     keys = {task.id: task.key for task in tasks}
     for group in found:
@@ -124,8 +147,19 @@ def lay_out_groups(
     tasks: Sequence[TaskRecord],
     edges: Sequence[tuple[int, int]],
     expanded: set[str],
+    inside: Callable[[Group, tuple[int, int]], Drawing] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Drawing:
-    """The graph of groups: a box per group, its tasks drawn inside those `expanded`."""
+    """The graph of groups: a box per group, its tasks drawn inside those `expanded`
+    (by `inside` when given: a subgraph's, with the boxes of those within), and under its
+    label the `notes` of each (a subgraph's state and retries)."""
+    notes = notes or {}
+
+    def picture(group: Group, origin: tuple[int, int]) -> Drawing:
+        if inside is not None and group.key.startswith("S:"):
+            return inside(group, origin)
+        return lay_out(members[group.key], inner[group.key], origin, group.key)
+
     by_id = {task.id: task for task in tasks}
     group_of = {task_id: group.key for group in groups for task_id in group.task_ids}
     inner: dict[str, list[tuple[int, int]]] = {group.key: [] for group in groups}
@@ -139,7 +173,7 @@ def lay_out_groups(
         else:
             between.add((to, of))
     members = {group.key: [by_id[task_id] for task_id in group.task_ids] for group in groups}
-    pictures = {key: lay_out(members[key], inner[key]) for key in members if key in expanded}
+    pictures = {group.key: picture(group, (0, 0)) for group in groups if group.key in expanded}
     sizes = {
         group.key: (
             (max(GROUP_WIDTH, pictures[group.key].width + 2 * FRAME_PAD),
@@ -159,14 +193,14 @@ def lay_out_groups(
         width, height = sizes[group.key]
         drawing.frames.append(
             Frame(group.key, group.label, len(group.task_ids), counts, group.first,
-                  group.last, worst(counts), x, y, width, height, group.key in pictures)
+                  group.last, worst(counts), x, y, width, height, group.key in pictures,
+                  notes.get(group.key, ""))
         )  # fmt: skip
         if group.key in pictures:  # laid out again, inside its frame
-            inside = lay_out(
-                members[group.key], inner[group.key], (x + FRAME_PAD, y + FRAME_HEADER), group.key
-            )
-            drawing.nodes.extend(inside.nodes)
-            drawing.arrows.extend(inside.arrows)
+            drawn = picture(group, (x + FRAME_PAD, y + FRAME_HEADER))
+            drawing.nodes.extend(drawn.nodes)
+            drawing.arrows.extend(drawn.arrows)
+            drawing.boxes.extend(drawn.boxes)
     for to, of in sorted(between):
         path = route(placement, of, sizes[of], to, sizes[to])
         drawing.arrows.append(Arrow(path, "group"))

@@ -16,9 +16,12 @@ import math
 from collections import defaultdict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dalsegno.service.reads import TaskRecord
+
+if TYPE_CHECKING:
+    from dalsegno.ui.subgraphs import Box
 
 K = TypeVar("K", bound=Hashable)
 
@@ -68,6 +71,7 @@ class Frame:
     width: int
     height: int
     expanded: bool
+    note: str = ""  # a subgraph's state and retries
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class Drawing:
     nodes: list[Node] = field(default_factory=list)
     arrows: list[Arrow] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)  # subgraphs, outer ones first
 
 
 @dataclass(slots=True)

@@ -189,6 +189,10 @@
     if (counts) {
       counts.textContent = describe(total, found.counts);
     }
+    const note = group.querySelector(".group-note");
+    if (note && found.note) {
+      note.textContent = "· " + found.note;
+    }
     let x = Number(group.dataset.x) + 10;
     group.querySelectorAll("rect.bar").forEach((bar) => {
       const width = total ? (190 * (found.counts[bar.dataset.state] || 0)) / total : 0;
@@ -231,6 +235,17 @@
       const found = state.groups[group.dataset.graph + "/" + group.dataset.group];
       if (found) {
         applyGroup(group, found);
+      }
+    });
+    graphs.querySelectorAll("g.subgraph").forEach((box) => {
+      const found = (state.subgraphs || {})[box.dataset.graph + "/" + box.dataset.subgraph];
+      if (found) {
+        swapState(box, "s-", found.state);
+        box.classList.toggle("ignored", Boolean(found.ignored));
+        const text = box.querySelector(".subgraph-label");
+        if (text && text.textContent !== found.text) {
+          text.textContent = found.text;
+        }
       }
     });
     const button = byId("goto-failed");

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dalsegno.model.blueprints import InstanceState
-from dalsegno.model.errors import ConflictError
+from dalsegno.model.errors import ConflictError, RefusedError
 from dalsegno.service.deployments import DeploymentService
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store.base import Store
@@ -156,3 +156,30 @@ def test_uninstall_ignores_failures_unless_asked_not_to(
     assert found["fdb_000000"] is S.STOPPING  # its stop failed: nothing after it ran
     assert found["fnet_000000"] is S.STARTED  # waits for db, which linked to it
     assert found["flb_000000"] is S.DELETED  # nothing waited for the db there
+
+
+def test_a_dry_run_install_changes_no_instance(
+    service: ExecutionService, deployments: DeploymentService, log: Path
+) -> None:
+    result = service.start("install", {}, deployment="d", dry_run=True)
+    assert service.find(result.execution_id).status == "completed"
+    assert set(states(deployments).values()) == {"uninitialized"}
+    assert all(i.runtime_properties == {} for i in deployments.get("d").instances)
+    assert not log.exists()  # no operation was called
+
+
+def test_a_workflow_against_no_deployment_is_refused_in_one_line(
+    service: ExecutionService, deployments: DeploymentService
+) -> None:
+    result = service.start("dalsegno.lifecycle:install", {})
+    execution = service.find(result.execution_id)
+    assert execution.status == "failed"
+    assert execution.error == "install runs against a deployment: start it with one"
+    with pytest.raises(RefusedError, match="no chosen instance has an operation 'nope'"):
+        raise_failure(service, "execute_operation", operation="nope")
+
+
+def raise_failure(service: ExecutionService, workflow: str, **params: object) -> None:
+    execution = service.find(service.start(workflow, params, deployment="d").execution_id)
+    assert execution.status == "failed"
+    raise RefusedError(execution.error or "")

@@ -97,9 +97,9 @@ def lines(log: Path) -> list[list[str]]:
 
 
 def check_order(log: Path, deployment: list[NodeInstance]) -> None:
-    """Relationship order in the log: an instance's create comes after the last start of
-    every instance it links to (install), and its delete before... (uninstall: each
-    target's delete after the last stop of every instance linking to it)."""
+    """Relationship order in the log: every `create` of an instance comes after a `start`
+    of each instance it links to (install), and no `delete` of an instance comes before
+    the first `stop` of an instance linking to it (uninstall)."""
     seen = lines(log)
     position: dict[tuple[str, str], list[int]] = {}
     for index, line in enumerate(seen):

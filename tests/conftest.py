@@ -37,6 +37,7 @@ MATRIX = (
     "acceptance/test_run_settings.py",
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",
+    "agents/test_agent_subgraphs.py",
     "faults/",
     "agents/test_exchange.py",
     "acceptance/test_agent_torture.py",

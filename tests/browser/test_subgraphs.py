@@ -91,3 +91,19 @@ def test_at_scale_a_subgraph_is_one_node_with_its_counts_that_opens_on_click(
     screenshot(page, "graph-subgraph-open")
     group.locator(".group-label").click()
     expect(members).to_have_count(0)
+
+
+def test_a_live_refresh_changes_a_subgraphs_box_in_place(page: Page, manager: LiveManager) -> None:
+    execution_id = start(manager, "ticking_boxes")
+    manager.wait_status(execution_id, "started")
+    sign_in(page, manager)
+    page.goto(f"/executions/{execution_id}")
+    slow = page.locator('svg.graph g.subgraph[data-subgraph="slow"]')
+    expect(slow.locator(".subgraph-label")).to_have_text(re.compile(r"^slow · (pending|running)"))
+    slow.evaluate("box => { box.marked = true; }")
+    expect(slow.locator(".subgraph-label")).to_have_text("slow · running · retry 0/1")
+    expect(slow).to_have_class(re.compile(r"\bs-started\b"))
+    expect(page.locator("#status")).to_have_text("completed", timeout=30_000)
+    expect(slow.locator(".subgraph-label")).to_have_text("slow · succeeded · retry 0/1")
+    expect(slow).to_have_class(re.compile(r"\bs-succeeded\b"))
+    assert slow.evaluate("box => box.marked === true"), "the refresh drew the box again"

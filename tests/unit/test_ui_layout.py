@@ -284,3 +284,26 @@ def test_at_scale_a_subgraph_is_one_group_with_its_counts_and_opens_with_its_box
         assert encloses(frame, node.x, node.y, NODE_WIDTH, NODE_HEIGHT)
         in_c = encloses(inner, node.x, node.y, NODE_WIDTH, NODE_HEIGHT)
         assert in_c == node.key.startswith("c"), node.key
+
+
+def test_many_small_subgraphs_at_scale_are_grouped_by_layers_not_one_group_each() -> None:
+    from dataclasses import replace
+
+    from dalsegno.ui.graphs import SUBGRAPH_GROUPS, execution_view
+
+    # 80 subgraphs of 5 tasks, each after the one before: a lifecycle install of 80 nodes
+    count = SUBGRAPH_GROUPS + 30
+    tasks = [
+        replace(task(i * 5 + j, f"n{i:02d}/{j}"), subgraph=f"n{i:02d}")
+        for i in range(count)
+        for j in range(5)
+    ]
+    edges = [(i * 5 + j, i * 5 + j - 1) for i in range(count) for j in range(1, 5)]
+    subs = [SubgraphRecord(f"n{i:02d}", None, 1, 0.0) for i in range(count)]
+    node_edges = [(f"n{i:02d}", f"n{i - 1:02d}") for i in range(1, count)]
+    view = execution_view({"main": StoredGraph(1, "main", tasks, edges, subs, node_edges)})
+    groups = view.graphs[0].groups
+    assert groups is not None
+    assert not any(group.key.startswith("S:") for group in groups)
+    assert len(groups) == 2  # 400 tasks in layers of 200, in their order
+    assert groups[0].first == "n00/0" and groups[1].first == "n40/0"

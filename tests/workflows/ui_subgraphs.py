@@ -3,12 +3,14 @@
 - `boxes`: `prepare` -> `install` (retries 3: `configure` -> `inner` {`unpack`, `link`}
   -> `start`) -> `verify`. `configure` fails on its first run (the file `mark` is absent
   then), so `install` retries once and ends succeeded, "retry 1/3".
+- `ticking_boxes`: a subgraph whose tasks take seconds (its box changes live).
 - `big_boxes`: a chain of `before` tasks -> `install` (`n` tasks, `inner` subgraph of
   `n_inner` among them) -> a chain of `after` tasks: more than the page draws task by task.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,4 +60,20 @@ def big_boxes(ctx: Any, before: int = 150, n: int = 120, n_inner: int = 40,
     chain_before = [g.add(done, key=f"pre-{i:03d}") for i in range(before)]
     chain_after = [g.add(done, key=f"post-{i:03d}") for i in range(after)]
     g.sequence(*chain_before, install, *chain_after)
+    g.execute()
+
+
+@operation(resumable=True)
+def pause(ctx: Any, seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@workflow(resumable=True)
+def ticking_boxes(ctx: Any, n: int = 8, seconds: float = 0.5) -> None:
+    """`first` -> `slow` (a chain of `n` tasks of `seconds` each) -> `last`: a subgraph
+    whose state changes while the page is open."""
+    g = ctx.graph("main")
+    slow = g.subgraph("slow", retries=1)
+    slow.sequence(*[slow.add(pause, key=f"tick{i}", seconds=seconds) for i in range(n)])
+    g.sequence(g.add(done, key="first"), slow, g.add(done, key="last"))
     g.execute()

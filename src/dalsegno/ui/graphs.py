@@ -29,6 +29,10 @@ DRAW_LIMIT = 300
 PAGE_DRAW_LIMIT = 600
 PAGE_SIZE = 50
 TARGETS = 200  # failed tasks (or search matches) the page can go to, in order
+# Beyond this many outermost subgraphs (a lifecycle install of many node instances, each
+# its own), layers group their tasks as any graph's: a group per subgraph would not bound
+# what the page draws.
+SUBGRAPH_GROUPS = 50
 
 
 @dataclass(slots=True)
@@ -87,10 +91,13 @@ def groups_of(stored: StoredGraph) -> list[Group]:
         if found is not None:
             _GROUPS.move_to_end(key)
             return found
-    if stored.subgraphs:  # each outermost subgraph is a group, one node among the layers
+    if stored.subgraphs:  # each outermost subgraph is a group, while they are few
         nested = Nested.of(stored)
+        tops = sum(1 for sub in stored.subgraphs if sub.parent is None)
         found = group_tasks(
-            stored.tasks, nested.task_edges(), lambda task: nested.top(task.subgraph)
+            stored.tasks,
+            nested.task_edges(),
+            (lambda task: nested.top(task.subgraph)) if tops <= SUBGRAPH_GROUPS else _none,
         )
     else:
         found = group_tasks(stored.tasks, stored.edges)
@@ -99,6 +106,10 @@ def groups_of(stored: StoredGraph) -> list[Group]:
         while len(_GROUPS) > GROUPS_KEPT:
             _GROUPS.popitem(last=False)
     return found
+
+
+def _none(_task: TaskRecord) -> str | None:
+    return None
 
 
 def parse_expand(values: list[str]) -> dict[str, set[str]]:

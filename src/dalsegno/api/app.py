@@ -14,6 +14,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 
 from dalsegno.api.agents import agents_router
 from dalsegno.api.auth import BearerTokens, CallerLookup, TokenChecker
+from dalsegno.api.deployments import deployments_router
 from dalsegno.api.errors import authentication_failed, install_error_handlers
 from dalsegno.api.executions import executions_router
 from dalsegno.api.guards import Guards
@@ -94,6 +95,7 @@ def create_app(
     api.include_router(housekeeping_router(service))
     api.include_router(tokens_router(access))
     api.include_router(workflows_router(service))
+    api.include_router(deployments_router(service))
     app.include_router(api)
     app.include_router(
         health_router(ReadinessCheck(service, stopping), metrics or Metrics(service))

@@ -18,6 +18,7 @@ from dalsegno.api.auth import OPERATE, READ, caller_of, require
 from dalsegno.api.errors import JsonResponse, responses
 from dalsegno.api.paging import known_query_only, paged
 from dalsegno.service import ExecutionService
+from dalsegno.service.deployment_calls import workflow_of
 from dalsegno.service.pages import MAX_EVENTS, MAX_EXECUTIONS, MAX_TASKS
 from dalsegno.service.views import event_json, execution_json, plan_json
 
@@ -47,8 +48,9 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     def start_execution(request: Request, start: schemas.StartRequest) -> dict[str, Any]:
         """Create a `pending` execution of `workflow`; a manager runs it."""
         actor = caller_of(request).name
+        how = {} if start.deployment_id is None else {"deployment_id": start.deployment_id}
         execution = service.create(
-            start.workflow,
+            workflow_of(start.workflow, start.deployment_id),
             start.params,
             start.lock,
             start.param_texts,
@@ -56,6 +58,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
             dry_run=start.dry_run,
             task_retries=start.task_retries,
             task_retry_interval=start.task_retry_interval,
+            **how,
         )
         on_change()
         return execution_json(execution)

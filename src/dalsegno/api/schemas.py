@@ -80,6 +80,13 @@ class StartRequest(Request):
         description="run the workflow and store its graphs, but call no operation: each task "
         "logs what it would run and succeeds; its resumes stay dry",
     )
+    deployment_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="run against this deployment, holding its lock; with it, a built-in "
+        "workflow's bare name (install, uninstall, heal, scale, execute_operation) is "
+        "`dalsegno.lifecycle`'s",
+    )
     task_retries: (
         Annotated[WholeNumber, Field(ge=-1), WithJsonSchema({"type": "integer", "minimum": -1})]
         | None

@@ -183,6 +183,13 @@ _param_options = [
         help="Wait in `queued` while another active execution holds KEY.",
     ),
     click.option(
+        "-d",
+        "--deployment",
+        metavar="NAME",
+        help="Run against this deployment, holding its lock; a built-in workflow's bare name "
+        "(install, uninstall, heal, scale, execute_operation) is dalsegno.lifecycle's.",
+    ),
+    click.option(
         "--dry-run",
         is_flag=True,
         help="Run the workflow and store its graphs, but call no operation: each task logs "
@@ -201,6 +208,16 @@ _param_options = [
         "operation; stored with the execution.",
     ),
 ]
+
+
+def with_deployment(how: dict[str, Any], ref: str, deployment: str | None) -> str:
+    """`-d NAME`: the start's deployment in `how`; the workflow `ref` names with it."""
+    if deployment is None:
+        return ref
+    from dalsegno.service.deployment_calls import workflow_of
+
+    how["deployment_id"] = deployment
+    return workflow_of(ref, deployment)
 
 
 def param_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -434,6 +451,7 @@ def run(
     params_json: str | None,
     quiet: bool,
     lock: str | None,
+    deployment: str | None,
     dry_run: bool,
     task_retries: str | None,
     task_retry_interval: str | None,
@@ -444,6 +462,7 @@ def run(
     """
     with refusals():
         how = run_settings(dry_run, task_retries, task_retry_interval)
+        ref = with_deployment(how, ref, deployment)
     _run_here(settings, ref, pairs, params_json, quiet, lock, how)
 
 
@@ -463,6 +482,7 @@ def executions_start(
     params_json: str | None,
     quiet: bool,
     lock: str | None,
+    deployment: str | None,
     dry_run: bool,
     task_retries: str | None,
     task_retry_interval: str | None,
@@ -471,6 +491,7 @@ def executions_start(
     it runs here, as `run`."""
     with refusals():
         how = run_settings(dry_run, task_retries, task_retry_interval)
+        ref = with_deployment(how, ref, deployment)
     if settings.remote:
         with refusals():
             params = parse_params(pairs, params_json)
@@ -634,6 +655,8 @@ def _add_service_commands() -> None:
     from dalsegno.cli import housekeeping  # noqa: F401 - executions delete and purge
     from dalsegno.cli.agent import agent
     from dalsegno.cli.agents import agents
+    from dalsegno.cli.blueprints import blueprints
+    from dalsegno.cli.deployments import deployments
     from dalsegno.cli.listing import tasks
     from dalsegno.cli.serve import manager
     from dalsegno.cli.tokens import tokens
@@ -645,6 +668,8 @@ def _add_service_commands() -> None:
     main.add_command(tokens)
     main.add_command(tasks)
     main.add_command(workflows)
+    main.add_command(blueprints)
+    main.add_command(deployments)
 
 
 _add_service_commands()

@@ -36,7 +36,7 @@ CAPS = {"workflow": 24, "operation": 24, "key": 24, "graph": 12, "agent": 12}
 GAP = 2
 
 
-def _print_table(columns: list[str], rows: list[list[str]]) -> None:
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
     """Rows of plain cells, one line each, cut to fit the console's width: every column
     as wide as its widest cell (capped), the last one taking what is left."""
     out = console()
@@ -72,7 +72,7 @@ def show_executions(documents: list[dict[str, Any]]) -> None:
         ]
         for document in documents
     ]
-    _print_table(["id", "status", "started", "duration", "runs", "workflow", "error"], rows)
+    print_table(["id", "status", "started", "duration", "runs", "workflow", "error"], rows)
 
 
 def retry_settings(document: dict[str, Any]) -> str:
@@ -122,7 +122,7 @@ def show_execution(document: dict[str, Any], limit: int) -> None:
         ]
         for task in tasks
     ]
-    _print_table(["graph", "key", "operation", "agent", "status", "retries", "error"], rows)
+    print_table(["graph", "key", "operation", "agent", "status", "retries", "error"], rows)
     show_subgraphs(document.get("subgraphs") or [])
     if limit and len(tasks) >= limit:
         out.print(
@@ -185,7 +185,7 @@ def show_tasks(documents: list[dict[str, Any]]) -> None:
         ]
         for task in documents
     ]
-    _print_table(["graph", "key", "status", "retries", "attempts", "duration", "error"], rows)
+    print_table(["graph", "key", "status", "retries", "attempts", "duration", "error"], rows)
 
 
 def show_task(document: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from dalsegno.service.access import AccessService
 from dalsegno.ui.access import Ui, install_access
 from dalsegno.ui.actions import actions_router
 from dalsegno.ui.agents import agents_router
+from dalsegno.ui.deployments import deployments_router
 from dalsegno.ui.execution import execution_router
 from dalsegno.ui.pages import pages_router
 from dalsegno.ui.rendering import STATIC
@@ -45,6 +46,7 @@ def mount_ui(
     app.include_router(agents_router(ui))
     app.include_router(actions_router(ui))
     app.include_router(start_router(ui))
+    app.include_router(deployments_router(ui))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 

@@ -116,6 +116,19 @@ TABLE = [
     Row("DELETE", "/api/v1/executions/{execution_id}", {**MANAGE, "ok": 200}, "doomed"),
     Row("POST", "/api/v1/housekeeping/purge", {**MANAGE, "ok": 200}, "purge_body"),
     Row("GET", "/api/v1/workflows", READ),
+    Row("POST", "/api/v1/blueprints", {**OPERATE, "ok": 201}, "blueprint_body"),
+    Row("GET", "/api/v1/blueprints", READ),
+    Row("GET", "/api/v1/blueprints/{blueprint_id}", READ, "blueprint"),
+    Row("DELETE", "/api/v1/blueprints/{blueprint_id}", {**OPERATE, "ok": 200}, "doomed_blueprint"),
+    Row("POST", "/api/v1/deployments", {**OPERATE, "ok": 201}, "deployment_body"),
+    Row("GET", "/api/v1/deployments", READ),
+    Row("GET", "/api/v1/deployments/{deployment_id}", READ, "deployment"),
+    Row(
+        "DELETE",
+        "/api/v1/deployments/{deployment_id}",
+        {**OPERATE, "ok": 200},
+        "doomed_deployment",
+    ),
     Row("GET", "/api/v1/agents", READ),
     Row("POST", "/api/v1/agents/claim", QUEUE, "claim_body"),
     Row("POST", "/api/v1/agents/heartbeat", QUEUE, "heartbeat_body"),
@@ -155,6 +168,10 @@ TABLE = [
     Row("POST", "/executions/{execution_id}/cancel", ACTION, "running_form", ui=True),
     Row("GET", "/start", ACTION_PAGE, ui=True),
     Row("POST", "/start", ACTION, "start_form", ui=True),
+    Row("GET", "/deployments", PAGE, ui=True),
+    Row("GET", "/deployments/{deployment_id}", PAGE, "deployment", ui=True),
+    Row("GET", "/deployments/{deployment_id}/{action}", ACTION_PAGE, "deployment", ui=True),
+    Row("POST", "/deployments/{deployment_id}/{action}", ACTION, "install_form", ui=True),
     Row("GET", "/static/forms.js", PUBLIC, ui=True),
 ]
 
@@ -268,6 +285,28 @@ class World:
     def token_body(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
         return {}, {"name": f"made-by-{role}", "role": "viewer"}
 
+    def blueprint_body(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {}, {"id": f"made-by-{role}", "source": BLUEPRINT}
+
+    def blueprint(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {"blueprint_id": "shared"}, None
+
+    def doomed_blueprint(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {"blueprint_id": self.take("blueprints", role, row)}, None
+
+    def deployment_body(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {}, {"id": f"made-by-{role}", "blueprint_id": "shared"}
+
+    def deployment(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {"deployment_id": "shared", "action": "install"}, None
+
+    def doomed_deployment(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        return {"deployment_id": self.take("deployments", role, row)}, None
+
+    def install_form(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
+        # `box` has no operation: its install calls nothing
+        return {"deployment_id": "shared", "action": "install"}, {"csrf": self.csrf(role)}
+
     def victim(self, role: str, row: Row) -> tuple[dict[str, str], Any]:
         return {"name": f"victim-{role}"}, None
 
@@ -310,7 +349,13 @@ def test_every_route_answers_each_role_as_the_table_says(
     world.shared_failed = failed[0]
     with manager.api() as api:
         world.shared_task = api.get(f"/executions/{failed[0]}").json()["tasks"][0]["id"]
-    world.pools = {"failed": failed, "running": running, "doomed": doomed}
+    world.pools = {
+        "failed": failed,
+        "running": running,
+        "doomed": doomed,
+        "blueprints": _made(manager, "blueprints", 4),
+        "deployments": _made(manager, "deployments", 4),
+    }
     try:
         mismatches = _ask_everything(world)
     finally:
@@ -318,6 +363,31 @@ def test_every_route_answers_each_role_as_the_table_says(
         for client in world.sessions.values():
             client.close()
     assert mismatches == [], "\n".join(mismatches)
+
+
+# A blueprint whose node's operation (were it installed) waits for nothing it can find.
+BLUEPRINT = "node_templates:\n  box:\n    type: thing\n"
+
+
+def _made(manager: ManagerProcess, kind: str, count: int) -> list[str]:
+    """`count` blueprints or deployments (of the blueprint `shared`, made first), by id."""
+    made = []
+    with manager.api() as api:
+        if kind == "blueprints" and not api.get("/blueprints/shared").is_success:
+            assert api.post("/blueprints", json={"id": "shared", "source": BLUEPRINT}).is_success
+        if kind == "deployments" and not api.get("/deployments/shared").is_success:
+            body = {"id": "shared", "blueprint_id": "shared"}
+            assert api.post("/deployments", json=body).is_success
+        for number in range(count):
+            body = {"id": f"{kind}-{number}", "source": BLUEPRINT, "blueprint_id": "shared"}
+            if kind == "blueprints":
+                body.pop("blueprint_id")
+            else:
+                body.pop("source")
+            answer = api.post(f"/{kind}", json=body)
+            assert answer.status_code == 201, answer.text
+            made.append(body["id"])
+    return made
 
 
 def _ask_everything(world: World) -> list[str]:

@@ -116,9 +116,7 @@ class Deleted(Answer):
 
 def deployments_router(service: ExecutionService) -> APIRouter:
     """The blueprint and deployment routes over the service's store."""
-    router = APIRouter(
-        dependencies=[Depends(known_query_only)], responses=responses(401, 403, 422)
-    )
+    router = APIRouter(dependencies=[Depends(known_query_only)], responses=responses(401, 403, 422))
     reads, writes = [Depends(require(READ))], [Depends(require(OPERATE))]
 
     def calls() -> DeploymentCalls:

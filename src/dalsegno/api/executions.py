@@ -48,7 +48,7 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
     def start_execution(request: Request, start: schemas.StartRequest) -> dict[str, Any]:
         """Create a `pending` execution of `workflow`; a manager runs it."""
         actor = caller_of(request).name
-        how = {} if start.deployment_id is None else {"deployment_id": start.deployment_id}
+        how = {} if start.deployment_id is None else {"deployment": start.deployment_id}
         execution = service.create(
             workflow_of(start.workflow, start.deployment_id),
             start.params,

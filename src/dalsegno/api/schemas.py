@@ -202,6 +202,9 @@ class Execution(Answer):
     task_retry_interval: float | None = Field(
         None, description="the retry interval of its tasks that set none, nor their operation"
     )
+    deployment_id: str | None = Field(
+        None, description="the deployment it runs against (holding its lock), or null"
+    )
 
 
 class Action(Answer):

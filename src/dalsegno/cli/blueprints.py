@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import click
@@ -22,6 +23,8 @@ from dalsegno.cli.main import Settings, pass_settings, refusals
 from dalsegno.cli.remote import RemoteClient
 from dalsegno.cli.tables import first_line, print_table
 from dalsegno.model.errors import RefusedError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class BlueprintsClient(RemoteClient):
@@ -76,7 +79,7 @@ def client(settings: Settings) -> BlueprintsClient:
     return settings.client_of(BlueprintsClient)
 
 
-def json_flag(help_text: str) -> Any:
+def json_flag(help_text: str) -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
@@ -109,9 +112,7 @@ def blueprints_upload(
             with client(settings) as remote:
                 document = remote.upload_blueprint(name, source, file.name, str(base_dir))
         else:
-            record = local_calls(settings).upload(
-                source, name, name=file.name, base_dir=base_dir
-            )
+            record = local_calls(settings).upload(source, name, name=file.name, base_dir=base_dir)
             document = blueprint_json(record)
     if as_json:
         output.print_json(document)

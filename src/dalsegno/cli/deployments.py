@@ -77,9 +77,7 @@ def deployments_create(
     if as_json:
         output.print_json(document)
         return
-    click.echo(
-        f"Deployment {document['id']} created: {len(document['instances'])} node instances"
-    )
+    click.echo(f"Deployment {document['id']} created: {len(document['instances'])} node instances")
 
 
 @deployments.command("list")
@@ -167,9 +165,7 @@ def show_deployment(document: dict[str, Any]) -> None:
 
 @deployments.command("delete")
 @click.argument("deployment_id", metavar="NAME")
-@click.option(
-    "--force", is_flag=True, help="Delete it even while some instances are not deleted."
-)
+@click.option("--force", is_flag=True, help="Delete it even while some instances are not deleted.")
 @json_flag('{"id": ..., "deleted": true} as JSON.')
 @pass_settings
 def deployments_delete(settings: Settings, deployment_id: str, force: bool, as_json: bool) -> None:

@@ -216,7 +216,7 @@ def with_deployment(how: dict[str, Any], ref: str, deployment: str | None) -> st
         return ref
     from dalsegno.service.deployment_calls import workflow_of
 
-    how["deployment_id"] = deployment
+    how["deployment"] = deployment
     return workflow_of(ref, deployment)
 
 

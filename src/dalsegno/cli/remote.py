@@ -130,7 +130,7 @@ class RemoteClient:
         dry_run: bool = False,
         task_retries: int | None = None,
         task_retry_interval: float | None = None,
-        deployment_id: str | None = None,
+        deployment: str | None = None,
     ) -> dict[str, Any]:
         """A new `pending` (or `queued`, behind its lock) execution, which the manager runs;
         `texts` are the command-line texts of `-p` values (`param_texts` in the body)."""
@@ -143,8 +143,8 @@ class RemoteClient:
             body["task_retries"] = task_retries
         if task_retry_interval is not None:
             body["task_retry_interval"] = task_retry_interval
-        if deployment_id is not None:
-            body["deployment_id"] = deployment_id
+        if deployment is not None:
+            body["deployment_id"] = deployment
         if texts:
             body["param_texts"] = texts
         return self._object(self._call("POST", "/executions", json=body))

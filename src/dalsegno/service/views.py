@@ -45,6 +45,7 @@ def execution_json(
         "dry_run": execution.dry_run,
         "task_retries": execution.task_retries,
         "task_retry_interval": execution.task_retry_interval,
+        "deployment_id": execution.deployment_id,
     }
     if tasks is not None:
         found["tasks"] = [task_json(task) for task in tasks]

@@ -8,6 +8,7 @@ workflow (`dalsegno.lifecycle`) as the REST API's start does, and goes to the ex
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
 # time, and they name aliases local to the function that builds the router.
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -149,15 +150,14 @@ def deployments_router(ui: Ui) -> APIRouter:
         try:
             params = action_params(action, instance, node, delta)
             record, _ = await run_in_threadpool(calls().deployment, deployment_id)
-            execution = await run_in_threadpool(
+            start = partial(
                 ui.service.create,
                 workflow_of(action, record.id),
                 params,
-                None,
-                None,
                 actor=session.actor,
-                deployment_id=record.id,
+                deployment=record.id,
             )
+            execution = await run_in_threadpool(start)
         except DalsegnoError as exc:
             return ui.refusal(request, session, exc)
         ui.on_change()

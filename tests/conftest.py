@@ -31,6 +31,7 @@ MATRIX = (
     "integration/",
     "acceptance/test_crash_points.py",
     "acceptance/test_crash_resume.py",
+    "acceptance/test_deployments_cli.py",
     "acceptance/test_lifecycle.py",
     "acceptance/test_subgraphs_crash.py",
     "acceptance/test_deployments_crash.py",

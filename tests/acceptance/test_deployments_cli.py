@@ -1,0 +1,183 @@
+"""`dalsegno blueprints` and `dalsegno deployments`, and `run install -d`, as real CLI
+processes on both backends: the three-tier example (examples/blueprints) uploaded,
+deployed, installed and uninstalled on its fake cloud; every refusal one line, exit 2,
+and nothing changed; two executions of one deployment, the second `queued` behind the
+first's lock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import start_cli
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+ROOT = Path(__file__).resolve().parents[2]
+THREE_TIER = ROOT / "examples" / "blueprints" / "three_tier.yaml"
+NODES = ["network", "db_vm", "app_vm", "database", "app", "load_balancer"]
+
+
+def ok(cli: Cli, *args: str) -> Any:
+    """The command's `--json` answer; it must succeed."""
+    done = cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def refused(cli: Cli, *args: str) -> str:
+    """The one line a refused command prints (exit 2, nothing on stdout)."""
+    done = cli(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0].removeprefix("error: ")
+
+
+def everything(cli: Cli) -> tuple[Any, Any]:
+    """Every blueprint and every deployment with its instances, as the CLI shows them."""
+    deployments = [ok(cli, "deployments", "get", d["id"]) for d in ok(cli, "deployments", "list")]
+    return ok(cli, "blueprints", "list"), deployments
+
+
+def deploy(cli: Cli, name: str, cloud: Path, *inputs: str) -> Any:
+    pairs = [arg for pair in (f"cloud_dir={cloud}", *inputs) for arg in ("-i", pair)]
+    return ok(cli, "deployments", "create", name, "--blueprint", "three-tier", *pairs)
+
+
+def test_blueprints_are_uploaded_listed_read_and_deleted(cli: Cli, tmp_path: Path) -> None:
+    made = ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    assert made["id"] == "three-tier" and made["node_templates"] == NODES
+    copy = tmp_path / "second.yaml"
+    copy.write_text(THREE_TIER.read_text())
+    assert ok(cli, "blueprints", "upload", str(copy))["id"] == "second"  # the file's stem
+    assert [found["id"] for found in ok(cli, "blueprints", "list")] == ["second", "three-tier"]
+    read = ok(cli, "blueprints", "get", "three-tier")
+    assert read["source"] == THREE_TIER.read_text()
+    create = read["plan"]["node_templates"][0]["operations"]["create"]["implementation"]
+    assert create == f"{THREE_TIER.parent / 'cloud.py'}:create"
+    source = cli("blueprints", "get", "three-tier", "--source")
+    assert source.returncode == 0 and source.stdout == THREE_TIER.read_text()
+    table = cli("blueprints", "get", "three-tier")
+    assert table.returncode == 0
+    assert "load_balancer" in table.stdout and "connected_to app" in table.stdout
+    taken = refused(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    assert taken == "blueprint 'three-tier' already exists"
+    deleted = cli("blueprints", "delete", "second")
+    assert deleted.returncode == 0 and deleted.stdout == "Blueprint second deleted\n"
+    assert refused(cli, "blueprints", "get", "second") == "unknown blueprint: second"
+
+
+BAD_BLUEPRINTS = {
+    "count.yaml": (
+        "node_templates:\n  web:\n    type: server\n    instances: -1\n",
+        "count.yaml:4: node_templates.web.instances: must be a whole number >= 0, not -1",
+    ),
+    "broken.yaml": ("node_templates:\n  web: {type: [\n", "broken.yaml:3: (document): not valid"),
+}
+
+
+def test_refusals_are_one_line_and_change_nothing(cli: Cli, tmp_path: Path) -> None:
+    ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    deploy(cli, "web", tmp_path / "cloud")
+    before = everything(cli)
+    for name, (text, reason) in BAD_BLUEPRINTS.items():
+        path = tmp_path / name
+        path.write_text(text)
+        assert refused(cli, "blueprints", "upload", str(path)).startswith(reason)
+    create = ("deployments", "create", "other", "--blueprint")
+    assert refused(cli, *create, "nope") == "unknown blueprint: nope"
+    assert refused(cli, *create, "three-tier", "-i", "app_vms=two") == (
+        'inputs.app_vms: must be a whole number, not "two"'
+    )
+    assert refused(cli, *create, "three-tier", "-i", "vms=2").startswith(
+        "inputs.vms: not an input of the blueprint (its inputs: app_vms, image"
+    )
+    assert refused(cli, *create, "three-tier", "-i", "app_vms") == (
+        "malformed input: -i 'app_vms' is not KEY=VALUE"
+    )
+    assert refused(cli, "deployments", "create", "web", "--blueprint", "three-tier") == (
+        "deployment 'web' already exists"
+    )
+    assert refused(cli, "blueprints", "delete", "three-tier") == (
+        "Cannot delete blueprint 'three-tier': used by deployment web"
+    )
+    assert refused(cli, "deployments", "get", "nope") == "unknown deployment: nope"
+    assert refused(cli, "run", "install", "-d", "nope") == "unknown deployment: nope"
+    assert everything(cli) == before
+
+
+def test_install_then_uninstall_then_delete(cli: Cli, tmp_path: Path) -> None:
+    cloud = tmp_path / "cloud"
+    ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    made = deploy(cli, "web", cloud, "app_vms=2")
+    assert made["instance_states"] == {"uninitialized": 8}
+    installed = cli("run", "install", "-d", "web", "-q")
+    assert installed.returncode == 0, installed.stderr
+    shown = ok(cli, "deployments", "get", "web")
+    assert shown["instance_states"] == {"started": 8}
+    vms = [i for i in shown["instances"] if i["node"] in ("db_vm", "app_vm")]
+    assert len(vms) == 3 and all(i["runtime_properties"].get("ip") for i in vms)
+    (execution,) = ok(cli, "executions", "list")
+    assert execution["workflow"] == "dalsegno.lifecycle:install"
+    assert execution["deployment_id"] == "web" and execution["lock"] == "deployment:web"
+    table = cli("deployments", "get", "web")
+    assert table.returncode == 0 and "8 started" in table.stdout and vms[0]["id"] in table.stdout
+    assert refused(cli, "deployments", "delete", "web") == (
+        "Cannot delete deployment 'web': 8 of its instances are not deleted "
+        "(run uninstall first, or use --force)"
+    )
+    assert ok(cli, "deployments", "get", "web") == shown
+    uninstalled = cli("run", "uninstall", "--deployment", "web", "-q")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    assert ok(cli, "deployments", "get", "web")["instance_states"] == {"deleted": 8}
+    assert ok(cli, "deployments", "delete", "web") == {"id": "web", "deleted": True}
+    assert ok(cli, "deployments", "list") == []
+    assert ok(cli, "blueprints", "delete", "three-tier") == {"id": "three-tier", "deleted": True}
+
+
+def test_a_second_execution_of_a_deployment_waits_queued(
+    cli: Cli, home: Path, tmp_path: Path
+) -> None:
+    ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    deploy(cli, "web", tmp_path / "cloud", "app_vms=1", "delay=0.3")
+    first = start_cli(home, "run", "install", "-d", "web", "-q")
+    try:
+        first_id = wait_for_execution(cli, "started")
+        second = start_cli(home, "executions", "start", "uninstall", "-d", "web", "-q")
+        try:
+            second_id = wait_for_execution(cli, "queued", not_id=first_id)
+            assert first.wait(timeout=120) == 0, first.communicate()[1]
+            assert second.wait(timeout=120) == 0, second.communicate()[1]
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+    events = cli("events", second_id, "--json")
+    assert events.returncode == 0, events.stderr
+    messages = [json.loads(line)["message"] for line in events.stdout.splitlines()]
+    queued = [message for message in messages if "lock is held by" in message]
+    assert queued and first_id in queued[0]
+    listed = {e["id"]: e for e in ok(cli, "executions", "list")}
+    assert listed[second_id]["workflow"] == "dalsegno.lifecycle:uninstall"
+    # the uninstall began only after the install ended
+    assert listed[second_id]["started_at"] >= listed[first_id]["ended_at"]
+    assert ok(cli, "deployments", "get", "web")["instance_states"] == {"deleted": 6}
+
+
+def wait_for_execution(cli: Cli, status: str, not_id: str = "", timeout: float = 60) -> str:
+    """The id of an execution that reached `status` (other than `not_id`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for execution in ok(cli, "executions", "list"):
+            if execution["status"] == status and execution["id"] != not_id:
+                return str(execution["id"])
+        time.sleep(0.1)
+    pytest.fail(f"no execution reached {status}")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import start_cli
+from dalsegno.service.executions import ExecutionService
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -41,38 +42,21 @@ def refused(cli: Cli, *args: str) -> str:
     return lines[0].removeprefix("error: ")
 
 
-def everything(cli: Cli) -> tuple[Any, Any]:
-    """Every blueprint and every deployment with its instances, as the CLI shows them."""
-    deployments = [ok(cli, "deployments", "get", d["id"]) for d in ok(cli, "deployments", "list")]
-    return ok(cli, "blueprints", "list"), deployments
+def everything(service: ExecutionService) -> tuple[Any, ...]:
+    """Every blueprint, deployment, instance and execution in the store."""
+    store = service.store
+    deployments = store.list_deployments()
+    return (
+        [(b.id, b.source) for b in store.list_blueprints()],
+        deployments,
+        [store.list_instances(d.id) for d in deployments],
+        [e.id for e in service.list_executions()],
+    )
 
 
 def deploy(cli: Cli, name: str, cloud: Path, *inputs: str) -> Any:
     pairs = [arg for pair in (f"cloud_dir={cloud}", *inputs) for arg in ("-i", pair)]
     return ok(cli, "deployments", "create", name, "--blueprint", "three-tier", *pairs)
-
-
-def test_blueprints_are_uploaded_listed_read_and_deleted(cli: Cli, tmp_path: Path) -> None:
-    made = ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
-    assert made["id"] == "three-tier" and made["node_templates"] == NODES
-    copy = tmp_path / "second.yaml"
-    copy.write_text(THREE_TIER.read_text())
-    assert ok(cli, "blueprints", "upload", str(copy))["id"] == "second"  # the file's stem
-    assert [found["id"] for found in ok(cli, "blueprints", "list")] == ["second", "three-tier"]
-    read = ok(cli, "blueprints", "get", "three-tier")
-    assert read["source"] == THREE_TIER.read_text()
-    create = read["plan"]["node_templates"][0]["operations"]["create"]["implementation"]
-    assert create == f"{THREE_TIER.parent / 'cloud.py'}:create"
-    source = cli("blueprints", "get", "three-tier", "--source")
-    assert source.returncode == 0 and source.stdout == THREE_TIER.read_text()
-    table = cli("blueprints", "get", "three-tier")
-    assert table.returncode == 0
-    assert "load_balancer" in table.stdout and "connected_to app" in table.stdout
-    taken = refused(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
-    assert taken == "blueprint 'three-tier' already exists"
-    deleted = cli("blueprints", "delete", "second")
-    assert deleted.returncode == 0 and deleted.stdout == "Blueprint second deleted\n"
-    assert refused(cli, "blueprints", "get", "second") == "unknown blueprint: second"
 
 
 BAD_BLUEPRINTS = {
@@ -84,23 +68,43 @@ BAD_BLUEPRINTS = {
 }
 
 
-def test_refusals_are_one_line_and_change_nothing(cli: Cli, tmp_path: Path) -> None:
-    ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+def test_blueprints_and_the_refusals_of_bad_input(
+    cli: Cli, service: ExecutionService, tmp_path: Path
+) -> None:
+    """Upload, list, read, delete; then every refusal is one line, exit 2, and leaves the
+    store as it was."""
+    made = ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    assert made["id"] == "three-tier" and made["node_templates"] == NODES
+    copy = tmp_path / "second.yaml"
+    copy.write_text(THREE_TIER.read_text())
+    assert ok(cli, "blueprints", "upload", str(copy))["id"] == "second"  # the file's stem
+    assert [found["id"] for found in ok(cli, "blueprints", "list")] == ["second", "three-tier"]
+    read = ok(cli, "blueprints", "get", "three-tier")
+    assert read["source"] == THREE_TIER.read_text()
+    create = read["plan"]["node_templates"][0]["operations"]["create"]["implementation"]
+    assert create == f"{THREE_TIER.parent / 'cloud.py'}:create"
+    table = cli("blueprints", "get", "three-tier")
+    assert table.returncode == 0
+    assert "load_balancer" in table.stdout and "connected_to app" in table.stdout
+    deleted = cli("blueprints", "delete", "second")
+    assert deleted.returncode == 0 and deleted.stdout == "Blueprint second deleted\n"
     deploy(cli, "web", tmp_path / "cloud")
-    before = everything(cli)
+    before = everything(service)
+    taken = refused(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
+    assert taken == "blueprint 'three-tier' already exists"
     for name, (text, reason) in BAD_BLUEPRINTS.items():
         path = tmp_path / name
         path.write_text(text)
         assert refused(cli, "blueprints", "upload", str(path)).startswith(reason)
-    create = ("deployments", "create", "other", "--blueprint")
-    assert refused(cli, *create, "nope") == "unknown blueprint: nope"
-    assert refused(cli, *create, "three-tier", "-i", "app_vms=two") == (
+    create_other = ("deployments", "create", "other", "--blueprint")
+    assert refused(cli, *create_other, "nope") == "unknown blueprint: nope"
+    assert refused(cli, *create_other, "three-tier", "-i", "app_vms=two") == (
         'inputs.app_vms: must be a whole number, not "two"'
     )
-    assert refused(cli, *create, "three-tier", "-i", "vms=2").startswith(
+    assert refused(cli, *create_other, "three-tier", "-i", "vms=2").startswith(
         "inputs.vms: not an input of the blueprint (its inputs: app_vms, image"
     )
-    assert refused(cli, *create, "three-tier", "-i", "app_vms") == (
+    assert refused(cli, *create_other, "three-tier", "-i", "app_vms") == (
         "malformed input: -i 'app_vms' is not KEY=VALUE"
     )
     assert refused(cli, "deployments", "create", "web", "--blueprint", "three-tier") == (
@@ -111,7 +115,7 @@ def test_refusals_are_one_line_and_change_nothing(cli: Cli, tmp_path: Path) -> N
     )
     assert refused(cli, "deployments", "get", "nope") == "unknown deployment: nope"
     assert refused(cli, "run", "install", "-d", "nope") == "unknown deployment: nope"
-    assert everything(cli) == before
+    assert everything(service) == before
 
 
 def test_install_then_uninstall_then_delete(cli: Cli, tmp_path: Path) -> None:
@@ -144,40 +148,47 @@ def test_install_then_uninstall_then_delete(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_a_second_execution_of_a_deployment_waits_queued(
-    cli: Cli, home: Path, tmp_path: Path
+    cli: Cli, home: Path, service: ExecutionService, tmp_path: Path
 ) -> None:
     ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
-    deploy(cli, "web", tmp_path / "cloud", "app_vms=1", "delay=0.3")
+    deploy(cli, "web", tmp_path / "cloud", "app_vms=1", "delay=0.5")
     first = start_cli(home, "run", "install", "-d", "web", "-q")
+    second = None
     try:
-        first_id = wait_for_execution(cli, "started")
+        first_id = wait_for_execution(service, "started")
         second = start_cli(home, "executions", "start", "uninstall", "-d", "web", "-q")
-        try:
-            second_id = wait_for_execution(cli, "queued", not_id=first_id)
-            assert first.wait(timeout=120) == 0, first.communicate()[1]
-            assert second.wait(timeout=120) == 0, second.communicate()[1]
-        finally:
-            second.kill()
+        second_id = wait_for_execution(service, "queued")
+        assert service.find(first_id).status == "started"  # it was queued behind a run
+        _, first_err = first.communicate(timeout=120)
+        assert first.returncode == 0, first_err
+        _, second_err = second.communicate(timeout=120)
+        assert second.returncode == 0, second_err
     finally:
-        first.kill()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
     events = cli("events", second_id, "--json")
     assert events.returncode == 0, events.stderr
     messages = [json.loads(line)["message"] for line in events.stdout.splitlines()]
-    queued = [message for message in messages if "lock is held by" in message]
-    assert queued and first_id in queued[0]
+    waited = [m for m in messages if "lock 'deployment:web'" in m.lower()]
+    assert len(waited) >= 2, messages
+    assert waited[0].startswith("Queued: lock 'deployment:web' is held"), messages
+    assert waited[1] == "Lock 'deployment:web' is free: pending", messages
     listed = {e["id"]: e for e in ok(cli, "executions", "list")}
     assert listed[second_id]["workflow"] == "dalsegno.lifecycle:uninstall"
+    assert listed[second_id]["deployment_id"] == "web"
     # the uninstall began only after the install ended
     assert listed[second_id]["started_at"] >= listed[first_id]["ended_at"]
     assert ok(cli, "deployments", "get", "web")["instance_states"] == {"deleted": 6}
 
 
-def wait_for_execution(cli: Cli, status: str, not_id: str = "", timeout: float = 60) -> str:
-    """The id of an execution that reached `status` (other than `not_id`)."""
+def wait_for_execution(service: ExecutionService, status: str, timeout: float = 60) -> str:
+    """The id of the execution that reached `status` (read from the store)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for execution in ok(cli, "executions", "list"):
-            if execution["status"] == status and execution["id"] != not_id:
-                return str(execution["id"])
-        time.sleep(0.1)
+        for execution in service.list_executions():
+            if execution.status == status:
+                return execution.id
+        time.sleep(0.05)
     pytest.fail(f"no execution reached {status}")

@@ -1,6 +1,7 @@
 """What the faces (CLI, REST API, web UI) ask about blueprints and deployments, in one
-place: each call checks its arguments' shape and hands the work to the store and to
-`dalsegno.blueprints` (parse, resolve, plan). Refusals raise before anything is written.
+place, over `BlueprintService` and `DeploymentService`: the ids the faces take (they name
+URLs, lock keys and instance ids), a blueprint's size, and a deployment's executions.
+Refusals raise before anything is written.
 """
 
 from __future__ import annotations
@@ -11,32 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from dalsegno.model.blueprints import BlueprintRecord, DeploymentRecord, NodeInstance
-from dalsegno.model.errors import NotFoundError, RefusedError
+from dalsegno.model.errors import RefusedError
 from dalsegno.model.limits import MAX_BODY
 from dalsegno.model.records import ExecutionRecord
+from dalsegno.service.blueprints import BlueprintService
+from dalsegno.service.deployments import DeploymentService, lifecycle_reference
 from dalsegno.store.base import Store
 
-# A blueprint's YAML as uploaded: a REST body holds it whole (`MAX_BODY`), and the store
-# keeps it as it came.
+# A blueprint's YAML as uploaded: a REST body holds it whole (`MAX_BODY`).
 MAX_BLUEPRINT = MAX_BODY // 2
-LIFECYCLE = "dalsegno.lifecycle"
-BUILT_IN = ("install", "uninstall", "heal", "scale", "execute_operation")
 Deployed = tuple[DeploymentRecord, list[NodeInstance]]
-# The ids of blueprints and deployments: they name URLs, lock keys and instance ids.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 _ID = re.compile(ID_PATTERN)
 
 
 def workflow_of(reference: str, deployment: str | None) -> str:
-    """`install` with a deployment is `dalsegno.lifecycle:install`; any other reference
-    is itself."""
-    if deployment is not None and reference.strip() in BUILT_IN:
-        return f"{LIFECYCLE}:{reference.strip()}"
-    return reference
+    """With a deployment, a built-in workflow's bare name (`install`) is its reference
+    (`dalsegno.lifecycle:install`); any other reference is itself."""
+    return reference if deployment is None else lifecycle_reference(reference.strip())
 
 
 def check_id(kind: str, value: Any) -> str:
-    """A blueprint's or a deployment's id: a name (letters, digits, `_ . -`)."""
+    """A blueprint's or a deployment's id: letters, digits, `_ . -`."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
         msg = (
             f"a {kind} id is 1 to 100 letters, digits, '_', '.' or '-', starting with a "
@@ -51,6 +48,8 @@ class DeploymentCalls:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._blueprints = BlueprintService(store)
+        self._deployments = DeploymentService(store)
 
     # blueprints ------------------------------------------------------------------------
 
@@ -63,27 +62,20 @@ class DeploymentCalls:
         base_dir: Path | None = None,
     ) -> BlueprintRecord:
         """Parse, validate and store the blueprint `source` (YAML) as `blueprint_id`."""
-        from dalsegno.blueprints import parse_blueprint
-
         check_id("blueprint", blueprint_id)
-        if not isinstance(source, str) or len(source.encode("utf-8", "replace")) > MAX_BLUEPRINT:
+        if len(source.encode("utf-8", "replace")) > MAX_BLUEPRINT:
             msg = f"a blueprint is YAML text of at most {MAX_BLUEPRINT // 1024} KiB"
             raise RefusedError(msg)
-        blueprint = parse_blueprint(source, source=name, base_dir=base_dir)
-        return self.store.put_blueprint(blueprint_id, source, blueprint)
+        return self._blueprints.upload(source, blueprint_id, source=name, base_dir=base_dir)
 
     def blueprints(self) -> list[BlueprintRecord]:
-        return self.store.list_blueprints()
+        return self._blueprints.list()
 
     def blueprint(self, blueprint_id: str) -> BlueprintRecord:
-        found = self.store.get_blueprint(blueprint_id)
-        if found is None:
-            msg = f"unknown blueprint: {blueprint_id}"
-            raise NotFoundError(msg)
-        return found
+        return self._blueprints.get(blueprint_id)
 
     def delete_blueprint(self, blueprint_id: str) -> None:
-        self.store.delete_blueprint(blueprint_id)
+        self._blueprints.delete(blueprint_id)
 
     # deployments -----------------------------------------------------------------------
 
@@ -97,38 +89,28 @@ class DeploymentCalls:
     ) -> Deployed:
         """A new deployment of the blueprint with these inputs, with all its instances
         (`uninitialized`); `from_text`: the values are command-line texts."""
-        from dalsegno.blueprints import plan_instances, resolve_inputs
-
         check_id("deployment", deployment_id)
-        blueprint = self.blueprint(blueprint_id).blueprint
-        resolved = resolve_inputs(blueprint, dict(inputs or {}), from_text=from_text)
-        instances = plan_instances(blueprint, deployment_id, resolved)
-        record = self.store.create_deployment(
-            DeploymentRecord(deployment_id, blueprint_id, resolved, 0.0), instances
-        )
-        return record, self.store.list_instances(record.id)
+        made = self._deployments.create(deployment_id, blueprint_id, inputs, from_text=from_text)
+        return made.deployment, made.instances
 
     def deployments(self) -> list[Deployed]:
         return [
-            (record, self.store.list_instances(record.id))
-            for record in self.store.list_deployments()
+            (record, self.store.list_instances(record.id)) for record in self._deployments.list()
         ]
 
     def deployment(self, deployment_id: str) -> Deployed:
-        found = self.store.get_deployment(deployment_id)
-        if found is None:
-            msg = f"unknown deployment: {deployment_id}"
-            raise NotFoundError(msg)
-        return found, self.store.list_instances(found.id)
+        found = self._deployments.get(deployment_id)
+        return found.deployment, found.instances
 
     def delete(self, deployment_id: str, force: bool = False) -> None:
-        self.store.delete_deployment(deployment_id, force)
+        self._deployments.delete(deployment_id, force)
 
-    def executions(self, deployment_id: str) -> list[ExecutionRecord]:
-        """The deployment's executions, newest first."""
-        record, _ = self.deployment(deployment_id)
-        return [
+    def executions(self, deployment_id: str, limit: int = 50) -> list[ExecutionRecord]:
+        """The deployment's executions, newest first (the first `limit`)."""
+        record = self._deployments.get(deployment_id).deployment
+        found = [
             execution
             for execution in self.store.list_executions(None, brief=True)
             if execution.deployment_id == record.id
         ]
+        return found[:limit]

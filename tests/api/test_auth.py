@@ -190,6 +190,14 @@ def test_openapi_document_is_public_and_declares_the_contract(live: LiveApi) -> 
         ("GET", "/api/v1/tokens"),
         ("DELETE", "/api/v1/tokens/{name}"),
         ("GET", "/api/v1/workflows"),
+        ("POST", "/api/v1/blueprints"),
+        ("GET", "/api/v1/blueprints"),
+        ("GET", "/api/v1/blueprints/{blueprint_id}"),
+        ("DELETE", "/api/v1/blueprints/{blueprint_id}"),
+        ("POST", "/api/v1/deployments"),
+        ("GET", "/api/v1/deployments"),
+        ("GET", "/api/v1/deployments/{deployment_id}"),
+        ("DELETE", "/api/v1/deployments/{deployment_id}"),
     }
     error = {"$ref": "#/components/schemas/Error"}
     for key, operation in operations.items():

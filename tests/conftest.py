@@ -35,6 +35,7 @@ MATRIX = (
     "acceptance/test_lifecycle.py",
     "acceptance/test_subgraphs_crash.py",
     "acceptance/test_deployments_crash.py",
+    "acceptance/test_deployments_example.py",
     "acceptance/test_run_settings.py",
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",

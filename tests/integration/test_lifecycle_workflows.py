@@ -174,7 +174,7 @@ def test_a_workflow_against_no_deployment_is_refused_in_one_line(
     result = service.start("dalsegno.lifecycle:install", {})
     execution = service.find(result.execution_id)
     assert execution.status == "failed"
-    assert execution.error == "install runs against a deployment: start it with one"
+    assert execution.error == "install runs against a deployment: start it with one (-d NAME)"
     with pytest.raises(RefusedError, match="no chosen instance has an operation 'nope'"):
         raise_failure(service, "execute_operation", operation="nope")
 

@@ -20,7 +20,7 @@ FULL_INSTALL = 3  # create, configure and start are all done
 def deployment_of(ctx: Any, workflow: str) -> Any:
     """`ctx.deployment`, or a clear refusal when the execution has none."""
     if ctx.deployment is None:
-        msg = f"{workflow} runs against a deployment: start it with one"
+        msg = f"{workflow} runs against a deployment: start it with one (-d NAME)"
         raise RefusedError(msg)
     return ctx.deployment
 

@@ -115,6 +115,9 @@ def test_blueprints_and_the_refusals_of_bad_input(
     )
     assert refused(cli, "deployments", "get", "nope") == "unknown deployment: nope"
     assert refused(cli, "run", "install", "-d", "nope") == "unknown deployment: nope"
+    assert refused(cli, "run", "install") == (
+        "'install' is a built-in workflow: run it against a deployment, -d NAME"
+    )
     assert everything(service) == before
 
 

@@ -13,6 +13,7 @@ import pytest
 from api.conftest import LiveApi
 from api.test_tokens import make_token
 from dalsegno.model.records import InstanceChange
+from dalsegno.service.deployment_calls import DeploymentCalls
 from dalsegno.service.executions import ExecutionService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,3 +246,34 @@ def test_viewers_read_operators_write(live: LiveApi, client: httpx.Client) -> No
         assert as_operator.delete("/deployments/web").status_code == 200
     with live.client(None) as nobody:
         assert nobody.get("/deployments").status_code == 401
+
+
+def test_an_execution_against_a_deployment_takes_its_lock_and_is_listed_with_it(
+    client: httpx.Client, service: ExecutionService
+) -> None:
+    upload(client)
+    create(client, "web")
+    create(client, "other")
+
+    def start(**body: Any) -> httpx.Response:
+        return client.post("/executions", json={"workflow": "install", **body})
+
+    first = start(deployment_id="web")
+    assert first.status_code == 201, first.text
+    made = first.json()
+    assert made["workflow"] == "dalsegno.lifecycle:install"
+    assert (made["deployment_id"], made["lock"], made["status"]) == (
+        "web",
+        "deployment:web",
+        "pending",
+    )
+    second = start(deployment_id="web", params={"subgraph_retries": 1}).json()
+    assert second["status"] == "queued"  # behind the first: one execution per deployment
+    assert start(deployment_id="other").json()["status"] == "pending"
+    unknown = start(deployment_id="nope")
+    assert unknown.status_code == 404 and unknown.json() == {"error": "unknown deployment: nope"}
+    assert start(deployment_id="a b").status_code == 422
+    assert start().status_code == 422  # a bare name needs a deployment
+    executions = DeploymentCalls(service.store).executions("web")
+    assert [execution.id for execution in executions] == [second["id"], made["id"]]
+    assert len(service.list_executions()) == 2 + 3  # the template's two, and these

@@ -211,11 +211,17 @@ _param_options = [
 
 
 def with_deployment(how: dict[str, Any], ref: str, deployment: str | None) -> str:
-    """`-d NAME`: the start's deployment in `how`; the workflow `ref` names with it."""
-    if deployment is None:
-        return ref
-    from dalsegno.service.deployment_calls import workflow_of
+    """`-d NAME`: the start's deployment in `how`; the workflow `ref` names with it. A
+    built-in workflow's bare name without a deployment is refused, naming `-d`."""
+    if deployment is None and ":" in ref:
+        return ref  # the common case: nothing more to import
+    from dalsegno.service.deployment_calls import BUILT_IN, workflow_of
 
+    if deployment is None:
+        if ref.strip() in BUILT_IN:
+            msg = f"'{ref.strip()}' is a built-in workflow: run it against a deployment, -d NAME"
+            raise RefusedError(msg)
+        return ref
     how["deployment"] = deployment
     return workflow_of(ref, deployment)
 

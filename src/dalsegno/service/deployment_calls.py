@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dalsegno.lifecycle import WORKFLOWS
 from dalsegno.model.blueprints import BlueprintRecord, DeploymentRecord, NodeInstance
 from dalsegno.model.errors import RefusedError
 from dalsegno.model.limits import MAX_BODY
@@ -24,6 +25,7 @@ MAX_BLUEPRINT = MAX_BODY // 2
 Deployed = tuple[DeploymentRecord, list[NodeInstance]]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 _ID = re.compile(ID_PATTERN)
+BUILT_IN = frozenset(WORKFLOWS)  # `install`...: the built-in workflows, by their bare names
 
 
 def workflow_of(reference: str, deployment: str | None) -> str:
@@ -108,9 +110,4 @@ class DeploymentCalls:
     def executions(self, deployment_id: str, limit: int = 50) -> list[ExecutionRecord]:
         """The deployment's executions, newest first (the first `limit`)."""
         record = self._deployments.get(deployment_id).deployment
-        found = [
-            execution
-            for execution in self.store.list_executions(None, brief=True)
-            if execution.deployment_id == record.id
-        ]
-        return found[:limit]
+        return self.store.page_executions(deployment=record.id, limit=limit)

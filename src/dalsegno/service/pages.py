@@ -103,8 +103,9 @@ class PagedReads:
         search: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        deployment: str | None = None,
     ) -> Page[ExecutionRecord]:
-        """Executions newest first, `limit` at most, after `cursor`."""
+        """Executions newest first, `limit` at most, after `cursor` (of one deployment)."""
         check_limit(limit, MAX_EXECUTIONS)
         before = None
         if cursor is not None:
@@ -117,6 +118,7 @@ class PagedReads:
             search=(search or "").strip() or None,
             before=before,
             limit=limit + 1,
+            deployment=deployment,
         )
         more = len(found) > limit
         found = found[:limit]

@@ -175,6 +175,7 @@ class Store(AgentQueueStore, AccessStore, DeploymentStore, Protocol):
         search: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
+        deployment: str | None = None,
     ) -> list[ExecutionRecord]: ...
 
     def page_tasks(

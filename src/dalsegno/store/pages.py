@@ -98,8 +98,9 @@ class Pages:
         search: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
+        deployment: str | None = None,
     ) -> list[ExecutionRecord]:
-        """Executions newest first: of these states and workflow, created at or after
+        """Executions newest first: of these states, workflow and deployment, created at or after
         `since`, whose id starts with `search` or whose workflow contains it, after the
         position `before` (the created_at and id of the last one of the previous page); as
         list views show them (`brief_executions`)."""
@@ -110,6 +111,8 @@ class Pages:
             query = query.where(c.status.in_([state.value for state in statuses]))
         if workflow is not None:
             query = query.where(c.workflow == workflow)
+        if deployment is not None:
+            query = query.where(c.deployment_id == deployment)
         if since is not None:
             query = query.where(c.created_at >= since)
         if search:

@@ -1,12 +1,13 @@
 """The lifecycle workflows through real crashes, both backends (docs/lifecycle.md).
 
 An install of 41 node instances run by a real `dalsegno manager`, SIGKILLed at a random
-moment, then resumed with `dalsegno executions resume` SIGKILLed at random moments too,
-and resumed until it ends: every instance ends `started` with its runtime properties, no
-`create` (not resumable) ran twice but after an interrupted attempt of it (the rules: the
-takeover fails it, a person's resume runs it again), and no instance was created before
-every instance it links to had started, all read from the operations' own log
-(tests/workflows/deploy_ops.py). Also: an uninstall after a partial install, and two
+moment, then taken over by another manager or resumed with `dalsegno executions resume`,
+each SIGKILLed at a random moment too, and resumed until it ends: every instance ends
+`started` with its runtime properties, no `create` (not resumable) ran twice but after an
+interrupted attempt of it (the rules: the takeover fails it, a person's resume runs it
+again), and no instance was created before every instance it links to had started, all
+read from the operations' own log (tests/workflows/deploy_ops.py). Also: a crash between
+an operation's return and its commit, an uninstall after a partial install, and two
 executions of one deployment queued behind its lock key.
 """
 
@@ -135,10 +136,17 @@ def test_an_install_killed_at_random_moments_converges(
     assert first.wait(10) == KILLED
     killed_with = ops_logged(log)
     assert status(store, execution.id) is E.STARTED, f"seed {seed}"
-    for _ in range(3):
-        if status(store, execution.id) is E.COMPLETED:
+    for round_ in range(4):  # a manager's takeover, or a person's resume, killed at random
+        now = status(store, execution.id)
+        if now is E.COMPLETED:
             break
-        kill_resume_after(home, execution.id, chance.uniform(0.3, 1.5))
+        if now is E.STARTED and round_ % 2 == 0:  # its owner is dead: a manager takes it
+            taker = manager()
+            time.sleep(chance.uniform(0.3, 1.5))
+            taker.kill()
+            taker.wait(10)
+        else:  # failed (an interrupted create) waits for a person: resume by hand
+            kill_resume_after(home, execution.id, chance.uniform(0.3, 1.5))
     for _ in range(6):  # each resume runs again the creates its takeover failed
         if status(store, execution.id) is E.COMPLETED:
             break

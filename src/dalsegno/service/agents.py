@@ -139,12 +139,6 @@ class AgentService:
     def exchange(self, exchange: Exchange) -> tuple[list[dict[str, Any]], list[Any]]:
         """Record the results, then claim and start tasks (without waiting): the answer
         for each result, in order, and the assignments (their tasks are `started`)."""
-        if (
-            not exchange.deliveries
-            and not exchange.repeat
-            and not self.store.claimable_queues([exchange.queue])
-        ):
-            return [], []  # nothing to record, nothing to claim: a read, no write lock
         exchange.deliveries = [
             replace(delivery, report=within_limits(delivery.report))
             for delivery in exchange.deliveries

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy.engine import Dialect
 
 from dalsegno.model.states import ACTIVE_STATES, ExecutionState, TaskState
 from dalsegno.store import tables as t
@@ -43,7 +44,8 @@ _REPORTED = (
     )
 )
 
-_HELD_ATTEMPTS = (
+# The attempts results are delivered for, with their task's and execution's state.
+HELD_ATTEMPTS = (
     select(
         t.attempts.c.attempt_id,
         t.attempts.c.number,
@@ -63,7 +65,9 @@ _HELD_ATTEMPTS = (
     .join(t.tasks, t.tasks.c.id == t.attempts.c.task_id)
     .join(t.graphs, t.graphs.c.id == t.tasks.c.graph_id)
     .join(t.executions, t.executions.c.id == t.tasks.c.execution_id)
-    .where(t.attempts.c.attempt_id.in_(bindparam("b_ids", expanding=True)))
+)
+_HELD_ATTEMPTS = HELD_ATTEMPTS.where(
+    t.attempts.c.attempt_id.in_(bindparam("b_ids", expanding=True))
 )
 
 
@@ -126,10 +130,9 @@ class AgentResults:
     events) run compiled once, on the driver's cursor, as the owner's writes do
     (`dalsegno.store.statements`): SQLAlchemy's work per call is most of their cost."""
 
-    def _compiled(self, conn: Connection) -> dict[str, Compiled]:
+    def _compiled(self, dialect: Dialect) -> dict[str, Compiled]:
         found: dict[str, Compiled] | None = self.__dict__.get("_agent_statements")
         if found is None:
-            dialect = conn.dialect
             found = {
                 "reported": Compiled(_REPORTED, dialect),
                 "attempt": Compiled(AGENT_ATTEMPT_START, dialect),
@@ -141,7 +144,7 @@ class AgentResults:
     def _run_many(self, conn: Connection, name: str, rows: list[dict[str, Any]]) -> None:
         """Run a compiled write for `rows` in `conn`'s transaction."""
         if rows:
-            self._compiled(conn)[name].run_many(conn.connection.cursor(), rows)
+            self._compiled(conn.dialect)[name].run_many(conn.connection.cursor(), rows)
 
     def _write(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -173,7 +176,6 @@ class AgentResults:
 
         An attempt of another queue than `queue` (when given) is UNKNOWN to this queue.
         """
-        now = time.time()
         ids = list({delivery.attempt_id for delivery in deliveries})
         found = {row.attempt_id: row for row in conn.execute(_HELD_ATTEMPTS, {"b_ids": ids})}
         missing = [attempt_id for attempt_id in ids if attempt_id not in found]
@@ -187,6 +189,23 @@ class AgentResults:
             if missing
             else set()
         )
+        answers, reported, events = self._judge(found, claimed, queue, agent, deliveries)
+        self._run_many(conn, "reported", reported)
+        self._run_many(conn, "event", events)
+        return answers
+
+    def _judge(
+        self,
+        found: dict[str, Any],
+        claimed: set[str],
+        queue: str | None,
+        agent: str,
+        deliveries: Sequence[Delivery],
+    ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The answer to each delivery, and the rows that keep the accepted ones: `found`
+        are the rows of `_HELD_ATTEMPTS` by attempt id, `claimed` the attempt ids of the
+        others that a task holds (a claim never started: CONFLICT, not UNKNOWN)."""
+        now = time.time()
         answers: list[str] = []
         reported: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
@@ -212,9 +231,7 @@ class AgentResults:
                 answers.append(ACCEPTED)
                 done.add(delivery.attempt_id)
                 self._keep(row, delivery.report, now, reported, events)
-        self._run_many(conn, "reported", reported)
-        self._run_many(conn, "event", events)
-        return answers
+        return answers, reported, events
 
     @staticmethod
     def _keep(

@@ -10,15 +10,18 @@ like any of its writes. docs/agents.md tells the whole protocol.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, bindparam, cast, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, String, bindparam, cast, insert, select, update
 
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
+from dalsegno.store.agent_pgexchange import pg_exchange
 from dalsegno.store.agent_records import (
     RESULTS_CHANNEL,
     AgentBeat,
@@ -150,6 +153,54 @@ _RENEW = (
 GRAPH_CACHE = 10_000  # graph names kept (a graph's name never changes)
 
 
+def started_rows(
+    agent: str, started: Sequence[Assignment]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The attempt rows and `task_started` events of tasks `agent` just started."""
+    now = _now()
+    attempts = [
+        {
+            "task_id": task.task_id,
+            "number": task.attempt,
+            "outcome": "running",
+            "worker": f"agent {agent}",
+            "started_at": now,
+            "attempt_id": task.attempt_id,
+        }
+        for task in started
+    ]
+    events = []
+    for task in started:
+        retry = f" [retry {task.retries}/{task.max_retries}]" if task.retries else ""
+        message = f"Task started '{task.task_key}' on agent {agent}{retry}"
+        events.append(
+            event_row(
+                task.execution_id, task.graph, task.task_key, "task_started", message, "info", now
+            )
+        )
+    return attempts, events
+
+
+def assignment_of(row: Any, graph: str, previous: str | None, *, started: bool) -> Assignment:
+    """The assignment of a held task `row` (the columns of `_ASSIGNED`); `previous` is
+    the outcome of its attempt before this one (ctx.resume: it was lost on its agent, or
+    interrupted on a manager)."""
+    return Assignment(
+        attempt_id=row.attempt_id,
+        task_id=row.id,
+        execution_id=row.execution_id,
+        graph=graph,
+        task_key=row.key,
+        operation=row.operation,
+        kwargs_json=row.kwargs,
+        retries=row.retries,
+        resume=previous in ("lost", "interrupted"),
+        timeout=row.timeout,
+        attempt=row.attempts - 1 if started else row.attempts,
+        max_retries=row.max_retries,
+    )
+
+
 class AgentQueue(AgentResults):
     """The agent queue's queries; `_write` and `_read` come from `SQLStore`."""
 
@@ -174,6 +225,16 @@ class AgentQueue(AgentResults):
         before the operation's first line runs. A claim id seen before (its answer was
         lost) first gets back the tasks that claim started and the agent still holds.
         """
+        engine: Engine = self.__dict__["_write_engine"]
+        if engine.dialect.name == "postgresql" and not exchange.repeat:
+            with self._faults():  # a lost connection: the store's fault, as for any write
+                return pg_exchange(self, engine).run(self, exchange)
+        if (
+            not exchange.deliveries
+            and not exchange.repeat
+            and not self.claimable_queues([exchange.queue])
+        ):
+            return Exchanged([], [])  # nothing to record, nothing to claim: no write lock
         answers: list[str] = []
         with self._write() as conn:
             if exchange.deliveries:
@@ -199,6 +260,10 @@ class AgentQueue(AgentResults):
         if ACCEPTED in answers and not notified:
             self.notify(RESULTS_CHANNEL)
         return Exchanged(answers, assignments)
+
+    def _faults(self) -> AbstractContextManager[None]:
+        """Turns a lost connection into the store's fault (PostgreSQL's store says how)."""
+        return contextlib.nullcontext()
 
     def claimable_queues(self, queues: Sequence[str]) -> set[str]:
         """Which of `queues` have a task a claim would take now (a read: no write lock)."""
@@ -288,20 +353,7 @@ class AgentQueue(AgentResults):
             else {}
         )
         return [
-            Assignment(
-                attempt_id=row.attempt_id,
-                task_id=row.id,
-                execution_id=row.execution_id,
-                graph=graphs[row.graph_id],
-                task_key=row.key,
-                operation=row.operation,
-                kwargs_json=row.kwargs,
-                retries=row.retries,
-                resume=last.get(row.id) in ("lost", "interrupted"),
-                timeout=row.timeout,
-                attempt=row.attempts - 1 if started else row.attempts,
-                max_retries=row.max_retries,
-            )
+            assignment_of(row, graphs[row.graph_id], last.get(row.id), started=started)
             for row in sorted(rows, key=lambda row: row.id)
         ]
 
@@ -318,34 +370,8 @@ class AgentQueue(AgentResults):
 
     def _started(self, conn: Connection, agent: str, started: Sequence[Assignment]) -> None:
         """The attempt rows and `task_started` events of tasks `agent` just started."""
-        if not started:
-            return
-        now = _now()
-        self._run_many(
-            conn,
-            "attempt",
-            [
-                {
-                    "task_id": task.task_id,
-                    "number": task.attempt,
-                    "outcome": "running",
-                    "worker": f"agent {agent}",
-                    "started_at": now,
-                    "attempt_id": task.attempt_id,
-                }
-                for task in started
-            ],
-        )
-        events = []
-        for task in started:
-            retry = f" [retry {task.retries}/{task.max_retries}]" if task.retries else ""
-            message = f"Task started '{task.task_key}' on agent {agent}{retry}"
-            events.append(
-                event_row(
-                    task.execution_id, task.graph, task.task_key, "task_started", message,
-                    "info", now,
-                )
-            )  # fmt: skip
+        attempts, events = started_rows(agent, started)
+        self._run_many(conn, "attempt", attempts)
         self._run_many(conn, "event", events)
 
     def attempt_queue(self, attempt_id: str) -> str | None:

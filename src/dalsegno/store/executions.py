@@ -183,6 +183,12 @@ class Executions(LockKeys):
         with self._write() as conn:
             if target is ExecutionState.CANCELLED:
                 serialise_key_of(conn, execution_id)
+            # On PostgreSQL an agent's claim reads the execution's row `FOR KEY SHARE` (the
+            # owner's lease renewals do not wait for it): this lock waits for the claims
+            # under way, and the claims that come after see the cancel (store/agent_pgexchange.py)
+            conn.execute(
+                select(t.executions.c.id).where(t.executions.c.id == execution_id).with_for_update()
+            )
             moved = conn.execute(
                 update(t.executions)
                 .where(t.executions.c.id == execution_id, t.executions.c.status.in_(sources))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agents.processes import Cluster, alive, runs, wait_for
@@ -310,3 +311,42 @@ def test_a_frozen_agent_past_the_timeout_loses_its_attempt_and_its_result_is_ref
     assert found["blk"][0] == (frozen_name, False)
     assert found["blk"][1] == (other, True)
     assert alive(frozen)  # it goes on serving
+
+
+# an idle agent's claim that waits in a long-poll is its heartbeat -------------------
+
+
+def heartbeats(cluster: Cluster) -> float:
+    """The heartbeats the manager has answered (its `/metrics`)."""
+    site = cluster.url.removesuffix("/api/v1")
+    text = httpx.get(f"{site}/metrics", headers=cluster.headers).text
+    for line in text.splitlines():
+        if line.startswith('dalsegno_store_seconds_count{operation="agent_heartbeat"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_an_idle_agent_waiting_in_a_long_poll_is_kept_alive_without_beating(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.start_manager()
+    cluster.start_agent("idle-1")
+    wait_for(lambda: len(cluster.get_agents()) == 1, what="for the agent's first beat")
+    time.sleep(1.0)  # its claim waits in a long-poll
+    before = heartbeats(cluster)
+    oldest = 0.0
+    until = time.monotonic() + 4.0
+    while time.monotonic() < until:
+        (agent,) = cluster.get_agents()
+        oldest = max(oldest, time.time() - agent["last_heartbeat_at"])
+        time.sleep(0.1)
+    beats = heartbeats(cluster) - before
+    # alive all along for `agents list`: never older than the agent timeout (2 s) ...
+    assert oldest < 2.0
+    # ... with few beats: one every 0.3 s would be 13 in these 4 s
+    assert beats <= 3, beats
+
+    log = tmp_path / "runs.log"
+    execution_id = cluster.start("agent_flows:one", op="step", log=str(log), value=5)
+    wait_for(lambda: cluster.status(execution_id) == "completed")
+    assert [run["agent"] for run in runs(log)["t"]] == ["idle-1"]

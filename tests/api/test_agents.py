@@ -367,7 +367,8 @@ def test_a_new_token_lists_no_agent_until_it_beats(app_client: httpx.Client) -> 
         headers=as_token(token),
     )
     # idle (no attempt listed): asked to beat every third of the agent timeout (15 s)
-    assert beat.json() == {"kill": [], "unknown": [], "interval": 5.0}
+    # a claim that waits in a long-poll counts as its beat (docs/agents.md)
+    assert beat.json() == {"kill": [], "unknown": [], "interval": 5.0, "waiting_beats": True}
     (agent,) = app_client.get("/agents").json()
     assert (agent["name"], agent["queue"], agent["concurrency"], agent["running"]) == (
         "b",

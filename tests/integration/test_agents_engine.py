@@ -318,6 +318,7 @@ def test_heartbeats_keep_an_agent_alive_past_the_timeout(
             "kill": [],
             "unknown": [],
             "interval": 2.0,
+            "waiting_beats": True,
         }
         time.sleep(0.1)
     agent_service.report(assignment["attempt_id"], "a1", ok())
@@ -419,7 +420,12 @@ def test_kill_cancel_fails_a_started_agent_task_and_tells_its_agent(
     assert running.end() == ("cancelled", None)
     task = task_of(store, running.id)
     assert (task.status.value, task.error) == ("failed", "killed by cancel")
-    assert beat(agent_service, [attempt]) == {"kill": [attempt], "unknown": [], "interval": 2.0}
+    assert beat(agent_service, [attempt]) == {
+        "kill": [attempt],
+        "unknown": [],
+        "interval": 2.0,
+        "waiting_beats": True,
+    }
     with pytest.raises(ConflictError):
         agent_service.report(attempt, "a1", ok())
     assert [a.outcome for a in attempts_of(store, running.id)] == ["killed"]

@@ -106,6 +106,8 @@ class Agent:
         self._done = threading.Event()  # shut down: the heartbeat ends
         self._kick = threading.Event()  # cuts the claim's backoff short
         self._interval = config.heartbeat_interval or DEFAULT_HEARTBEAT
+        # the manager said a claim waiting in its long-poll counts as this agent's beat
+        self._waiting_beats = False
         self.failure: str | None = None
 
     # the whole process -------------------------------------------------------------
@@ -393,6 +395,10 @@ class Agent:
                 log.exception("cannot read the outbox")
                 waiting = []
             held += [found for found in waiting if found not in held]
+            if not held and self._claim_waits():
+                if self._done.wait(self._interval):
+                    return
+                continue
             body = {
                 "queue": self.config.queue,
                 "agent": self.name,
@@ -421,7 +427,20 @@ class Agent:
             if self._done.wait(self._interval):
                 return
 
+    def _claim_waits(self) -> bool:
+        """Whether a beat would say nothing the manager does not know: this agent holds
+        nothing and its claim has waited in a long-poll for a whole interval on a manager
+        that counts a waiting claim as the beat (it writes the beats of the agents whose
+        claims wait, every half of this interval). A beat goes out again as soon as the
+        agent holds an attempt or its claim has not waited that long."""
+        if not self._waiting_beats:
+            return False
+        with self._slots:
+            parked = self._parked_since
+        return parked is not None and time.monotonic() - parked >= self._interval
+
     def _obey(self, answer: dict[str, Any]) -> None:
+        self._waiting_beats = answer.get("waiting_beats") is True
         interval = answer.get("interval")
         if (
             self.config.heartbeat_interval is None  # an interval given to the agent wins

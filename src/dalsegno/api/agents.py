@@ -161,6 +161,11 @@ class HeartbeatAnswer(BaseModel):
     kill: list[str]
     unknown: list[str]
     interval: float
+    waiting_beats: bool = Field(
+        default=False,
+        description="true: an exchange that waits in a long-poll on this manager counts as"
+        " its agent's heartbeat (an agent that holds nothing need not beat meanwhile)",
+    )
 
 
 class HeldTask(BaseModel):
@@ -226,6 +231,7 @@ async def _long_poll(
     queue: str,
     wait: float,
     look: Callable[[], list[Any]],
+    agent: str | None = None,
 ) -> list[Any]:
     """`look()` (in the thread pool) until it finds tasks, waiting between two looks as a
     coroutine for tasks of `queue` to be claimable: a waiting claim holds no thread.
@@ -241,7 +247,7 @@ async def _long_poll(
     def wake() -> None:
         loop.call_soon_threadsafe(woken.set)
 
-    stop = service.on_tasks(queue, wake)
+    stop = service.on_tasks(queue, wake, agent)
     try:
         deadline = loop.time() + wait
         while True:
@@ -319,7 +325,7 @@ def agents_router(service: AgentService) -> APIRouter:
                 call.deliveries = []
             return tasks
 
-        tasks = await _long_poll(request, service, body.queue, wait, look)
+        tasks = await _long_poll(request, service, body.queue, wait, look, body.agent)
         # built by the service, field by field as documented: not validated once more
         return JsonResponse({"results": answers, "tasks": tasks})
 

@@ -30,21 +30,34 @@ LINGER = 60.0  # seconds the thread outlives the last waiting claim
 
 
 class TaskSignals:
-    """Calls the subscribed callbacks of a queue whenever it may have claimable tasks."""
+    """Calls the subscribed callbacks of a queue whenever it may have claimable tasks.
 
-    def __init__(self, store_of: Callable[[], Store]) -> None:
+    `on_tick`, when given, is called by the thread at each look with the names of the
+    agents whose claims wait (the service keeps their heartbeats: `AgentService`)."""
+
+    def __init__(
+        self,
+        store_of: Callable[[], Store],
+        on_tick: Callable[[set[str]], None] | None = None,
+    ) -> None:
         self._store_of = store_of
+        self._on_tick = on_tick
         self._lock = threading.Lock()
         self._callbacks: dict[int, tuple[str, Callable[[], None]]] = {}
+        self._agents: dict[int, str] = {}  # subscription -> the agent whose claim waits
         self._next = 0
         self._thread: threading.Thread | None = None
 
-    def subscribe(self, queue: str, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(
+        self, queue: str, callback: Callable[[], None], agent: str | None = None
+    ) -> Callable[[], None]:
         """Call `callback` (from another thread) when `queue` may have claimable tasks;
-        returns the undo."""
+        returns the undo. `agent`: the agent whose claim waits."""
         with self._lock:
             key, self._next = self._next, self._next + 1
             self._callbacks[key] = (queue, callback)
+            if agent is not None:
+                self._agents[key] = agent
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._pump, name="dalsegno-agent-claims", daemon=True
@@ -54,6 +67,7 @@ class TaskSignals:
         def unsubscribe() -> None:
             with self._lock:
                 self._callbacks.pop(key, None)
+                self._agents.pop(key, None)
 
         return unsubscribe
 
@@ -74,6 +88,12 @@ class TaskSignals:
                     self._thread = None
                     return
                 queues = {queue for queue, _ in self._callbacks.values()}
+                waiting = set(self._agents.values())
+            if self._on_tick is not None and waiting:
+                try:
+                    self._on_tick(waiting)
+                except Exception:
+                    log.warning("keeping the waiting agents' beats failed", exc_info=True)
             began = time.monotonic()
             try:
                 store.wait_for_notification([TASKS_CHANNEL], RECHECK)

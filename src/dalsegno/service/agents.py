@@ -54,7 +54,8 @@ class AgentService:
     def __init__(self, service: ExecutionService, max_wait: float = MAX_WAIT) -> None:
         self.service = service
         self.max_wait = max_wait  # a claim never waits longer, whatever it asks
-        self._signals = TaskSignals(lambda: self.service.store)
+        self._signals = TaskSignals(lambda: self.service.store, self._keep_waiting)
+        self._kept_at = 0.0  # when the beats of agents whose claims wait were last kept
         self.closing = False
 
     def stop_waiting(self) -> None:
@@ -99,9 +100,24 @@ class AgentService:
             assignment_json(found) for found in self.store.claim_agent_tasks(queue, agent, limit)
         ]
 
-    def on_tasks(self, queue: str, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` whenever tasks of `queue` may be claimable; returns the undo."""
-        return self._signals.subscribe(queue, callback)
+    def on_tasks(
+        self, queue: str, callback: Callable[[], None], agent: str | None = None
+    ) -> Callable[[], None]:
+        """Call `callback` whenever tasks of `queue` may be claimable; returns the undo.
+        `agent`: the agent whose claim waits (its wait counts as its heartbeat)."""
+        return self._signals.subscribe(queue, callback, agent)
+
+    def _keep_waiting(self, agents: set[str]) -> None:
+        """A claim that waits in a long-poll is its agent's heartbeat: every sixth of the
+        agent timeout (half an idle agent's interval), one write renews the beats of all
+        the agents whose claims wait here, so an agent that holds nothing need not beat
+        while its claim waits (`dalsegno.agent.worker`)."""
+        third = agent_timeout_of(self.service) / 3
+        now = time.monotonic()
+        if now - self._kept_at < third / 2:
+            return
+        self._kept_at = now
+        self.store.agents_waiting(sorted(agents))
 
     def claim(self, queue: str, agent: str, limit: int = 1, wait: float = MAX_WAIT) -> list[Any]:
         """Tasks of `queue` now held by `agent`; waits up to `wait` s while there are none
@@ -199,7 +215,8 @@ class AgentService:
         third = agent_timeout_of(self.service) / 3
         kill, unknown = self.store.agent_heartbeat(replace(beat, idle_write_every=2 * third))
         interval = min(HEARTBEAT_INTERVAL, third) if beat.attempt_ids else third
-        return {"kill": kill, "unknown": unknown, "interval": interval}
+        # "waiting_beats": a claim that waits on this manager keeps its agent's beat
+        return {"kill": kill, "unknown": unknown, "interval": interval, "waiting_beats": True}
 
     def list_agents(self) -> list[AgentRecord]:
         return self.store.list_agents()

@@ -521,6 +521,23 @@ class AgentQueue(AgentResults):
         unknown = [a for a in beat.attempt_ids if a not in held and a not in killed]
         return kill, unknown
 
+    def agents_waiting(self, agents: Sequence[str]) -> None:
+        """The agents `agents` have a claim waiting on this manager: that is their beat,
+        written for them all at once (`last_heartbeat_at`; an agent with no row yet gets
+        one with its first heartbeat)."""
+        if not agents:
+            return
+        now = _now()
+        with self._write() as conn:
+            conn.execute(
+                update(t.agents)
+                .where(t.agents.c.name.in_(list(agents)))
+                .values(last_heartbeat_at=now)
+            )
+        beats = self._beats()
+        for name in agents:  # what the row says besides is unknown here: read if asked
+            beats.pop(name, None)
+
     def _fresh(self, beat: AgentBeat, now: float) -> bool:
         """Whether the store shows this agent as it beats, written less than
         `beat.idle_write_every` seconds ago: known from this process's own last write, else

@@ -40,6 +40,8 @@ DEFAULT_HEARTBEAT = 2.0  # seconds between heartbeats, unless the manager asks o
 # Results that finish while the claim loop waits in a long-poll are sent by the sender
 # after this long: a claim that answers sooner carries them itself, in the same call.
 PARKED_GRACE = 0.02
+# Seconds a call waits, while attempts still run, for half the slots to be free (below).
+GATHER = 0.005
 
 
 def default_name() -> str:
@@ -214,15 +216,28 @@ class Agent:
 
     def _wait_for_work(self) -> int:
         """Until a slot is free or results wait to be delivered; the free slots (0 when
-        stopping, or when only results are to be delivered)."""
+        stopping, or when only results are to be delivered).
+
+        While other attempts still run, a call waits until half the slots are free, at
+        most `GATHER` seconds from the first one: one call then carries the results of
+        attempts that end close together and claims for their slots together (short
+        operations would otherwise make a call for each one or two)."""
+        gathering: float | None = None
         with self._slots:
-            while (
-                len(self._held) >= self.config.concurrency
-                and not self._finished
-                and not self._unsent
-                and not self._stopping.is_set()
-            ):
-                self._slots.wait()
+            while not self._stopping.is_set():
+                done = len(self._finished)
+                if len(self._held) - done >= self.config.concurrency and not self._unsent:
+                    self._slots.wait()  # every slot busy, nothing to deliver
+                    continue
+                running = len(self._held) - done
+                free = self.config.concurrency - running
+                if not running or 2 * free >= self.config.concurrency:
+                    break
+                now = time.monotonic()
+                gathering = now if gathering is None else gathering
+                if now - gathering >= GATHER:
+                    break
+                self._slots.wait(GATHER - (now - gathering))
         self._keep()
         with self._slots:
             if self._stopping.is_set():

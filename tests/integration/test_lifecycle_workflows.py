@@ -183,3 +183,24 @@ def raise_failure(service: ExecutionService, workflow: str, **params: object) ->
     execution = service.find(service.start(workflow, params, deployment="d").execution_id)
     assert execution.status == "failed"
     raise RefusedError(execution.error or "")
+
+
+def test_heal_is_the_way_out_of_a_half_made_instance(
+    service: ExecutionService, deployments: DeploymentService, log: Path, store: Store
+) -> None:
+    from dalsegno.model.records import InstanceChange
+
+    run(service, "install")
+    store.update_instances([InstanceChange("db_000000", "creating", {"half": True})])
+    log.write_text("")
+    run(service, "heal", instance="db_000000")
+    seen = [" ".join(line[:2]) for line in deploy_kit.lines(log)]
+    assert seen == [
+        "delete db_000000",
+        "create db_000000",
+        "configure db_000000",
+        "start db_000000",
+    ]
+    db = {i.id: i for i in deployments.get("d").instances}["db_000000"]
+    assert db.state is S.STARTED
+    assert "half" not in db.runtime_properties  # its delete cleared what was left

@@ -73,7 +73,7 @@ def start_agents(
 def start_idle(home: Path, api: str, count: int) -> subprocess.Popen[bytes]:
     token = (home / "token").read_text().strip()
     fleet = subprocess.Popen(
-        [sys.executable, str(IDLE), "--manager", api, "--token", token, "--queue", "idle",
+        [sys.executable, str(IDLE), "--manager", api, f"--token={token}", "--queue", "idle",
          "--count", str(count), "--home", str(home / "idle")],
         env=_env(home),
         stdout=subprocess.DEVNULL,

@@ -29,7 +29,17 @@ S = InstanceState
 @pytest.fixture
 def manager(home: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{free_port()}"],
+        # it serves the example's operations (docs/security.md)
+        [
+            sys.executable,
+            "-m",
+            "dalsegno",
+            "manager",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--workflows",
+            str(EXAMPLE.parent),
+        ],
         cwd=WORKFLOWS,
         env=cli_env(home),
         stdout=subprocess.DEVNULL,

@@ -32,7 +32,10 @@ def free_port() -> int:
 @pytest.fixture
 def manager_url(home: Path) -> Iterator[str]:
     port = free_port()
-    process = start_cli(home, "manager", "--bind", f"127.0.0.1:{port}", "--grace", "1")
+    process = start_cli(
+        home, "manager", "--bind", f"127.0.0.1:{port}", "--grace", "1",
+        "--workflows", str(THREE_TIER.parent),  # it serves the example's operations
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -88,7 +88,13 @@ class LiveManager:
 
 
 @pytest.fixture
-def manager(home: Path) -> Iterator[LiveManager]:
+def manager_args() -> list[str]:
+    """More arguments of the manager (a test module may override it: `--workflows`)."""
+    return []
+
+
+@pytest.fixture
+def manager(home: Path, manager_args: list[str]) -> Iterator[LiveManager]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -100,6 +106,7 @@ def manager(home: Path) -> Iterator[LiveManager]:
             f"127.0.0.1:{port}",
             "--grace",
             "1",
+            *manager_args,
         ],
         cwd=WORKFLOWS,
         env=cli_env(home),

@@ -9,12 +9,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from browser.conftest import LiveManager, screenshot, sign_in, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 THREE_TIER = ROOT / "examples" / "blueprints" / "three_tier.yaml"
+
+
+@pytest.fixture
+def manager_args() -> list[str]:
+    """The manager serves the example's operations (docs/security.md)."""
+    return ["--workflows", str(THREE_TIER.parent)]
 
 
 def deployment(manager: LiveManager) -> dict[str, Any]:

@@ -45,7 +45,8 @@ class UploadRequest(Request):
         max_length=4096,
         pattern=r"^/[^\x00]*$",
         description="the absolute directory, on the manager's host, that relative operation "
-        "paths (`path/file.py:function`) are read from; default the manager's working directory",
+        "paths (`path/file.py:function`) are read from; default the manager's working "
+        "directory. Whatever a reference resolves to must be an operation the manager serves",
     )
 
 
@@ -120,7 +121,7 @@ def deployments_router(service: ExecutionService) -> APIRouter:
     reads, writes = [Depends(require(READ))], [Depends(require(OPERATE))]
 
     def calls() -> DeploymentCalls:
-        return DeploymentCalls(service.store)
+        return DeploymentCalls(service.store, service.served_operations())
 
     @router.post(
         "/blueprints",

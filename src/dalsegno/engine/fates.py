@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dalsegno.engine.references import resolve_operation
-from dalsegno.model.errors import BadReferenceError
+from dalsegno.engine.references import WorkflowSource, resolve_operation
+from dalsegno.model.errors import BadReferenceError, RefusedError
 from dalsegno.model.states import TakeUp, TaskState
 
 S = TaskState
@@ -260,3 +260,18 @@ def operation_resumability(operation: str) -> tuple[bool, str | None]:
     except BadReferenceError as exc:
         return False, str(exc)
     return definition.resumable, None
+
+
+def served_resumability(source: WorkflowSource) -> Resumability:
+    """The `Resumability` of a lifecycle task (its operation from a blueprint): the
+    operation `source` serves; one a manager does not serve is not resumable, with the
+    reason, and is never imported."""
+
+    def resumable(operation: str) -> tuple[bool, str | None]:
+        try:
+            _, definition = source.operation(operation)
+        except RefusedError as exc:
+            return False, str(exc)
+        return definition.resumable, None
+
+    return resumable

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dalsegno.engine.references import normalize, reference_of, resolve_operation
+from dalsegno.engine.references import bound_operation, normalize, reference_of
 from dalsegno.engine.scheduler import GraphRun
 from dalsegno.model.blueprints import InstanceBinding, InstanceState
 from dalsegno.model.definitions import (
@@ -255,12 +255,15 @@ class Graph:
             if key is not UNSET and key:
                 return self._restored_task(key, within)
             return self._restored_task(self._spec.auto_key(self._operation_name(op)), within)
-        func, reference, definition = self._operation(op)
         given: dict[str, Any] = {
             name: value
             for name, value in zip(TASK_OPTIONS, values, strict=True)
             if value is not UNSET
         }
+        options = given.get("options")
+        func, reference, definition = self._operation(
+            op, bound=isinstance(options, dict) and "instance" in options
+        )
         signature = _signature(func)
         ambiguous = sorted(name for name in given if name in signature.names)
         if ambiguous:
@@ -393,11 +396,13 @@ class Graph:
         return marked.name if marked is not None else self._operation(op)[2].name
 
     def _operation(
-        self, op: Callable[..., Any] | str
+        self, op: Callable[..., Any] | str, bound: bool = False
     ) -> tuple[Callable[..., Any], str, OperationDefinition]:
+        """`bound`: a lifecycle task's, whose reference a blueprint gave: a manager's
+        allow-list refuses one it does not serve, before importing it."""
         if isinstance(op, str):
             reference = normalize(op)
-            func, definition = resolve_operation(reference)
+            func, definition = bound_operation(self._run.config.workflows, reference, bound)
             return func, reference, definition
         marked = operation_definition(op)
         if marked is None:
@@ -445,12 +450,14 @@ class Graph:
         spec = self._spec
         spec.check_acyclic()
         config, run = self._run.config, self._run
-        definitions: dict[str, OperationDefinition] = {}
+        definitions: dict[tuple[str, bool], OperationDefinition] = {}
         new_tasks = []
         for task in spec.tasks.values():
-            definition = definitions.get(task.operation)
+            which = (task.operation, task.instance is not None)
+            definition = definitions.get(which)
             if definition is None:
-                definition = definitions[task.operation] = resolve_operation(task.operation)[1]
+                definition = bound_operation(config.workflows, *which)[1]
+                definitions[which] = definition
             new_tasks.append(
                 NewTask(
                     key=task.key,

@@ -101,9 +101,13 @@ def resolve_workflow(reference: str) -> tuple[Callable[..., Any], WorkflowDefini
 
 class WorkflowSource(Protocol):
     """Where the workflows a process runs come from: `resolve` gives the one a reference
-    names, or refuses it (`dalsegno.service.workflows` serves a manager's allow-list)."""
+    names, or refuses it (`dalsegno.service.workflows` serves a manager's allow-list).
+    `operation` does the same for the operation of a lifecycle task (a task bound to a
+    node instance), whose reference came from a blueprint, not from a workflow's code."""
 
     def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]: ...
+
+    def operation(self, reference: str) -> tuple[Callable[..., Any], OperationDefinition]: ...
 
 
 class ImportAny:
@@ -111,6 +115,17 @@ class ImportAny:
 
     def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]:
         return resolve_workflow(reference)
+
+    def operation(self, reference: str) -> tuple[Callable[..., Any], OperationDefinition]:
+        return resolve_operation(reference)
+
+
+def bound_operation(
+    source: WorkflowSource, reference: str, bound: bool
+) -> tuple[Callable[..., Any], OperationDefinition]:
+    """The operation of a task: a bound (lifecycle) task's from `source`, before anything
+    is imported; any other's imported, as its workflow's code named it."""
+    return source.operation(reference) if bound else resolve_operation(reference)
 
 
 IMPORT_ANY = ImportAny()

@@ -131,17 +131,19 @@ def plan_resume(
     detail: bool = True,
     resumable: Resumability = operation_resumability,
     graphs: Iterable[StoredGraph] = (),
+    bound: Resumability | None = None,
 ) -> ResumePlan:
     """What a take-up does to each task (`dalsegno.engine.fates.fate`), and the resets it
     writes first. A workflow that is not resumable fails at once: nothing runs, nothing
-    is reset, and the plan lists no task.
+    is reset, and the plan lists no task. `bound`: the `Resumability` of lifecycle tasks
+    (a manager's allow-list's, `served_resumability`), else `resumable`.
 
     Without `detail` only the resets are worked out (a resume of a big graph needs
     nothing else, and the plan of a task that is kept or simply pending costs time).
     """
     kind = take_up if take_up is not None else manual_take_up(execution)
     if execution.dry_run:  # simulated in its owner: nothing ran, nothing is on an agent
-        resumable = simulated
+        resumable = bound = simulated
     plan = ResumePlan(
         execution_id=execution.id,
         workflow=execution.workflow,
@@ -165,7 +167,7 @@ def plan_resume(
                 where_it_runs(task.agent, execution.dry_run),
                 kind,
                 reset_operations,
-                resumable,
+                resumable if bound is None or task.instance is None else bound,
                 in_reset_subgraph=whole,
             )
             plan.tasks.append(

@@ -30,7 +30,7 @@ from dalsegno.engine.lease import DEFAULT_LEASE_TIMEOUT, this_owner
 from dalsegno.engine.outcomes import ExecutionAbandoned, ExecutionCancelled, GraphFailed
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
-from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, resolve_operation
+from dalsegno.engine.references import IMPORT_ANY, WorkflowSource, bound_operation
 from dalsegno.engine.scheduler import GraphRun
 from dalsegno.model.errors import (
     DalsegnoError,
@@ -430,8 +430,9 @@ class ExecutionRun:
             return
         if self._pool is None:
             self._pool = WorkerPool(self.concurrency)
-        try:
-            func, definition = resolve_operation(task.operation)
+        try:  # a lifecycle task's operation: only one this manager serves (docs/security.md)
+            bound = task.instance is not None
+            func, definition = bound_operation(self.config.workflows, task.operation, bound)
         except DalsegnoError as exc:
             completions.put(Completion(task.id, attempt, False, None, str(exc), None, False))
             return

@@ -23,6 +23,7 @@ from dalsegno.engine.fates import (
     Resumability,
     operation_resumability,
     placement,
+    served_resumability,
     simulated,
     where_it_runs,
 )
@@ -73,6 +74,10 @@ class GraphRun:
         self.awaited: set[int] = set()  # agent tasks sent to a queue
         self._failed: list[int] = []
         self.resumability: Resumability = simulated if run.dry_run else operation_resumability
+        # a lifecycle task's operation came from a blueprint: the manager's allow-list's
+        self.bound_resumability: Resumability = (
+            simulated if run.dry_run else served_resumability(run.config.workflows)
+        )
         self.agents = AgentTasks(self, run)
         self.failed_subgraphs: list[str] = []
         self._released: set[int] = set()  # failed tasks whose policy let dependents run
@@ -101,7 +106,7 @@ class GraphRun:
             if status is S.SUCCEEDED:
                 continue
             agent = where_it_runs(task.agent, self.run.dry_run)
-            placed = placement(status, task.key, task.operation, agent, self.resumability)
+            placed = placement(status, task.key, task.operation, agent, self.resumable(task))
             action = placed.action
             if action is Action.FAILED:
                 failed.append(task.id)
@@ -306,11 +311,14 @@ class GraphRun:
         if self.run.drain_expired() and not self._unresumable_running():
             self._hand_over()
 
+    def resumable(self, task: TaskRecord) -> Resumability:
+        return self.resumability if task.instance is None else self.bound_resumability
+
     def _unresumable_running(self) -> list[str]:
         keys = []
         for task_id in self._running:
             task = self.tasks[task_id]
-            if not self.resumability(task.operation)[0]:
+            if not self.resumable(task)(task.operation)[0]:
                 keys.append(task.key)
         if keys:
             self.run.waiting_for(keys)

@@ -16,7 +16,7 @@ from dalsegno.model.blueprints import BlueprintRecord, DeploymentRecord, NodeIns
 from dalsegno.model.errors import RefusedError
 from dalsegno.model.limits import MAX_BODY
 from dalsegno.model.records import ExecutionRecord
-from dalsegno.service.blueprints import BlueprintService
+from dalsegno.service.blueprints import BlueprintService, ServedOperations
 from dalsegno.service.deployments import DeploymentService, lifecycle_reference
 from dalsegno.store.base import Store
 
@@ -46,11 +46,12 @@ def check_id(kind: str, value: Any) -> str:
 
 
 class DeploymentCalls:
-    """Blueprints and deployments on one store."""
+    """Blueprints and deployments on one store; `served`: a manager's allow-list, which a
+    blueprint's operations must be in (`ExecutionService.served_operations`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, served: ServedOperations | None = None) -> None:
         self.store = store
-        self._blueprints = BlueprintService(store)
+        self._blueprints = BlueprintService(store, served)
         self._deployments = DeploymentService(store)
 
     # blueprints ------------------------------------------------------------------------

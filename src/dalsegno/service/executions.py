@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dalsegno.engine import events
+from dalsegno.engine.fates import served_resumability
 from dalsegno.engine.lease import lease_is_free, this_owner
 from dalsegno.engine.lifecycle import Lifecycle, by, holder_line
 from dalsegno.engine.references import normalize
@@ -278,7 +279,12 @@ class ExecutionService(ExecutionReads, ExecutionHousekeeping):
         graphs = self.store.load_graphs(execution.id) if definition.resumable else {}
         tasks = [task for graph in graphs.values() for task in graph.tasks]
         plan = plan_resume(
-            execution, tasks, reset_operations, definition.resumable, graphs=graphs.values()
+            execution,
+            tasks,
+            reset_operations,
+            definition.resumable,
+            graphs=graphs.values(),
+            bound=served_resumability(self.config.workflows),
         )
         if execution.lock_key is not None and plan.take_up == TakeUp.RESUME:
             plan.lock_key = execution.lock_key

@@ -142,6 +142,12 @@ class ExecutionReads(PagedReads):
         source = self.config.workflows
         return source.workflows if isinstance(source, AllowedWorkflows) else None
 
+    def served_operations(self) -> AllowedWorkflows | None:
+        """The allow-list a blueprint's operations must be in on this manager, or None when
+        any may run (the CLI on the store)."""
+        source = self.config.workflows
+        return source if isinstance(source, AllowedWorkflows) else None
+
     def workflows(self) -> list[str]:
         """Every workflow reference some execution ran."""
         return self.store.list_workflows()

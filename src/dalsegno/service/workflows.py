@@ -1,12 +1,16 @@
 """The workflows a manager serves: its allow-list (`dalsegno manager --workflows SPEC`).
 
 Each SPEC is a Python module (`mypkg.deploy`), a file (`deploy.py`) or a directory (its
-`*.py` files that declare a `@workflow`, not its subdirectories). They are imported once,
-when the manager starts; from then on a request names one of the workflows found, or is
-refused (422) before anything is imported: a reference to any other module or file, on
-the manager's host or not, runs no code of it. Resume and takeover go through the same
-list, so an execution whose workflow is no longer served is refused (or, taken over, ends
-`failed` with the reason) until the manager serves it again.
+`*.py` files that declare a `@workflow` or an `@operation`, not its subdirectories). They
+are imported once, when the manager starts; from then on a request names one of the
+workflows found, or is refused (422) before anything is imported: a reference to any other
+module or file, on the manager's host or not, runs no code of it. Resume and takeover go
+through the same list, so an execution whose workflow is no longer served is refused (or,
+taken over, ends `failed` with the reason) until the manager serves it again.
+
+The `@operation` functions of the same modules and files are the operations a blueprint
+may name (`operation`): a blueprint uploaded through the manager that names any other is
+refused, and a lifecycle task whose operation is not served fails before it is imported.
 
 A file whose directory is on `sys.path` (the manager's working directory is) is imported
 as its module, so `deploy:deploy` and `deploy.py:deploy` name the same function; another
@@ -35,13 +39,20 @@ from typing import Any
 
 from dalsegno.engine.references import load_source, normalize, resolve_workflow
 from dalsegno.lifecycle import WORKFLOWS
-from dalsegno.model.definitions import WorkflowDefinition, workflow_definition
+from dalsegno.lifecycle import operations as built_in_operations
+from dalsegno.model.definitions import (
+    OperationDefinition,
+    WorkflowDefinition,
+    operation_definition,
+    workflow_definition,
+)
 from dalsegno.model.errors import RefusedError
 from dalsegno.service.params import describe, type_hints
 
 log = logging.getLogger("dalsegno.workflows")
 
 DEFAULT_SPEC = "."  # without --workflows: the .py files of the working directory
+Operations = dict[str, tuple[Callable[..., Any], OperationDefinition]]  # by every reference
 _KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
@@ -83,6 +94,7 @@ class AllowedWorkflows:
         workflows: Iterable[AllowedWorkflow],
         skipped: Sequence[str] = (),
         built_ins: Sequence[AllowedWorkflow] = (),
+        operations: Operations | None = None,
     ) -> None:
         self.workflows = list(workflows)
         self.skipped = list(skipped)  # files of the default directory that did not import
@@ -91,6 +103,9 @@ class AllowedWorkflows:
         for found in [*self.workflows, *self.built_ins]:
             for reference in (found.reference, *found.aliases):
                 self._by_reference.setdefault(reference, found)
+        # the operations a blueprint may name: the served files' and the built-in steps'
+        steps = _operations_of(built_in_operations, [built_in_operations.__name__])
+        self._operations: Operations = {**steps, **(operations or {})}
 
     @classmethod
     def load(cls, specs: Sequence[str]) -> AllowedWorkflows:
@@ -98,17 +113,22 @@ class AllowedWorkflows:
         that does not exist or does not import."""
         lenient = not specs
         found: list[AllowedWorkflow] = []
+        operations: Operations = {}
         skipped: list[str] = []
         for spec in specs or [DEFAULT_SPEC]:
             for source in _sources(spec):
                 try:
-                    found += _workflows_of(source)
+                    workflows, served = _served_by(source)
                 except RefusedError as exc:
                     if not lenient:
                         raise
                     skipped.append(str(exc))
                     log.warning("%s (skipped: start the manager with --workflows)", exc)
-        return cls(found, skipped, built_in())
+                    continue
+                found += workflows
+                for reference, operation in served.items():
+                    operations.setdefault(reference, operation)
+        return cls(found, skipped, built_in(), operations)
 
     def resolve(self, reference: str) -> tuple[Callable[..., Any], WorkflowDefinition]:
         """The workflow `reference` names, if this manager serves it; nothing is imported."""
@@ -121,6 +141,26 @@ class AllowedWorkflows:
             )
             raise RefusedError(msg)
         return allowed.function, allowed.definition
+
+    def operation(self, reference: str) -> tuple[Callable[..., Any], OperationDefinition]:
+        """The `@operation` function `reference` names (a blueprint's), if a served module
+        or file defines it (or it is a built-in step); nothing is imported."""
+        try:
+            found = self._operations.get(normalize(reference))
+        except (RefusedError, OSError, ValueError):  # malformed: served by no file
+            found = None
+        if found is None:
+            msg = (
+                f"operation '{reference}' is not allowed on this manager: it serves the"
+                " @operation functions of its --workflows"
+            )
+            raise RefusedError(msg)
+        return found
+
+    @property
+    def operations(self) -> list[str]:
+        """The references of every operation served, sorted."""
+        return sorted(self._operations)
 
 
 def built_in() -> list[AllowedWorkflow]:
@@ -149,8 +189,9 @@ def _sources(spec: str) -> list[str]:
     raise RefusedError(msg)
 
 
-def _workflows_of(source: str) -> list[AllowedWorkflow]:
-    """Import one module or file; its `@workflow` functions, with their references."""
+def _served_by(source: str) -> tuple[list[AllowedWorkflow], Operations]:
+    """Import one module or file; its `@workflow` functions, with their references, and
+    its `@operation` functions by every reference naming them."""
     path = Path(source) if source.endswith(".py") or "/" in source else None
     try:
         if path is not None and not path.is_file():
@@ -169,6 +210,18 @@ def _workflows_of(source: str) -> list[AllowedWorkflow]:
             continue  # not a workflow, or one imported from elsewhere (served from there)
         references = [f"{name}:{attribute}" for name in names]
         found.append(_describe(value, definition, references, source))
+    return found, _operations_of(module, names)
+
+
+def _operations_of(module: ModuleType, names: Sequence[str]) -> Operations:
+    """The `@operation` functions `module` defines (not those it imports), by reference."""
+    found: Operations = {}
+    for attribute, value in vars(module).items():
+        definition = operation_definition(value)
+        if definition is None or getattr(value, "__module__", None) != module.__name__:
+            continue
+        for name in names:
+            found[normalize(f"{name}:{attribute}")] = (value, definition)
     return found
 
 
@@ -197,25 +250,28 @@ def _on_sys_path(directory: Path) -> bool:
     return False
 
 
+_DECORATORS = frozenset({"workflow", "operation"})
+
+
 def _declares(file: Path) -> bool:
-    """Whether a file defines a function decorated `@workflow` (read, not imported), so
-    a directory's scripts and helpers are not run."""
+    """Whether a file defines a function decorated `@workflow` or `@operation` (read, not
+    imported), so a directory's scripts and helpers are not run."""
     try:
         tree = ast.parse(file.read_bytes(), str(file))
     except (OSError, SyntaxError, ValueError):
         return True  # let the import say what is wrong with it
-    names = {"workflow"}
+    names = set(_DECORATORS)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dalsegno"):
             names |= {
-                alias.asname for alias in node.names if alias.name == "workflow" and alias.asname
+                alias.asname for alias in node.names if alias.name in _DECORATORS and alias.asname
             }
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for decorator in node.decorator_list:
                 target = decorator.func if isinstance(decorator, ast.Call) else decorator
                 if (isinstance(target, ast.Name) and target.id in names) or (
-                    isinstance(target, ast.Attribute) and target.attr == "workflow"
+                    isinstance(target, ast.Attribute) and target.attr in _DECORATORS
                 ):
                     return True
     return False

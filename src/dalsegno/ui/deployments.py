@@ -74,7 +74,7 @@ def deployments_router(ui: Ui) -> APIRouter:
     Field = Annotated[str, Form()]
 
     def calls() -> DeploymentCalls:
-        return DeploymentCalls(ui.service.store)
+        return DeploymentCalls(ui.service.store, ui.service.served_operations())
 
     @router.get("/deployments")
     def deployments(request: Request, session: SignedIn) -> Response:

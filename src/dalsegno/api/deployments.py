@@ -19,8 +19,9 @@ from dalsegno.api.errors import JsonResponse, responses
 from dalsegno.api.paging import known_query_only
 from dalsegno.api.schemas import Request, Timestamp
 from dalsegno.model.errors import RefusedError
+from dalsegno.model.names import ID_PATTERN
 from dalsegno.service import ExecutionService
-from dalsegno.service.deployment_calls import ID_PATTERN, MAX_BLUEPRINT, DeploymentCalls
+from dalsegno.service.deployment_calls import MAX_BLUEPRINT, DeploymentCalls
 from dalsegno.service.deployment_views import blueprint_json, deployment_json
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, '_', '.', '-'")]

@@ -1,4 +1,5 @@
-"""The names a caller gives (queues, agents, hosts): what the server takes, said once.
+"""The names a caller gives (queues, agents, hosts; blueprint and deployment ids): what
+the server takes, said once.
 
 The REST API's schema carries `NAME_PATTERN`, and the service checks the same rule, so a
 generated client or a fuzzer and the server agree on every name. A name is 1 to 255
@@ -35,6 +36,25 @@ def check_name(what: str, value: str) -> str:
         msg = (
             f"{what} must be 1 to {NAME_LIMIT} characters without control or invisible"
             f" formatting characters, not {value!r}"
+        )
+        raise RefusedError(msg)
+    return value
+
+
+# A blueprint's or a deployment's id: it names URLs, lock keys (`deployment:<id>`) and
+# instance ids, so it is plain: the REST schema carries `ID_PATTERN`, the service `check_id`.
+ID_LIMIT = 100
+ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{ID_LIMIT - 1}}}$"
+_ID = re.compile(ID_PATTERN)
+
+
+def check_id(kind: str, value: object) -> str:
+    """`value`, or RefusedError when it is not a `kind` (blueprint, deployment) id: 1 to
+    100 letters, digits, `_ . -`, starting with a letter or digit."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        msg = (
+            f"a {kind} id is 1 to {ID_LIMIT} letters, digits, '_', '.' or '-', starting with a "
+            f"letter or digit, not {value!r}"
         )
         raise RefusedError(msg)
     return value

@@ -14,7 +14,7 @@ from typing import Protocol
 from dalsegno.blueprints import parse_blueprint
 from dalsegno.model.blueprints import Blueprint, BlueprintRecord
 from dalsegno.model.errors import NotFoundError, RefusedError
-from dalsegno.model.names import check_name
+from dalsegno.model.names import check_id
 from dalsegno.store.base import Store
 
 
@@ -65,7 +65,7 @@ class BlueprintService:
         stored) when it is not valid, names an operation the manager does not serve, or
         the id is taken. `base_dir`: the directory its `path/file.py:function` operations
         are relative to."""
-        check_name("a blueprint id", blueprint_id)
+        check_id("blueprint", blueprint_id)
         blueprint = parse_blueprint(text, source=source, base_dir=base_dir)
         if self.served is not None:
             check_served(blueprint, self.served)

@@ -1,12 +1,11 @@
 """What the faces (CLI, REST API, web UI) ask about blueprints and deployments, in one
-place, over `BlueprintService` and `DeploymentService`: the ids the faces take (they name
-URLs, lock keys and instance ids), a blueprint's size, and a deployment's executions.
+place, over `BlueprintService` and `DeploymentService` (which check the ids,
+`dalsegno.model.names.check_id`): a blueprint's size, and a deployment's executions.
 Refusals raise before anything is written.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from dalsegno.store.base import Store
 # A blueprint's YAML as uploaded: a REST body holds it whole (`MAX_BODY`).
 MAX_BLUEPRINT = MAX_BODY // 2
 Deployed = tuple[DeploymentRecord, list[NodeInstance]]
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-_ID = re.compile(ID_PATTERN)
 BUILT_IN = frozenset(WORKFLOWS)  # `install`...: the built-in workflows, by their bare names
 
 
@@ -32,17 +29,6 @@ def workflow_of(reference: str, deployment: str | None) -> str:
     """With a deployment, a built-in workflow's bare name (`install`) is its reference
     (`dalsegno.lifecycle:install`); any other reference is itself."""
     return reference if deployment is None else lifecycle_reference(reference.strip())
-
-
-def check_id(kind: str, value: Any) -> str:
-    """A blueprint's or a deployment's id: letters, digits, `_ . -`."""
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        msg = (
-            f"a {kind} id is 1 to 100 letters, digits, '_', '.' or '-', starting with a "
-            f"letter or digit, not {value!r}"
-        )
-        raise RefusedError(msg)
-    return value
 
 
 class DeploymentCalls:
@@ -65,7 +51,6 @@ class DeploymentCalls:
         base_dir: Path | None = None,
     ) -> BlueprintRecord:
         """Parse, validate and store the blueprint `source` (YAML) as `blueprint_id`."""
-        check_id("blueprint", blueprint_id)
         if len(source.encode("utf-8", "replace")) > MAX_BLUEPRINT:
             msg = f"a blueprint is YAML text of at most {MAX_BLUEPRINT // 1024} KiB"
             raise RefusedError(msg)
@@ -92,7 +77,6 @@ class DeploymentCalls:
     ) -> Deployed:
         """A new deployment of the blueprint with these inputs, with all its instances
         (`uninitialized`); `from_text`: the values are command-line texts."""
-        check_id("deployment", deployment_id)
         made = self._deployments.create(deployment_id, blueprint_id, inputs, from_text=from_text)
         return made.deployment, made.instances
 

@@ -11,7 +11,7 @@ from dalsegno.blueprints import plan_instances, resolve_inputs
 from dalsegno.lifecycle import WORKFLOWS
 from dalsegno.model.blueprints import Blueprint, DeploymentRecord, NodeInstance
 from dalsegno.model.errors import NotFoundError, RefusedError
-from dalsegno.model.names import check_name
+from dalsegno.model.names import check_id
 from dalsegno.model.records import ExecutionSettings
 from dalsegno.store.base import Store
 
@@ -82,7 +82,7 @@ class DeploymentService:
         """Create a deployment of a stored blueprint: its inputs resolved (`from_text`: the
         values are command-line texts, read by each input's type) and every node instance
         planned, stored in one transaction; refused in one line, storing nothing."""
-        check_name("a deployment id", deployment_id)
+        check_id("deployment", deployment_id)
         stored = self.store.get_blueprint(blueprint_id)
         if stored is None:
             msg = f"unknown blueprint: {blueprint_id}"
@@ -99,7 +99,7 @@ class DeploymentService:
         instances: list[NodeInstance],
     ) -> DeploymentView:
         """Store a deployment with instances already planned (`create` plans them)."""
-        check_name("a deployment id", deployment_id)
+        check_id("deployment", deployment_id)
         stored = self.store.get_blueprint(blueprint_id)
         if stored is None:
             msg = f"unknown blueprint: {blueprint_id}"

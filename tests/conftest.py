@@ -36,6 +36,7 @@ MATRIX = (
     "acceptance/test_subgraphs_crash.py",
     "acceptance/test_deployments_crash.py",
     "acceptance/test_deployments_example.py",
+    "acceptance/test_executions_by_deployment.py",
     "acceptance/test_run_settings.py",
     "acceptance/test_manager_process.py",
     "agents/test_agents_e2e.py",

@@ -17,6 +17,7 @@ from dalsegno.api import schemas
 from dalsegno.api.auth import OPERATE, READ, caller_of, require
 from dalsegno.api.errors import JsonResponse, responses
 from dalsegno.api.paging import known_query_only, paged
+from dalsegno.model.names import ID_PATTERN
 from dalsegno.service import ExecutionService
 from dalsegno.service.deployment_calls import workflow_of
 from dalsegno.service.pages import MAX_EVENTS, MAX_EXECUTIONS, MAX_TASKS
@@ -85,10 +86,20 @@ def executions_router(service: ExecutionService, on_change: Callable[[], None]) 
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_EXECUTIONS)] = 100,
         cursor: Annotated[str | None, Query(description="X-Next-Cursor of a page")] = None,
+        deployment_id: Annotated[
+            str | None,
+            Query(pattern=ID_PATTERN, description="only those run against this deployment"),
+        ] = None,
     ) -> list[dict[str, Any]]:
         """Executions, newest first, a page at a time (`X-Next-Cursor`, `Link`)."""
         page = service.executions_page(
-            statuses=status, workflow=workflow, since=since, search=q, cursor=cursor, limit=limit
+            statuses=status,
+            workflow=workflow,
+            since=since,
+            search=q,
+            cursor=cursor,
+            limit=limit,
+            deployment=deployment_id,
         )
         paged(response, request, page)
         return [execution_json(execution) for execution in page.items]

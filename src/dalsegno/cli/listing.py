@@ -14,6 +14,7 @@ import click
 
 from dalsegno.cli import output, tables
 from dalsegno.cli.main import Settings, executions, pass_settings, refusals
+from dalsegno.model.names import check_id
 from dalsegno.service.views import execution_json, task_detail_json, task_summary_json
 
 PAGE = 1000  # rows asked for at a time while a command walks a list
@@ -68,6 +69,7 @@ def _executions_fetch(settings: Settings, query: dict[str, Any], client: Any) ->
             search=query.get("q"),
             cursor=cursor,
             limit=size,
+            deployment=query.get("deployment_id"),
         )
         return [execution_json(execution) for execution in page.items], page.cursor
 
@@ -80,6 +82,9 @@ def _executions_fetch(settings: Settings, query: dict[str, Any], client: Any) ->
 @click.option("--since", metavar="TIME", help="Created at or after: 30d, 12h, 90m, or ISO 8601.")
 @click.option(
     "--search", "-s", metavar="TEXT", help="Ids starting with TEXT, or workflows containing it."
+)
+@click.option(
+    "--deployment", "-d", metavar="NAME", help="Only executions run against this deployment."
 )
 @click.option(
     "--limit",
@@ -96,6 +101,7 @@ def executions_list(
     workflow: str | None,
     since: str | None,
     search: str | None,
+    deployment: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -106,6 +112,8 @@ def executions_list(
         if value:
             query[key] = value
     with refusals(), _client(settings) as client:
+        if deployment is not None:  # the same refusal on the store and through a manager
+            query["deployment_id"] = check_id("deployment", deployment)
         found = list(walk(_executions_fetch(settings, query, client), limit))
     if as_json:
         output.print_json(found)

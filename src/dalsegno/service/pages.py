@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from dalsegno.model.errors import RefusedError
+from dalsegno.model.names import check_id
 from dalsegno.model.records import EventRecord, ExecutionRecord, TaskRecord
 from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.service import cursors
@@ -107,6 +108,8 @@ class PagedReads:
     ) -> Page[ExecutionRecord]:
         """Executions newest first, `limit` at most, after `cursor` (of one deployment)."""
         check_limit(limit, MAX_EXECUTIONS)
+        if deployment is not None:
+            check_id("deployment", deployment)
         before = None
         if cursor is not None:
             at, last = cursors.decode("executions", cursor, (float, str))

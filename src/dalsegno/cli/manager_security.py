@@ -33,10 +33,11 @@ def workflows_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "workflow_specs",
         multiple=True,
         metavar="SPEC",
-        help="A module, .py file or directory whose @workflow functions this manager serves;"
-        " repeatable (env DALSEGNO_WORKFLOWS, separated by ':'). Nothing else is ever"
-        " imported for a request. Default: the .py files of the working directory that"
-        " declare a workflow.",
+        help="A module, .py file or directory whose @workflow functions this manager serves,"
+        " and whose @operation functions blueprints may name; repeatable (env"
+        " DALSEGNO_WORKFLOWS, separated by ':'). Nothing else is ever imported for a request."
+        " Default: the .py files of the working directory that declare a workflow or an"
+        " operation.",
     )(func)
 
 

@@ -121,7 +121,6 @@ def test_a_non_resumable_agent_task_fails_and_its_subgraph_retries_and_completes
         ("succeeded", None),
     ]
     # The run after the reset is a fresh one (docs/design.md: `reset`, not `re-run`), as a
-    # manager-side task's is (tests/integration/test_plan_equals_run.py); an agent's claim
-    # says `ctx.resume` true whenever the attempt before it was lost, reset or not.
-    if found["blk"][1]["resume"]:
-        pytest.xfail("known: an agent task reset after a lost attempt runs with ctx.resume true")
+    # manager-side task's is (tests/integration/test_plan_equals_run.py): the owner said
+    # so when it sent the task again (`tasks.resume`), whatever the attempt before was.
+    assert found["blk"][1]["resume"] is False

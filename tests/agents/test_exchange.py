@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,65 @@ def test_a_silent_agent_loses_a_task_its_claim_started(
     assert status == "failed"
     assert error == f"1 task failed in graph 'main': 't' ({FLOWS}:touch): {reason}"
     assert [a.outcome for a in attempts_of(store, running.id)] == ["lost"]
+
+
+def resumed(service: ExecutionService, execution_id: str, **options: Any) -> threading.Thread:
+    """`executions resume ID` run to its end in a background thread."""
+    thread = threading.Thread(
+        target=service.resume, args=(execution_id,), kwargs=options, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def test_a_lost_resumable_attempt_is_claimed_again_with_resume_true(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service(agent_timeout=0.5)
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {"op": "again"})
+    first = claim(agents)  # a1 dies holding it: lost, and queued again (resumable)
+    second = claim(agents, agent="a2", claim_id="secondone")
+    assert (second["resume"], second["attempt"], second["retries"]) == (True, 1, 0)
+    exchange(agents, [(second["attempt_id"], OK)], limit=0, agent="a2", claim_id="deliver2")
+    assert running.end() == ("completed", None)
+    assert [a.outcome for a in attempts_of(store, running.id)] == ["lost", "succeeded"]
+    assert first["resume"] is False
+
+
+def test_a_manual_resume_after_a_lost_attempt_runs_the_task_afresh(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service(agent_timeout=0.5)
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {})
+    claim(agents)  # a1 dies holding it: not resumable, the execution fails
+    assert running.end()[0] == "failed"
+    thread = resumed(service, running.id)  # the operator has checked: the task is reset
+    second = claim(agents, agent="a2", claim_id="secondone")
+    assert (second["resume"], second["attempt"]) == (False, 1)  # a fresh run, as manager-side
+    exchange(agents, [(second["attempt_id"], OK)], limit=0, agent="a2", claim_id="deliver2")
+    thread.join(15)
+    assert service.find(running.id).status.value == "completed"
+    assert [a.outcome for a in attempts_of(store, running.id)] == ["lost", "succeeded"]
+
+
+def test_reset_operations_after_an_abandoned_attempt_runs_the_task_afresh(
+    make_service: Callable[..., ExecutionService], store: Store
+) -> None:
+    service = make_service()
+    agents = AgentService(service)
+    running = Running(service, REMOTE, {"op": "again"})
+    claim(agents)
+    service.cancel(running.id, "force")  # the task stays started on a1
+    assert running.end() == ("cancelled", None)
+    thread = resumed(service, running.id, reset_operations=True)
+    second = claim(agents, agent="a2", claim_id="secondone")
+    assert (second["resume"], second["attempt"]) == (False, 1)  # reset: not a resume
+    exchange(agents, [(second["attempt_id"], OK)], limit=0, agent="a2", claim_id="deliver2")
+    thread.join(15)
+    assert service.find(running.id).status.value == "completed"
+    assert [a.outcome for a in attempts_of(store, running.id)] == ["interrupted", "succeeded"]
 
 
 def test_a_claim_whose_agent_went_away_while_it_waited_starts_nothing(

@@ -202,7 +202,7 @@ class AgentTasks:
                 AttemptEnd(task.id, number, RELEASED, now, f"released by agent {seen.holder}")
             )
             task.status = S.SENT
-            batch.tasks.append(change_of(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED, resume=False))
             batch.events.append(
                 NewEvent(
                     "task_released",
@@ -246,7 +246,7 @@ class AgentTasks:
         self.started.discard(task.id)
         if fate.action is not Action.FAIL:
             task.status = S.SENT
-            batch.tasks.append(change_of(task, S.STARTED))
+            batch.tasks.append(change_of(task, S.STARTED, resume=True))
             batch.events.append(
                 _agent_lost(graph.name, task.key, agent, "queued again (resumable)", now)
             )

@@ -90,7 +90,9 @@ def _trace() -> str:
     return clip(traceback.format_exc().rstrip())
 
 
-def change_of(task: TaskRecord, expected: TaskState) -> TaskChange:
+def change_of(task: TaskRecord, expected: TaskState, resume: bool | None = None) -> TaskChange:
+    """The guarded update writing `task` as the engine holds it; `resume`: an agent
+    task's `ctx.resume` when it is sent (None keeps what is stored)."""
     return TaskChange(
         task_id=task.id,
         expected=expected,
@@ -102,4 +104,5 @@ def change_of(task: TaskRecord, expected: TaskState) -> TaskChange:
         next_run_at=task.next_run_at,
         started_at=task.started_at,
         ended_at=task.ended_at,
+        resume=resume,
     )

@@ -369,8 +369,8 @@ class GraphRun:
                 continue  # its subgraph fails or waits: a retry resets it, or it stays
             before = (task.status, task.attempts, task.started_at, task.ended_at, task.next_run_at)
             if where_it_runs(task.agent, run.dry_run) is not None:
-                task.status = S.SENT
-                batch.starts.append(change_of(task, before[0]))
+                task.status = S.SENT  # its claim's ctx.resume is decided here, stored with it
+                batch.starts.append(change_of(task, before[0], resume=resume))
                 batch.start_events.append(events.task_sent(self.name, task.key, task.agent, now))
                 handed.append((task, before, resume))
                 continue

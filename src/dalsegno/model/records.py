@@ -221,6 +221,8 @@ class TaskChange:
     next_run_at: float | None
     started_at: float | None
     ended_at: float | None
+    # an agent task's `ctx.resume` for its next claim (`tasks.resume`); None keeps it
+    resume: bool | None = None
 
 
 @dataclass(slots=True)

@@ -13,8 +13,8 @@ not needed wait for nothing, and one statement picks, locks and starts the tasks
    (which then starts nothing) or after it (and its owner sees the tasks started). The
    owner's lease renewal, in each of its batches, waits for no claim (`FOR SHARE` made
    every claim wait for the owner's commit, and the owner for the claims'). The UPDATE
-   returns what an assignment needs (its graph's name and the outcome of the attempt
-   before, for `ctx.resume`). One flush, one wait.
+   returns what an assignment needs (its graph's name, and `tasks.resume`, the
+   owner's word on `ctx.resume`). One flush, one wait.
 2. The results kept, the log events, the started attempts and their events, `COMMIT`:
    one sync, one wait.
 
@@ -83,10 +83,8 @@ FROM picked
 WHERE tasks.id = picked.id AND tasks.holder IS NULL AND tasks.status = %(sent)s
 RETURNING tasks.id, tasks.attempt_id, tasks.execution_id, tasks.graph_id, tasks.key,
     tasks.operation, tasks.kwargs, tasks.retries, tasks.max_retries, tasks.attempts,
-    tasks.timeout,
-    (SELECT graphs.name FROM graphs WHERE graphs.id = tasks.graph_id) AS graph,
-    (SELECT attempts.outcome FROM attempts
-        WHERE attempts.task_id = tasks.id AND attempts.number = tasks.attempts - 2) AS previous
+    tasks.timeout, tasks.resume,
+    (SELECT graphs.name FROM graphs WHERE graphs.id = tasks.graph_id) AS graph
 """
 
 _ANY_UNHELD = """
@@ -195,7 +193,7 @@ class PgExchange:
         if ids:
             answers = self._record(store, pg, found, writes, exchange)
         assignments = [
-            assignment_of(row, row.graph, row.previous, started=True)
+            assignment_of(row, row.graph, started=True)
             for row in sorted(taken, key=lambda row: row.id)
         ]
         if assignments:

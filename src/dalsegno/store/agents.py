@@ -88,6 +88,7 @@ _ASSIGNED = (
     t.tasks.c.max_retries,
     t.tasks.c.attempts,
     t.tasks.c.timeout,
+    t.tasks.c.resume,
 )
 # The statements of a claim, built once (their SQL is compiled once and cached).
 _CANDIDATES = (
@@ -126,14 +127,6 @@ _STILL_STARTED = (
         t.executions.c.status == ExecutionState.STARTED.value,
     )
     .with_for_update(read=True)
-)
-_PREVIOUS = (
-    select(t.attempts.c.task_id, t.attempts.c.outcome)
-    .join(t.tasks, t.tasks.c.id == t.attempts.c.task_id)
-    .where(
-        t.attempts.c.task_id.in_(bindparam("b_ids", expanding=True)),
-        t.attempts.c.number == t.tasks.c.attempts - bindparam("b_back", type_=Integer),
-    )
 )
 _GRAPH_NAMES = select(t.graphs.c.id, t.graphs.c.name).where(
     t.graphs.c.id.in_(bindparam("b_ids", expanding=True))
@@ -181,10 +174,10 @@ def started_rows(
     return attempts, events
 
 
-def assignment_of(row: Any, graph: str, previous: str | None, *, started: bool) -> Assignment:
-    """The assignment of a held task `row` (the columns of `_ASSIGNED`); `previous` is
-    the outcome of its attempt before this one (ctx.resume: it was lost on its agent, or
-    interrupted on a manager)."""
+def assignment_of(row: Any, graph: str, *, started: bool) -> Assignment:
+    """The assignment of a held task `row` (the columns of `_ASSIGNED`). Its ctx.resume
+    is what the owner decided when it sent the task (`tasks.resume`: true when its
+    attempt was lost on its agent and requeued; false after a reset)."""
     return Assignment(
         attempt_id=row.attempt_id,
         task_id=row.id,
@@ -194,7 +187,7 @@ def assignment_of(row: Any, graph: str, previous: str | None, *, started: bool) 
         operation=row.operation,
         kwargs_json=row.kwargs,
         retries=row.retries,
-        resume=previous in ("lost", "interrupted"),
+        resume=bool(row.resume),
         timeout=row.timeout,
         attempt=row.attempts - 1 if started else row.attempts,
         max_retries=row.max_retries,
@@ -340,20 +333,8 @@ class AgentQueue(AgentResults):
     ) -> list[Assignment]:
         """Assignments of the held tasks `rows` (with the columns of `_ASSIGNED`)."""
         graphs = self._graph_names(conn, {row.graph_id for row in rows})
-        # ctx.resume: the previous attempt was lost on its agent (or interrupted on a
-        # manager); a started task's own attempt is counted in `attempts` already
-        back = 2 if started else 1
-        again = [row.id for row in rows if row.attempts >= back]
-        last = (
-            {
-                row.task_id: row.outcome
-                for row in conn.execute(_PREVIOUS, {"b_ids": again, "b_back": back})
-            }
-            if again
-            else {}
-        )
         return [
-            assignment_of(row, graphs[row.graph_id], last.get(row.id), started=started)
+            assignment_of(row, graphs[row.graph_id], started=started)
             for row in sorted(rows, key=lambda row: row.id)
         ]
 

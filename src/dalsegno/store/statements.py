@@ -13,7 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, bindparam, case, func, insert, null, select, update
+from sqlalchemy import (
+    Boolean,
+    Row,
+    Select,
+    Text,
+    bindparam,
+    case,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 
 from dalsegno.model.errors import RefusedTransitionError
 from dalsegno.model.limits import CUT, LIST_PARAMS, LIST_TEXT
@@ -47,6 +59,7 @@ TASK_UPDATE = (
         holder=null(),
         attempt_id=null(),
         claimed_at=null(),
+        resume=func.coalesce(bindparam("b_resume", type_=Boolean), t.tasks.c.resume),
     )
 )
 
@@ -90,7 +103,7 @@ def _insert_of(table: Any, *skip: str) -> Any:
 
 
 # the agent-queue columns (dalsegno.store.agents) start empty
-_AGENT_TASK_COLUMNS = ("holder", "attempt_id", "claimed_at")
+_AGENT_TASK_COLUMNS = ("holder", "attempt_id", "claimed_at", "resume")
 _AGENT_ATTEMPT_COLUMNS = tuple(c.name for c in t.attempts.columns if c.name.startswith("report"))
 ATTEMPT_START = _insert_of(t.attempts, "ended_at", "error", "attempt_id", *_AGENT_ATTEMPT_COLUMNS)
 # an attempt an agent starts: with its attempt id (dalsegno.store.agents)
@@ -164,6 +177,7 @@ def task_params(change: TaskChange, execution_id: str) -> dict[str, Any]:
         "b_next_run_at": change.next_run_at,
         "b_started_at": change.started_at,
         "b_ended_at": change.ended_at,
+        "b_resume": change.resume,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -110,6 +112,9 @@ tasks = Table(
     Column("on_failure", String(10)),
     # a lifecycle task's instance binding, JSON (`model.blueprints.InstanceBinding`; 0011)
     Column("instance", Text),
+    # an agent task's `ctx.resume` for its next claim, decided when the owner sends it
+    # (a lost attempt requeued: true; a reset, a retry, a first run: false; 0012)
+    Column("resume", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("graph_id", "key"),
     Index("ix_tasks_execution_id", "execution_id"),
     Index("ix_tasks_agent_status", "agent", "status"),

@@ -43,6 +43,7 @@ MATRIX = (
     "agents/test_agent_subgraphs.py",
     "faults/",
     "agents/test_exchange.py",
+    "agents/test_lifecycle_agents.py",
     "acceptance/test_agent_torture.py",
 )
 # Tests of those suites that look at the SQLite file itself; a new one is marked instead.

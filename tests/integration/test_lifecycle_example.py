@@ -100,13 +100,3 @@ def test_refusals_change_nothing(service: ExecutionService, store: Store, tmp_pa
     with pytest.raises(RefusedError, match="takes its lock key"):
         service.start("install", {}, deployment="shop", lock="other")
     assert service.list_executions() == []
-
-    agent = EXAMPLE.read_text().replace(
-        "    type: cloud.network\n", "    type: cloud.network\n    agent: edge\n", 1
-    )
-    blueprints.upload(agent, "on-agent", base_dir=EXAMPLE.parent)
-    with pytest.raises(
-        RefusedError, match=r"network\.agent: lifecycle operations run manager-side"
-    ):
-        deployments.create("edge", "on-agent", {})
-    assert store.get_deployment("edge") is None

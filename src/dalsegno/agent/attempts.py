@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dalsegno.engine.attempts import Completion, run_operation
+from dalsegno.engine.attempts import Completion, run_operation, with_changes
 from dalsegno.engine.context import EventLogger, OperationContext
+from dalsegno.engine.instances import attach, changes_json
 from dalsegno.engine.pool import WorkerPool
 from dalsegno.engine.process import ChildOperation
 from dalsegno.engine.references import resolve_operation
@@ -58,6 +59,9 @@ class Assignment:
     timeout: float | None
     process: bool
     attempt: int = 0
+    # a lifecycle task: what its operation sees (`dalsegno.engine.instances`), or why not
+    lifecycle: dict[str, Any] | None = None
+    lifecycle_error: str | None = None
 
     @classmethod
     def parse(cls, document: dict[str, Any]) -> Assignment:
@@ -88,6 +92,11 @@ class Assignment:
             msg = f"assignment field 'timeout' must be seconds > 0 or null, not {timeout!r:.80}"
             raise ValueError(msg)
         attempt = document.get("attempt", retries)
+        lifecycle = document.get("lifecycle")
+        if lifecycle is not None and not isinstance(lifecycle, dict):
+            msg = f"assignment field 'lifecycle' must be an object, not {lifecycle!r:.80}"
+            raise ValueError(msg)
+        error = document.get("lifecycle_error")
         return cls(
             attempt_id=str(text["attempt_id"]),
             execution_id=str(text["execution_id"]),
@@ -103,6 +112,8 @@ class Assignment:
             timeout=None if timeout is None else float(timeout),
             process=bool(document.get("process", False)),
             attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+            lifecycle=lifecycle,
+            lifecycle_error=None if error is None else str(error),
         )
 
 
@@ -131,6 +142,11 @@ class AttemptRun:
         """Resolve the operation by its reference on this host and hand it to a worker."""
         task = self.assignment
         self._pool = pool
+        if task.lifecycle_error is not None:  # its instance is gone: as on a manager
+            self._settle(
+                Completion(0, task.attempt, False, None, task.lifecycle_error, None, False)
+            )
+            return
         try:
             func, definition = resolve_operation(task.operation)
         except DalsegnoError as exc:
@@ -145,6 +161,8 @@ class AttemptRun:
             "resume": task.resume,
             "idempotency_key": task.idempotency_key,
         }
+        if task.lifecycle is not None:  # the child sees, and hands back, the same view
+            context["lifecycle"] = task.lifecycle
         if definition.process:
             child = ChildOperation(
                 task.operation, 0, task.attempt, context, json.dumps(task.kwargs), self._log
@@ -165,7 +183,22 @@ class AttemptRun:
             idempotency_key=task.idempotency_key,
             logger=EventLogger(self._log, task.graph, task.task_key),
         )
-        pool.submit(lambda: self._settle(run_operation(func, ctx, task.kwargs, 0)))
+        view = task.lifecycle
+        if view is None:
+            pool.submit(lambda: self._settle(run_operation(func, ctx, task.kwargs, 0)))
+            return
+
+        def lifecycle_job() -> None:  # ctx.node, ctx.instance...; the changes come back
+            try:
+                views = attach(ctx, view)
+            except (KeyError, TypeError, ValueError) as exc:
+                error = f"the manager sent a bad instance view: {exc!r:.200}"
+                self._settle(Completion(0, task.attempt, False, None, error, None, False))
+                return
+            done = run_operation(func, ctx, task.kwargs, 0)
+            self._settle(with_changes(done, view, views))
+
+        pool.submit(lifecycle_job)
 
     @property
     def finished(self) -> bool:
@@ -242,7 +275,7 @@ class AttemptRun:
         with self._lock:
             logs = list(self.logs)
         if completion.succeeded:
-            return {
+            body = {
                 "agent": agent,
                 "outcome": "succeeded",
                 "result": json.loads(completion.result_json or "null"),
@@ -251,6 +284,9 @@ class AttemptRun:
                 "retry_after": None,
                 "logs": logs,
             }
+            if completion.instances is not None:  # kept in the outbox with the result
+                body["instances"] = changes_json(completion.instances)
+            return body
         if completion.detail:
             logs.append(
                 {

@@ -64,6 +64,16 @@ class Assignment(BaseModel):
     timeout: float | None
     process: bool
     attempt: int = Field(description="the attempt's number, 0 for the first (`ctx.attempt`)")
+    lifecycle: dict[str, Any] | None = Field(
+        default=None,
+        description="a lifecycle task: what its operation sees (binding, deployment,"
+        " instances, nodes), read when its attempt started (docs/lifecycle.md)",
+    )
+    lifecycle_error: str | None = Field(
+        default=None,
+        description="a lifecycle task whose instance or deployment is gone: the agent fails"
+        " the attempt with this (not recoverable)",
+    )
 
 
 class Claimed(BaseModel):
@@ -85,6 +95,26 @@ class LogLine(_Body):
     created_at: float = Field(default=0.0, ge=0, strict=True)
 
 
+class InstanceChangeDoc(_Body):
+    """What a lifecycle operation changed of one instance (its state is the owner's word)."""
+
+    instance_id: Annotated[str, Field(min_length=1, max_length=255)]
+    state: str | None = Field(default=None, max_length=20)
+    set: dict[str, JsonValue] = Field(default_factory=dict)
+    unset: list[Annotated[str, Field(max_length=100_000)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+
+def _instances() -> Any:
+    return Field(
+        default=None,
+        max_length=3,
+        description="a lifecycle task's success: the runtime properties its operation set"
+        " and removed, per instance (applied with the task's success by the owner)",
+    )
+
+
 class ResultRequest(_Body):
     agent: Name
     outcome: Literal["succeeded", "failed", "retry"]
@@ -93,6 +123,7 @@ class ResultRequest(_Body):
     recoverable: StrictBool = True
     retry_after: float | None = Field(default=None, ge=0, strict=True)
     logs: list[LogLine] = Field(default_factory=list, max_length=10_000)
+    instances: list[InstanceChangeDoc] | None = _instances()
 
 
 class DeliveredResult(_Body):
@@ -110,6 +141,7 @@ class DeliveredResult(_Body):
     recoverable: StrictBool = True
     retry_after: float | None = Field(default=None, ge=0, strict=True)
     logs: list[LogLine] = Field(default_factory=list, max_length=10_000)
+    instances: list[InstanceChangeDoc] | None = _instances()
 
 
 class ExchangeRequest(_Body):
@@ -408,6 +440,9 @@ def _report(body: ResultRequest | DeliveredResult) -> AgentReport:
         recoverable=body.recoverable,
         retry_after=body.retry_after,
         logs=[AgentLog(log.level, log.message, log.created_at) for log in body.logs],
+        instances_json=None
+        if body.instances is None or body.outcome != "succeeded"
+        else _json([change.model_dump() for change in body.instances]),
     )
 
 

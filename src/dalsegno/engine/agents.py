@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from dalsegno.engine import events
 from dalsegno.engine.attempts import Completion, change_of
 from dalsegno.engine.fates import Action, Resumability, lost_attempt
+from dalsegno.engine.instances import reported_changes
+from dalsegno.model.limits import clip
 from dalsegno.model.records import AttemptEnd, Batch, NewEvent, TaskRecord
 from dalsegno.model.states import CancelMode, TaskState
 from dalsegno.store.agent_records import RELEASED, RESULTS_CHANNEL, TASKS_CHANNEL, AwaitedTask
@@ -214,7 +216,7 @@ class AgentTasks:
             )
             return True
         if report.outcome == "succeeded":
-            completion = Completion(seen.task_id, number, True, report.result_json)
+            completion = self._succeeded(seen, number)
         else:
             completion = Completion(
                 seen.task_id,
@@ -228,6 +230,21 @@ class AgentTasks:
             )
         graph.agent_attempt_ended(completion)
         return False
+
+    def _succeeded(self, seen: AwaitedTask, number: int) -> Completion:
+        """A reported success; a lifecycle task's carries its instance changes (committed
+        with it by the owner's batch, as manager-side), kept to the task's instances."""
+        report = seen.report
+        assert report is not None
+        completion = Completion(seen.task_id, number, True, report.result_json)
+        binding = self.graph.tasks[seen.task_id].instance
+        if binding is not None:
+            try:
+                completion.instances = reported_changes(binding, report.instances_json)
+            except ValueError as exc:
+                error = clip(f"the agent reported {exc}")
+                return Completion(seen.task_id, number, False, None, error, None, False)
+        return completion
 
     def _lose(self, seen: AwaitedTask, now: float) -> bool:
         """The holder of `seen` is lost (`dalsegno.engine.fates.lost_attempt`); returns True

@@ -298,12 +298,6 @@ class Graph:
         if given.get("agent") is not None and not isinstance(given["agent"], str):
             msg = f"g.add({definition.name}): agent must be a queue name, not {given['agent']!r}"
             raise GraphError(msg)
-        if given.get("agent") is not None and extra.get("instance") is not None:
-            msg = (
-                f"g.add({definition.name}): a task bound to a node instance runs manager-side "
-                "(agent queues are not supported for lifecycle tasks yet)"
-            )
-            raise GraphError(msg)
         if self._scheduler is not None:
             msg = f"graph '{self.name}' was already executed: build a new graph for more tasks"
             raise GraphError(msg)

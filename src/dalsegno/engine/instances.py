@@ -8,8 +8,9 @@ the operation `ctx.node`, `ctx.instance`, `ctx.deployment`, `ctx.source` and `ct
 returns, `changes` turns what it changed into `InstanceChange`s, which the owner commits
 with the task's success (one transaction), with the state the success sets.
 
-The view travels as JSON (`view_json`), so an operation in a child process sees the same,
-and hands its changes back the same way.
+The view travels as JSON (`view_json`), so an operation in a child process or on an agent
+sees the same, and hands its changes back the same way (`changes_json`); the owner keeps
+an agent's to the task's own instances (`reported_changes`).
 """
 
 from __future__ import annotations
@@ -185,3 +186,32 @@ def changes_from_json(data: list[dict[str, Any]]) -> list[InstanceChange]:
         )
         for item in data
     ]
+
+
+def reported_changes(binding_json: str, reported_json: str | None) -> list[InstanceChange]:
+    """The instance changes of a lifecycle task's success reported from elsewhere (an
+    agent's result, `changes_json`): kept to the instances the task's binding names, with
+    the state its success sets taken from the binding, whatever the report says (an
+    agent's result without changes still sets it). ValueError when the report is bad."""
+    binding = InstanceBinding.from_json(json.loads(binding_json))
+    try:
+        reported = changes_from_json(json.loads(reported_json)) if reported_json else []
+    except (KeyError, TypeError, AttributeError, RecursionError) as exc:
+        msg = f"bad instance changes: {exc}"
+        raise ValueError(msg) from None
+    found: list[InstanceChange] = []
+    named = set(binding.instance_ids)
+    for change in reported:
+        if change.instance_id not in named:
+            msg = f"instance changes name {change.instance_id}, not an instance of the task"
+            raise ValueError(msg)
+        state = binding.success if change.instance_id == binding.instance else None
+        if change.set_properties or change.unset_properties or state is not None:
+            found.append(
+                InstanceChange(
+                    change.instance_id, state, change.set_properties, change.unset_properties
+                )
+            )
+    if binding.success is not None and all(c.instance_id != binding.instance for c in found):
+        found.append(InstanceChange(binding.instance, binding.success))
+    return found

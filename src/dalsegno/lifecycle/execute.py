@@ -62,7 +62,9 @@ def _plan(
     for instance in chosen:
         spec = blueprint.node_templates[instance.node].operations[operation]
         key = f"{instance.id}.{operation}"
-        tasks[instance.id] = steps.task(graph.add, key, spec, InstanceBinding(instance.id))
+        tasks[instance.id] = steps.task(
+            graph.add, key, spec, InstanceBinding(instance.id), instance.node
+        )
     if ordered:
         for instance in chosen:
             targets = sorted({link.target_id for link in instance.links} & set(tasks))

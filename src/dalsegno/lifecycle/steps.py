@@ -77,17 +77,23 @@ class Steps:
         key: str,
         spec: OperationSpec | None,
         binding: InstanceBinding,
+        node: str,
     ) -> Any:
+        """The task of `spec` bound to `binding`; it runs on the agent queue of `node`'s
+        template when it names one (a missing operation's no-op runs manager-side)."""
         options: dict[str, Any] = {"instance": binding.to_json()}
         if self.on_failure is not None:
             options["on_failure"] = self.on_failure
         if spec is None:
             return add(NOOP, key=self.prefix + key, options=options)
-        extra = {
+        extra: dict[str, Any] = {
             name: getattr(spec, name)
             for name in ("retries", "retry_interval", "timeout")
             if getattr(spec, name) is not None
         }
+        agent = self.blueprint.node_templates[node].agent
+        if agent is not None:
+            extra["agent"] = agent
         return add(
             spec.implementation,
             key=self.prefix + key,
@@ -101,7 +107,7 @@ class Steps:
         name, starting, success = step
         spec = self.blueprint.node_templates[instance.node].operations.get(name)
         binding = InstanceBinding(instance.id, starting=starting.value, success=success.value)
-        return self.task(add, f"{instance.id}.{name}", spec, binding)
+        return self.task(add, f"{instance.id}.{name}", spec, binding, instance.node)
 
     def pair_steps(self, add: Adder, instance: NodeInstance, operation: str) -> list[Any]:
         """A relationship operation for each link of `instance` that has it, on the
@@ -112,16 +118,16 @@ class Steps:
             if relationship is None:
                 continue
             sides = (
-                ("source", instance.id, relationship.source_operations),
-                ("target", link.target_id, relationship.target_operations),
+                ("source", instance.id, instance.node, relationship.source_operations),
+                ("target", link.target_id, link.target_node, relationship.target_operations),
             )
-            for side, runs_on, operations in sides:
+            for side, runs_on, node, operations in sides:
                 spec = operations.get(operation)
                 if spec is None:
                     continue
                 binding = InstanceBinding(runs_on, source=instance.id, target=link.target_id)
                 key = f"{instance.id}.{operation}.{link.target_id}.{side}"
-                tasks.append(self.task(add, key, spec, binding))
+                tasks.append(self.task(add, key, spec, binding, node))
         return tasks
 
     def install(self, add: Adder, instance: NodeInstance, done: int = 0) -> list[Any]:
@@ -150,5 +156,5 @@ class Steps:
             chain.append(self.node_step(add, instance, DELETE))
         if ignore or instance.state is St.UNINITIALIZED:
             binding = InstanceBinding(instance.id, success=St.DELETED.value)
-            chain.append(self.task(add, f"{instance.id}.deleted", None, binding))
+            chain.append(self.task(add, f"{instance.id}.deleted", None, binding, instance.node))
         return chain

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dalsegno.engine.agents import agent_timeout
+from dalsegno.engine.deployments import DeploymentReads
 from dalsegno.engine.references import resolve_operation
 from dalsegno.model.errors import ConflictError, DalsegnoError, NotFoundError, RefusedError
 from dalsegno.model.limits import MAX_RESULT, too_large
@@ -96,9 +97,7 @@ class AgentService:
 
     def claim_now(self, queue: str, agent: str, limit: int) -> list[Any]:
         """Tasks of `queue` now held by `agent`, without waiting (maybe none)."""
-        return [
-            assignment_json(found) for found in self.store.claim_agent_tasks(queue, agent, limit)
-        ]
+        return assignments_json(self.store, self.store.claim_agent_tasks(queue, agent, limit))
 
     def on_tasks(
         self, queue: str, callback: Callable[[], None], agent: str | None = None
@@ -164,7 +163,7 @@ class AgentService:
             {"attempt_id": delivery.attempt_id, "status": answer}
             for delivery, answer in zip(exchange.deliveries, done.answers, strict=True)
         ]
-        return answers, [assignment_json(found) for found in done.assignments]
+        return answers, assignments_json(self.store, done.assignments)
 
     def queue_of(self, attempt_id: str) -> str:
         """The queue an attempt belongs to; NotFoundError when the id is unknown."""
@@ -225,6 +224,26 @@ class AgentService:
 def agent_timeout_of(service: ExecutionService) -> float:
     """The heartbeat timeout of agents for executions `service` runs (ValueError if bad)."""
     return agent_timeout(service.config)
+
+
+def assignments_json(store: Store, assignments: list[Assignment]) -> list[dict[str, Any]]:
+    """The assignments as the protocol sends them. A lifecycle task's carries what its
+    operation sees (`lifecycle`: the instance view the manager-side path reads, read now,
+    after the commit that started it and wrote its "-ing" state), or why it cannot run
+    (`lifecycle_error`: its instance or deployment is gone; the agent fails the attempt,
+    not recoverable, as a manager would). A read that fails is the call's failure: the
+    agent asks again with the same claim id and gets its tasks back."""
+    reads = DeploymentReads(store) if any(a.instance for a in assignments) else None
+    found = []
+    for assignment in assignments:
+        document = assignment_json(assignment)
+        if assignment.instance is not None and reads is not None:
+            try:
+                document["lifecycle"] = reads.task_view(assignment.instance)
+            except NotFoundError as exc:
+                document["lifecycle_error"] = str(exc)
+        found.append(document)
+    return found
 
 
 def assignment_json(assignment: Assignment) -> dict[str, Any]:

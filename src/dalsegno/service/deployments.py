@@ -9,7 +9,7 @@ from typing import Any
 
 from dalsegno.blueprints import plan_instances, resolve_inputs
 from dalsegno.lifecycle import WORKFLOWS
-from dalsegno.model.blueprints import Blueprint, DeploymentRecord, NodeInstance
+from dalsegno.model.blueprints import DeploymentRecord, NodeInstance
 from dalsegno.model.errors import NotFoundError, RefusedError
 from dalsegno.model.names import check_id
 from dalsegno.model.records import ExecutionSettings
@@ -53,18 +53,6 @@ def against_deployment(
     return deployment.lock_key, replace(settings, deployment_id=deployment.id)
 
 
-def refuse_agents(blueprint: Blueprint) -> None:
-    """Lifecycle operations run manager-side for now (docs/lifecycle.md): a template with
-    an `agent` queue is refused when a deployment is created."""
-    for template in blueprint.node_templates.values():
-        if template.agent is not None:
-            msg = (
-                f"node_templates.{template.name}.agent: lifecycle operations run manager-side "
-                f"for now; agent queues ('{template.agent}') are not supported yet"
-            )
-            raise RefusedError(msg)
-
-
 class DeploymentService:
     """Deployments of blueprints on one store."""
 
@@ -104,7 +92,6 @@ class DeploymentService:
         if stored is None:
             msg = f"unknown blueprint: {blueprint_id}"
             raise NotFoundError(msg)
-        refuse_agents(stored.blueprint)
         record = DeploymentRecord(deployment_id, blueprint_id, dict(inputs), 0.0)
         created = self.store.create_deployment(record, instances)
         return DeploymentView(created, self.store.list_instances(deployment_id))

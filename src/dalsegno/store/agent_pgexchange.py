@@ -83,7 +83,7 @@ FROM picked
 WHERE tasks.id = picked.id AND tasks.holder IS NULL AND tasks.status = %(sent)s
 RETURNING tasks.id, tasks.attempt_id, tasks.execution_id, tasks.graph_id, tasks.key,
     tasks.operation, tasks.kwargs, tasks.retries, tasks.max_retries, tasks.attempts,
-    tasks.timeout, tasks.resume,
+    tasks.timeout, tasks.resume, tasks.instance,
     (SELECT graphs.name FROM graphs WHERE graphs.id = tasks.graph_id) AS graph
 """
 
@@ -166,6 +166,7 @@ class PgExchange:
 
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
         from dalsegno.store.agents import _now, assignment_of, started_rows
+        from dalsegno.store.instances import instance_start_rows
 
         writes = pg.cursor()
         writes.execute(_BEGIN)
@@ -200,6 +201,9 @@ class PgExchange:
             attempts, events = started_rows(exchange.agent, assignments)
             compiled["attempt"].run_many(writes, attempts)
             compiled["event"].run_many(writes, events)
+            starts = instance_start_rows([a.instance for a in assignments])
+            if starts:  # lifecycle tasks: their "-ing" state, with their attempts' start
+                compiled["instance_start"].run_many(writes, starts)
         writes.execute("COMMIT")  # the second wait: the pipeline's sync, when it ends
         return Exchanged(answers, assignments)
 

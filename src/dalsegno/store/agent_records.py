@@ -41,6 +41,7 @@ class Assignment:
     timeout: float | None
     attempt: int = 0  # the attempt's number (0 for the first), as `ctx.attempt`
     max_retries: int = 0
+    instance: str | None = None  # a lifecycle task's instance binding (`tasks.instance`)
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ class AgentReport:
     recoverable: bool
     retry_after: float | None
     logs: list[AgentLog] = field(default_factory=list)
+    # a lifecycle task's success: the instance changes, JSON (`engine.instances.changes_json`)
+    instances_json: str | None = None
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect
 from dalsegno.model.states import ACTIVE_STATES, ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.agent_records import RESULTS_CHANNEL, AgentReport, AwaitedTask, Delivery
+from dalsegno.store.instances import INSTANCE_UPDATE
 from dalsegno.store.retry import retried
 from dalsegno.store.statements import AGENT_ATTEMPT_START, EVENT_INSERT, Compiled
 
@@ -37,6 +38,7 @@ _REPORTED = (
         report_recoverable=bindparam("b_recoverable"),
         report_retry_after=bindparam("b_retry_after"),
         reported_at=bindparam("b_at"),
+        report_instances=bindparam("b_instances"),
         # an orphan's attempt ends here (nobody applies it); any other stays `running`
         outcome=bindparam("b_ended"),
         ended_at=bindparam("b_ended_at"),
@@ -87,6 +89,7 @@ _AWAITED = select(
     t.attempts.c.report_error,
     t.attempts.c.report_recoverable,
     t.attempts.c.report_retry_after,
+    t.attempts.c.report_instances,
 )
 # only claimed tasks can have news: a result, or a holder that went silent
 _HELD = (
@@ -137,6 +140,8 @@ class AgentResults:
                 "reported": Compiled(_REPORTED, dialect),
                 "attempt": Compiled(AGENT_ATTEMPT_START, dialect),
                 "event": Compiled(EVENT_INSERT, dialect),
+                # a lifecycle task's "-ing" state, written with its attempt's start
+                "instance_start": Compiled(INSTANCE_UPDATE, dialect),
             }
             self.__dict__["_agent_statements"] = found
         return found
@@ -256,6 +261,7 @@ class AgentResults:
                 "b_recoverable": int(report.recoverable),
                 "b_retry_after": report.retry_after,
                 "b_at": now,
+                "b_instances": report.instances_json,
                 "b_ended": ended if orphan else "running",
                 "b_ended_at": now if orphan else None,
                 "b_ended_error": report.error if orphan else None,
@@ -311,6 +317,7 @@ class AgentResults:
                     error=row.report_error,
                     recoverable=bool(row.report_recoverable),
                     retry_after=row.report_retry_after,
+                    instances_json=row.report_instances,
                 ),
             )
             for row in rows

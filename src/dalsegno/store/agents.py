@@ -40,6 +40,7 @@ from dalsegno.store.agent_results import (
     event_row,
     notify_results,
 )
+from dalsegno.store.instances import instance_start_rows
 
 __all__ = ["ACCEPTED", "CONFLICT", "DUPLICATE", "STARTED", "UNKNOWN", "AgentQueue"]
 
@@ -89,6 +90,7 @@ _ASSIGNED = (
     t.tasks.c.attempts,
     t.tasks.c.timeout,
     t.tasks.c.resume,
+    t.tasks.c.instance,
 )
 # The statements of a claim, built once (their SQL is compiled once and cached).
 _CANDIDATES = (
@@ -191,6 +193,7 @@ def assignment_of(row: Any, graph: str, *, started: bool) -> Assignment:
         timeout=row.timeout,
         attempt=row.attempts - 1 if started else row.attempts,
         max_retries=row.max_retries,
+        instance=row.instance,
     )
 
 
@@ -350,10 +353,12 @@ class AgentQueue(AgentResults):
         return {graph_id: cache[graph_id] for graph_id in graph_ids}
 
     def _started(self, conn: Connection, agent: str, started: Sequence[Assignment]) -> None:
-        """The attempt rows and `task_started` events of tasks `agent` just started."""
+        """The attempt rows and `task_started` events of tasks `agent` just started, and
+        the "-ing" state of the instances of the lifecycle tasks among them."""
         attempts, events = started_rows(agent, started)
         self._run_many(conn, "attempt", attempts)
         self._run_many(conn, "event", events)
+        self._run_many(conn, "instance_start", instance_start_rows([a.instance for a in started]))
 
     def attempt_queue(self, attempt_id: str) -> str | None:
         """The queue of the task an attempt id was given for, or None when unknown."""

@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from dalsegno.model.blueprints import InstanceLink, InstanceState, NodeInstance
+from dalsegno.model.blueprints import InstanceBinding, InstanceLink, InstanceState, NodeInstance
 from dalsegno.model.errors import ConflictError, NotFoundError
 from dalsegno.model.records import InstanceChange
 from dalsegno.store import tables as t
@@ -176,7 +176,7 @@ class NodeInstances:
 
 # One statement for every instance of a batch: a state and runtime properties, each kept
 # when not given (NULL).
-_INSTANCE_UPDATE = (
+INSTANCE_UPDATE = (
     update(t.node_instances)
     .where(t.node_instances.c.id == bindparam("b_id"))
     .values(
@@ -188,6 +188,28 @@ _INSTANCE_UPDATE = (
         updated_at=bindparam("b_now", type_=Float),
     )
 )
+
+
+def instance_start_rows(bindings: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The rows of `INSTANCE_UPDATE` that write the "-ing" state of the lifecycle tasks
+    whose instance bindings (`tasks.instance`, JSON) are given, as their attempts start (an
+    agent's claim: in its transaction); None, or a binding with no such state, writes none."""
+    now = clock()
+    rows = []
+    for text in bindings:
+        if text is None:
+            continue
+        binding = InstanceBinding.from_json(json.loads(text))
+        if binding.starting is not None:
+            rows.append(
+                {
+                    "b_id": binding.instance,
+                    "b_state": InstanceState(binding.starting).value,
+                    "b_properties": None,
+                    "b_now": now,
+                }
+            )
+    return rows
 
 
 def write_instance_changes(conn: Connection, changes: Sequence[InstanceChange]) -> None:
@@ -235,4 +257,4 @@ def write_instance_changes(conn: Connection, changes: Sequence[InstanceChange]) 
             }
         )
     if rows:
-        conn.execute(_INSTANCE_UPDATE, rows)
+        conn.execute(INSTANCE_UPDATE, rows)

@@ -178,6 +178,8 @@ attempts = Table(
     Column("report_recoverable", Integer),
     Column("report_retry_after", Float),
     Column("reported_at", Float),
+    # a lifecycle task's success on an agent: the instance changes it reported, JSON (0013)
+    Column("report_instances", Text),
     Index("ix_attempts_attempt_id", "attempt_id", unique=True),
 )
 

@@ -113,7 +113,9 @@ def test_claim_started_heartbeat_result_with_a_queue_token(
     assert set(assignment) == {
         "attempt_id", "execution_id", "graph", "task_key", "operation", "kwargs", "retries",
         "resume", "idempotency_key", "timeout", "process", "attempt",
+        "lifecycle", "lifecycle_error",
     }  # fmt: skip
+    assert (assignment["lifecycle"], assignment["lifecycle_error"]) == (None, None)  # unbound
     assert (assignment["execution_id"], assignment["graph"], assignment["task_key"]) == (
         execution.id,
         "main",

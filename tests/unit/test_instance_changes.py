@@ -3,12 +3,13 @@ keys set and removed, the state its success sets, and what is refused."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytest
 
-from dalsegno.engine.instances import attach, changes
+from dalsegno.engine.instances import attach, changes, changes_json, reported_changes
 from dalsegno.model.records import InstanceChange
 
 
@@ -82,3 +83,28 @@ def test_runtime_properties_that_are_not_json_are_refused(value: Any, error: typ
     ctx.instance.runtime_properties["x"] = value
     with pytest.raises(error):
         changes(seen, views)
+
+
+def test_an_agent_s_reported_changes_are_kept_to_the_task_s_instances() -> None:
+    """The owner's side of a lifecycle task run on an agent (`reported_changes`): the
+    changes its result carries, the success state taken from the task's binding."""
+    binding = json.dumps({"instance": "lb_1", "source": "lb_1", "target": "app_1",
+                          "success": "configured"})  # fmt: skip
+    ctx = Ctx()
+    found_view = view(instance="lb_1", source="lb_1", target="app_1", success="configured")
+    views = attach(ctx, found_view)
+    ctx.instance.runtime_properties["peers"]["app_1"] = "10.0.0.1"
+    ctx.target.instance.runtime_properties["seen_by"] = "lb_1"
+    reported = changes_json(changes(found_view, views))
+    reported[0]["state"] = "deleted"  # an agent's word on the state does not count
+    assert reported_changes(binding, json.dumps(reported)) == [
+        InstanceChange("lb_1", "configured", {"peers": {"app_1": "10.0.0.1"}}, []),
+        InstanceChange("app_1", None, {"seen_by": "lb_1"}, []),
+    ]
+    # a result without changes (an agent of an earlier release) still sets the state
+    assert reported_changes(binding, None) == [InstanceChange("lb_1", "configured")]
+    other = [{"instance_id": "db_9", "state": None, "set": {"x": 1}, "unset": []}]
+    with pytest.raises(ValueError, match="db_9, not an instance of the task"):
+        reported_changes(binding, json.dumps(other))
+    with pytest.raises(ValueError, match="bad instance changes"):
+        reported_changes(binding, json.dumps([{"set": {}}]))

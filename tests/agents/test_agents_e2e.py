@@ -110,8 +110,11 @@ def test_a_restarted_agent_sends_the_result_its_killed_predecessor_kept(
     wait_for(lambda: len(cluster.outbox("agent-1")) == 1, what="for the result in the outbox")
     first.kill()  # kill -9 of the agent with an unsent result
     first.wait(10)
+    # The same home: it sends what is left first. Started before the manager, so that it is
+    # up when the takeover starts the agent timeout (2 s here): a restart slower than that
+    # on a loaded machine would make the attempt look lost, and blk would run again.
+    cluster.start_agent("agent-1")
     cluster.start_manager()
-    cluster.start_agent("agent-1")  # the same home: it sends what is left first
     wait_for(lambda: cluster.status(execution_id) == "completed")
     assert keys(log) == {"a": [("", False)], "blk": [("agent-1", False)], "c": [("agent-1", False)]}
 

@@ -6,55 +6,30 @@ refusals are the same one line, exit 2."""
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from conftest import run_cli, start_cli
+from conftest import WORKFLOWS, run_cli
+from security.conftest import ManagerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 THREE_TIER = ROOT / "examples" / "blueprints" / "three_tier.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def manager_url(home: Path) -> Iterator[str]:
-    port = free_port()
-    process = start_cli(
-        home, "manager", "--bind", f"127.0.0.1:{port}", "--grace", "1",
-        "--workflows", str(THREE_TIER.parent),  # it serves the example's operations
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    manager = ManagerProcess(
+        home, WORKFLOWS, "--workflows", str(THREE_TIER.parent)
+    )  # it serves the example's operations
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the manager did not listen"
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
+        yield manager.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        manager.stop()
 
 
 def remote(home: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,21 +5,18 @@ backends; an id that is not a deployment id is refused in one line, changing not
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import WORKFLOWS, cli_env, run_cli
+from conftest import WORKFLOWS, run_cli
 from dalsegno.service.deployments import DeploymentService
 from dalsegno.service.executions import ExecutionService
 from dalsegno.store import Store
+from security.conftest import ManagerProcess
 
 sys.path.insert(0, str(WORKFLOWS))
 
@@ -28,33 +25,11 @@ import deploy_kit
 
 @pytest.fixture
 def manager_url(home: Path) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dalsegno", "manager", "--bind", f"127.0.0.1:{port}",
-         "--grace", "1"],
-        cwd=WORKFLOWS, env=cli_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    manager = ManagerProcess(home, WORKFLOWS)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "the manager exited"
-            assert time.monotonic() < deadline, "the manager did not listen"
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
+        yield manager.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        manager.stop()
 
 
 def test_executions_are_listed_by_deployment(

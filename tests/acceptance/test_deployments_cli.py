@@ -154,8 +154,10 @@ def test_a_second_execution_of_a_deployment_waits_queued(
     cli: Cli, home: Path, service: ExecutionService, tmp_path: Path
 ) -> None:
     ok(cli, "blueprints", "upload", str(THREE_TIER), "--id", "three-tier")
-    deploy(cli, "web", tmp_path / "cloud", "app_vms=1", "delay=0.5")
-    first = start_cli(home, "run", "install", "-d", "web", "-q")
+    deploy(cli, "web", tmp_path / "cloud", "app_vms=1")
+    # only the install's operations take their time (the fake cloud's delay, set for its
+    # process alone): it must still run when the uninstall is started; the uninstall need not
+    first = start_cli(home, "run", "install", "-d", "web", "-q", DALSEGNO_FAKE_CLOUD_DELAY="0.5")
     second = None
     try:
         first_id = wait_for_execution(service, "started")

@@ -152,7 +152,9 @@ def test_a_group_of_a_5000_task_execution_opens_in_place_and_closes(
 def test_a_live_refresh_changes_colours_in_place_and_keeps_viewport_and_selection(
     page: Page, manager: LiveManager
 ) -> None:
-    execution_id = manager.start("ticking", n=40, seconds=0.5)
+    # 14 s of ticks: the task selected below (the latest in view, tick033) starts after
+    # about 11.5 s, long after it is selected; three refreshes (1.5 s each) come first
+    execution_id = manager.start("ticking", n=40, seconds=0.35)
     manager.wait_status(execution_id, "started")
     sign_in(page, manager)
     refreshes: list[str] = []

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, func, inspect, select, text
 if TYPE_CHECKING:
     from dalsegno.store.base import Store
 
-HEAD = "0013"
+HEAD = "0014"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The advisory lock migrations take on PostgreSQL: a constant of the single 64-bit key
 # space ("dalsegno" in ASCII), apart from the two-key space the lock keys of executions use.

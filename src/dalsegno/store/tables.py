@@ -117,7 +117,8 @@ tasks = Table(
     Column("resume", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("graph_id", "key"),
     Index("ix_tasks_execution_id", "execution_id"),
-    Index("ix_tasks_agent_status", "agent", "status"),
+    # agent claims: a queue's sent tasks in id order, read without a sort (0014)
+    Index("ix_tasks_agent_status_id", "agent", "status", "id"),
     Index("ix_tasks_attempt_id", "attempt_id"),
     Index("ix_tasks_holder", "holder"),
     # the owner's reads of its claimed tasks (dalsegno.store.agent_results)

@@ -114,6 +114,25 @@ def wait_for_agents(
     raise RuntimeError(f"{count} agents of {queue} did not show up")
 
 
+def wait_for_quiet(client: httpx.Client, api: str, count: int) -> None:
+    """Until a fleet of `count` agents that just started is past its start: in one second,
+    its heartbeats and exchanges are fewer than a twentieth of it (what it costs when it
+    waits is what is measured, not its start)."""
+    deadline = time.monotonic() + 60
+    before = store_calls(client, api)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = store_calls(client, api)
+        calls = sum(
+            now.get(name, 0.0) - before.get(name, 0.0)
+            for name in ("agent_heartbeat", "exchange_agent_tasks")
+        )
+        if calls < max(5, count / 20):
+            return
+        before = now
+    raise RuntimeError(f"{count} idle agents did not settle within a minute")
+
+
 def store_calls(client: httpx.Client, api: str) -> dict[str, float]:
     """The manager's store calls so far, by operation (its `/metrics`)."""
     site = api.removesuffix("/api/v1")
@@ -216,6 +235,7 @@ def measure_setup(
                 fleet = start_idle(home, api, args.idle)
                 try:
                     wait_for_agents(client, api, "idle", args.idle, since)
+                    wait_for_quiet(client, api, args.idle)
                     crowded.append(run_once(client, api, args.tasks, "bench", manager.pid))
                 finally:
                     stop([fleet])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -42,6 +43,9 @@ DEFAULT_HEARTBEAT = 2.0  # seconds between heartbeats, unless the manager asks o
 PARKED_GRACE = 0.02
 # Seconds a call waits, while attempts still run, for half the slots to be free (below).
 GATHER = 0.005
+# A long-poll waits a random 80-100% of `claim_wait`: a fleet of agents started together
+# spreads its renewals over the next minutes instead of sending them all at once.
+WAIT_SPREAD = 0.2
 
 
 def default_name() -> str:
@@ -102,6 +106,9 @@ class Agent:
         self._finished: list[tuple[str, dict[str, Any]]] = []  # results to keep
         self._unsent = len(self.outbox) > 0  # kept results no call carried yet
         self._parked_since: float | None = None  # the claim loop waits in a long-poll
+        # since when its long-polls, renewed as each one ends with nothing, have waited
+        # without a break (None: it took tasks, or a call failed, since)
+        self._waiting_since: float | None = None
         self._slots = threading.Condition()
         self._keeping = threading.Lock()
         self._stopping = threading.Event()
@@ -268,9 +275,14 @@ class Agent:
             self._unsent = len(taken) >= 100  # a full batch: more may be kept
         if not free and not taken:
             return claim_id, repeat
-        wait = self.config.claim_wait if free else 0.0
+        wait = self.config.claim_wait * (1 - WAIT_SPREAD * random.random()) if free else 0.0
         with self._slots:
-            self._parked_since = time.monotonic() if wait > 0 else None
+            now = time.monotonic()
+            self._parked_since = now if wait > 0 else None
+            if wait <= 0:
+                self._waiting_since = None
+            elif self._waiting_since is None:
+                self._waiting_since = now
             waiting = wait > 0 and bool(self._finished)
         if waiting:  # finished as this call was made: the sender delivers them
             self.sender.wake()
@@ -285,6 +297,7 @@ class Agent:
                 repeat,
             )
         except Unreachable as exc:
+            self._stop_waiting()
             self.deliveries.give_back(taken)
             self._set_unsent(taken)
             if not backoff.failures:
@@ -293,6 +306,7 @@ class Agent:
             self._kick.clear()
             return claim_id, True
         except Refused as exc:
+            self._stop_waiting()
             self.deliveries.give_back(taken)
             self._set_unsent(taken)
             self._refused(exc, taken, backoff)
@@ -301,10 +315,16 @@ class Agent:
             with self._slots:
                 self._parked_since = None
         backoff.reset()
+        if found:
+            self._stop_waiting()
         self.deliveries.settle(taken, answers)
         for document in found:
             self._take(document)
         return new_claim_id(), False
+
+    def _stop_waiting(self) -> None:
+        with self._slots:
+            self._waiting_since = None
 
     def _refused(self, exc: Refused, taken: list[Any], backoff: Backoff) -> None:
         if taken and exc.status in UNREADABLE:
@@ -444,15 +464,17 @@ class Agent:
 
     def _claim_waits(self) -> bool:
         """Whether a beat would say nothing the manager does not know: this agent holds
-        nothing and its claim has waited in a long-poll for a whole interval on a manager
+        nothing and its claims have waited in long-polls for a whole interval on a manager
         that counts a waiting claim as the beat (it writes the beats of the agents whose
-        claims wait, every half of this interval). A beat goes out again as soon as the
-        agent holds an attempt or its claim has not waited that long."""
+        claims wait, every half of this interval). A long-poll that ends with nothing and
+        is renewed at once does not break the wait: an idle agent sends no beat with each
+        renewal. A beat goes out again as soon as the agent holds an attempt, took tasks,
+        or a call failed (the manager may not have seen it since)."""
         if not self._waiting_beats:
             return False
         with self._slots:
-            parked = self._parked_since
-        return parked is not None and time.monotonic() - parked >= self._interval
+            since = self._waiting_since
+        return since is not None and time.monotonic() - since >= self._interval
 
     def _obey(self, answer: dict[str, Any]) -> None:
         self._waiting_beats = answer.get("waiting_beats") is True

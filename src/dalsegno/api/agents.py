@@ -10,7 +10,6 @@ claims: their long-poll waits as a coroutine, so waiting agents hold none of its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -292,8 +291,12 @@ async def _long_poll(
             # the body is in), so a close while the claim waits is seen by the second.
             if await request.is_disconnected():
                 return []
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(woken.wait(), left)
+            except TimeoutError:
+                # Nothing was claimable at any look of the signals since (they look at
+                # least every second): the agent's next call looks first, no need to here.
+                return []
             if await request.is_disconnected():
                 return []
     finally:

@@ -275,7 +275,8 @@ class Agent:
             self._unsent = len(taken) >= 100  # a full batch: more may be kept
         if not free and not taken:
             return claim_id, repeat
-        wait = self.config.claim_wait * (1 - WAIT_SPREAD * random.random()) if free else 0.0
+        spread = 1 - WAIT_SPREAD * random.random()  # noqa: S311 (a spread, not a secret)
+        wait = self.config.claim_wait * spread if free else 0.0
         with self._slots:
             now = time.monotonic()
             self._parked_since = now if wait > 0 else None

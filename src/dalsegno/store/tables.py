@@ -116,12 +116,12 @@ tasks = Table(
     # (a lost attempt requeued: true; a reset, a retry, a first run: false; 0012)
     Column("resume", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("graph_id", "key"),
-    Index("ix_tasks_execution_id", "execution_id"),
     # agent claims: a queue's sent tasks in id order, read without a sort (0014)
     Index("ix_tasks_agent_status_id", "agent", "status", "id"),
     Index("ix_tasks_attempt_id", "attempt_id"),
     Index("ix_tasks_holder", "holder"),
-    # the owner's reads of its claimed tasks (dalsegno.store.agent_results)
+    # a run's tasks (its first column), and the owner's reads of its claimed tasks
+    # (dalsegno.store.agent_results; 0007, and the only index on execution_id since 0014)
     Index("ix_tasks_execution_id_holder", "execution_id", "holder"),
 )
 

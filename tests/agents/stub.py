@@ -28,6 +28,7 @@ class StubManager:
         self.result_statuses: dict[str, list[str | int]] = {}  # by attempt id: the next
         self.claim_status = 200  # what an exchange that claims answers
         self.exchange_delay = 0.0  # seconds an exchange that hands out tasks waits first
+        self.waiting_beats = False  # what the heartbeat answers: a waiting claim is a beat
         self.changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
 
@@ -64,7 +65,12 @@ class StubManager:
         if path.endswith("/agents/exchange"):
             return self._exchange(body)
         if path.endswith("/heartbeat"):
-            return 200, {"kill": list(self.kill), "unknown": list(self.unknown), "interval": 0.1}
+            return 200, {
+                "kill": list(self.kill),
+                "unknown": list(self.unknown),
+                "interval": 0.1,
+                "waiting_beats": self.waiting_beats,
+            }
         return 404, {"error": "no such path"}
 
     def _exchange(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

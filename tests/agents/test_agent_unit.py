@@ -469,6 +469,30 @@ def test_the_heartbeat_interval_given_wins_over_the_one_the_manager_asks(
     assert fewest <= len(stub.paths("/agents/heartbeat")) <= most
 
 
+def test_an_idle_agent_renews_its_long_poll_without_beating_and_spreads_its_waits(
+    stub: StubManager, start_agent: Callable[..., Running], tmp_path: Path
+) -> None:
+    stub.waiting_beats = True  # the manager counts a claim that waits as the agent's beat
+    start_agent(heartbeat_interval=0.2, claim_wait=0.25)
+    wait_for(lambda: len(stub.claims()) >= 3)  # past its first beat, renewing
+    claims, beats = len(stub.claims()), len(stub.paths("/agents/heartbeat"))
+    time.sleep(2.0)
+    renewals = [body for _, body in stub.claims()[claims:]]
+    # each long-poll ends with nothing and is renewed at once: about one per 0.2-0.25 s
+    assert len(renewals) >= 6, len(renewals)
+    # ... and no renewal sends a beat of its own (before: one beat in most of them)
+    assert len(stub.paths("/agents/heartbeat")) == beats
+    # the waits are spread over 80-100% of claim_wait, not all the same
+    waits = [body["wait"] for body in renewals]
+    assert all(0.2 <= wait <= 0.25 for wait in waits), waits
+    assert len(set(waits)) > 1, waits
+
+    # holding a task, it beats again: the manager sees the attempt in its beats
+    log = str(tmp_path / "runs.log")
+    stub.queue(**assignment("s1", ref("lazy"), kwargs={"log": log, "seconds": 1.0}))
+    wait_for(lambda: any(body["attempts"] == ["s1"] for _, body in stub.paths("/agents/heartbeat")))
+
+
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
     backoff = Backoff(base=0.2, cap=10.0)
     delays = [backoff.next_delay() for _ in range(12)]

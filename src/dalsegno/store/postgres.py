@@ -180,21 +180,10 @@ class PostgresStore(SQLStore):
 
     @retried("notifying {channel}")
     def notify(self, channel: str) -> None:
-        """Wake the waiters on `channel` in every process (NOTIFY, sent at commit).
-
-        The transaction commits without waiting for its WAL to reach the disk: it writes
-        nothing, and a NOTIFY's commit record is only a wake-up (a waiter looks again
-        at least every second anyway), so a crash that loses it loses nothing, and the
-        call does not wait for a flush of the disk (nor holds the server's notification
-        lock that long)."""
+        """Wake the waiters on `channel` in every process (NOTIFY, sent at commit)."""
         check_channel(channel)
         with self._write() as conn:
-            conn.execute(
-                select(
-                    func.set_config("synchronous_commit", "off", True),
-                    func.pg_notify(channel, ""),
-                )
-            )
+            conn.execute(select(func.pg_notify(channel, "")))
 
     def wait_for_notification(self, channels: Sequence[str], timeout: float) -> set[str]:
         """The channels notified since this thread's last wait, waiting up to `timeout`.

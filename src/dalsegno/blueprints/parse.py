@@ -24,6 +24,7 @@ from dalsegno.blueprints.inputs import (
     type_of,
 )
 from dalsegno.blueprints.outputs import attribute_problem, attribute_references
+from dalsegno.blueprints.plan import find_cycle
 from dalsegno.blueprints.references import absolute_reference, reference_problem
 from dalsegno.blueprints.schema import (
     BlueprintModel,
@@ -244,30 +245,3 @@ def _check_relationships(templates: dict[str, NodeTemplate], where: Located) -> 
             ("node_templates", cycle[0], "relationships", index),
             f"a cycle of relationships: {' -> '.join(cycle)}",
         )
-
-
-def find_cycle(templates: dict[str, NodeTemplate]) -> list[str]:
-    """A cycle of relationships as [a, b, ..., a], or [] (a template targets itself too)."""
-    done: set[str] = set()
-    for start, template in templates.items():
-        if start in done:
-            continue
-        trail: list[str] = [start]
-        on_trail = {start}
-        stack = [iter(r.target for r in template.relationships)]
-        while stack:
-            target = next(stack[-1], None)
-            if target is None:
-                stack.pop()
-                finished = trail.pop()
-                on_trail.discard(finished)
-                done.add(finished)
-                continue
-            if target in on_trail:
-                return [*trail[trail.index(target) :], target]
-            if target in done:
-                continue
-            trail.append(target)
-            on_trail.add(target)
-            stack.append(iter(r.target for r in templates[target].relationships))
-    return []

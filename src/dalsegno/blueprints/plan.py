@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dalsegno.blueprints.inputs import resolve_value
-from dalsegno.blueprints.parse import find_cycle
 from dalsegno.model.blueprints import Blueprint, InstanceLink, NodeInstance, NodeTemplate
 from dalsegno.model.errors import BlueprintError
 
@@ -173,3 +172,30 @@ class Scope:
         while current is not None and current.node != node:
             current = self.by_id.get(current.host_id or "")
         return current
+
+
+def find_cycle(templates: dict[str, NodeTemplate]) -> list[str]:
+    """A cycle of relationships as [a, b, ..., a], or [] (a template targets itself too)."""
+    done: set[str] = set()
+    for start, template in templates.items():
+        if start in done:
+            continue
+        trail: list[str] = [start]
+        on_trail = {start}
+        stack = [iter(r.target for r in template.relationships)]
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                stack.pop()
+                finished = trail.pop()
+                on_trail.discard(finished)
+                done.add(finished)
+                continue
+            if target in on_trail:
+                return [*trail[trail.index(target) :], target]
+            if target in done:
+                continue
+            trail.append(target)
+            on_trail.add(target)
+            stack.append(iter(r.target for r in templates[target].relationships))
+    return []

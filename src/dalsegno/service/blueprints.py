@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from dalsegno.blueprints import parse_blueprint
 from dalsegno.model.blueprints import Blueprint, BlueprintRecord
 from dalsegno.model.errors import NotFoundError, RefusedError
 from dalsegno.model.names import check_id
@@ -65,6 +64,8 @@ class BlueprintService:
         stored) when it is not valid, names an operation the manager does not serve, or
         the id is taken. `base_dir`: the directory its `path/file.py:function` operations
         are relative to."""
+        from dalsegno.blueprints import parse_blueprint  # its pydantic models: only here
+
         check_id("blueprint", blueprint_id)
         blueprint = parse_blueprint(text, source=source, base_dir=base_dir)
         if self.served is not None:

@@ -318,9 +318,11 @@ class Agent:
         backoff.reset()
         if found:
             self._stop_waiting()
-        self.deliveries.settle(taken, answers)
-        for document in found:
+        for document in found:  # started on the manager: run them before the bookkeeping
             self._take(document)
+        # The acknowledged results leave the outbox after (a crash in between sends them
+        # once more, and the manager answers `duplicate`).
+        self.deliveries.settle(taken, answers)
         return new_claim_id(), False
 
     def _stop_waiting(self) -> None:

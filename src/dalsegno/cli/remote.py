@@ -10,21 +10,22 @@ from __future__ import annotations
 import builtins
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from dalsegno.model.errors import DalsegnoError
 from dalsegno.service import default_home
 from dalsegno.service.tokens import read_token_file
+
+if TYPE_CHECKING:  # httpx is imported when a client is made: a local command never needs it
+    import httpx
 
 API_PREFIX = "/api/v1"
 NEXT_CURSOR = "x-next-cursor"
 TOKEN_ENV = "DALSEGNO_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 # Connecting to a manager is quick or never happens; an answer may take a while when a
 # long events list is read from a busy store.
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+READ_TIMEOUT, CONNECT_TIMEOUT = 30.0, 5.0
 
 
 class RemoteError(DalsegnoError):
@@ -88,10 +89,15 @@ class RemoteClient:
         self,
         base_url: str,
         token: str,
-        timeout: float | httpx.Timeout = TIMEOUT,
+        timeout: float | httpx.Timeout | None = None,
         cacert: str | None = None,
     ) -> None:
+        import httpx
+
         from dalsegno.agent.client import tls_verify
+
+        if timeout is None:
+            timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 
         self.manager_url = base_url.strip().rstrip("/")
         self.base_url = api_url(base_url)
@@ -235,6 +241,8 @@ class RemoteClient:
     # plumbing --------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, with_headers: bool = False, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             answer = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:

@@ -39,7 +39,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from psycopg.rows import namedtuple_row
 from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -165,6 +164,8 @@ class PgExchange:
         return result
 
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
+        from psycopg.rows import namedtuple_row  # here: a SQLite process never loads psycopg
+
         from dalsegno.store.agents import _now, assignment_of, started_rows
         from dalsegno.store.instances import instance_start_rows
 
@@ -230,6 +231,8 @@ class PgExchange:
     def _take(pg: Any, claim: Any, params: dict[str, Any], limit: int) -> list[Any]:
         """The rows the claim started, with more passes while it took fewer than `limit`
         and the queue shows claimable tasks."""
+        from psycopg.rows import namedtuple_row
+
         taken: list[Any] = list(claim.fetchall())
         for _ in range(CLAIM_PASSES - 1):
             if len(taken) >= limit:

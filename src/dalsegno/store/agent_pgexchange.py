@@ -164,14 +164,12 @@ class PgExchange:
         return result
 
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
-        from psycopg.rows import namedtuple_row  # here: a SQLite process never loads psycopg
-
         from dalsegno.store.agents import _now, assignment_of, started_rows
         from dalsegno.store.instances import instance_start_rows
 
         writes = pg.cursor()
         writes.execute(_BEGIN)
-        held = pg.cursor(row_factory=namedtuple_row)
+        held = _named(pg)
         ids = list({delivery.attempt_id for delivery in exchange.deliveries})
         if ids:
             held.execute(self.held, {"b_ids": ids})
@@ -184,7 +182,7 @@ class PgExchange:
             "started": TaskState.STARTED.value,
             "running": ExecutionState.STARTED.value,
         }
-        claim = pg.cursor(row_factory=namedtuple_row)
+        claim = _named(pg)
         if exchange.limit:
             claim.execute(_CLAIM, {**params, "limit": exchange.limit})
         # the first wait: BEGIN, the attempts' rows and the claim travel together
@@ -231,8 +229,6 @@ class PgExchange:
     def _take(pg: Any, claim: Any, params: dict[str, Any], limit: int) -> list[Any]:
         """The rows the claim started, with more passes while it took fewer than `limit`
         and the queue shows claimable tasks."""
-        from psycopg.rows import namedtuple_row
-
         taken: list[Any] = list(claim.fetchall())
         for _ in range(CLAIM_PASSES - 1):
             if len(taken) >= limit:
@@ -241,10 +237,18 @@ class PgExchange:
             look.execute(_ANY_UNHELD, params)
             if not look.fetchone()[0]:
                 break
-            again = pg.cursor(row_factory=namedtuple_row)
+            again = _named(pg)
             again.execute(_CLAIM, {**params, "limit": limit - len(taken)})
             taken += again.fetchall()
         return taken
+
+
+def _named(pg: Any) -> Any:
+    """A cursor of `pg` whose rows have named fields. psycopg is imported here, not with
+    the module: every store loads this module, and a SQLite process never needs psycopg."""
+    from psycopg.rows import namedtuple_row
+
+    return pg.cursor(row_factory=namedtuple_row)
 
 
 def pg_exchange(store: AgentQueue, engine: Engine) -> PgExchange:

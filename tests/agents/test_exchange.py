@@ -274,3 +274,55 @@ def test_a_claim_whose_agent_went_away_while_it_waited_starts_nothing(
         assert [task["task_key"] for task in found] == ["t"]
     finally:
         cluster.stop_all()
+
+
+@pytest.mark.postgres_only("the plan of PostgreSQL's one-statement claim")
+def test_a_claim_reads_the_rows_it_takes_not_every_unheld_task(
+    make_service: Callable[..., ExecutionService], store: Store, store_url: str
+) -> None:
+    """The claim's UPDATE finds the rows its CTE picked by their key. On a store that
+    PostgreSQL had not analyzed since it filled, the UPDATE scanned every unheld task
+    (`holder IS NULL`) for them: 2,000 rows per claim of one task, 0.8 ms each, which
+    grew with the queue (benchmarks/agents.py, 1 agent x 1 slot)."""
+    import psycopg
+
+    from dalsegno.model.states import ExecutionState
+    from dalsegno.store.agent_pgexchange import _CLAIM
+
+    count = 300
+    service = ExecutionService(
+        store, EngineConfig(concurrency=count, lease_timeout=3.0, poll_interval=0.05)
+    )
+    running = Running(service, f"{FLOWS}:fan", {"count": count})
+    wait_for(lambda: store.count_tasks_by_status(running.id).get("sent", 0) == count)
+    params = {
+        "queue": "web",
+        "agent": "a1",
+        "prefix": "planclaim-",
+        "now": time.time(),
+        "sent": "sent",
+        "started": "started",
+        "running": "started",
+        "limit": 1,
+    }
+    with psycopg.connect(store_url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+        # a generic plan, as a prepared statement (psycopg prepares it) gets after 5 runs
+        pg.execute("SET plan_cache_mode = force_generic_plan")
+        (document,) = pg.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _CLAIM, params, prepare=False
+        ).fetchone()
+        pg.rollback()  # EXPLAIN ANALYZE ran the UPDATE: nothing of it stays
+
+    def scans(node: dict[str, Any]) -> list[tuple[str, int]]:
+        found = []
+        if node.get("Relation Name") == "tasks":
+            found.append((node["Node Type"], node["Actual Rows"] * node["Actual Loops"]))
+        for child in node.get("Plans", []):
+            found += scans(child)
+        return found
+
+    read = scans(document[0]["Plan"])
+    assert read and all(rows <= 1 for _, rows in read), read
+    assert store.count_tasks_by_status(running.id).get("sent", 0) == count
+    store.request_cancel(running.id, ExecutionState.FORCE_CANCELLING, [])
+    running.end()

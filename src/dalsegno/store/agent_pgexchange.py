@@ -14,7 +14,10 @@ not needed wait for nothing, and one statement picks, locks and starts the tasks
    owner's lease renewal, in each of its batches, waits for no claim (`FOR SHARE` made
    every claim wait for the owner's commit, and the owner for the claims'). The UPDATE
    returns what an assignment needs (its graph's name, and `tasks.resume`, the
-   owner's word on `ctx.resume`). One flush, one wait.
+   owner's word on `ctx.resume`). It finds the picked rows by their key and nothing
+   else: they are locked, so the CTE's conditions still hold. With those conditions
+   repeated, a planner whose statistics were older than the queue scanned every
+   unheld task (`ix_tasks_holder`) to find them. One flush, one wait.
 2. The results kept, the log events, the started attempts and their events, `COMMIT`:
    one sync, one wait.
 
@@ -79,7 +82,7 @@ UPDATE tasks SET
     ended_at = NULL,
     next_run_at = NULL
 FROM picked
-WHERE tasks.id = picked.id AND tasks.holder IS NULL AND tasks.status = %(sent)s
+WHERE tasks.id = picked.id
 RETURNING tasks.id, tasks.attempt_id, tasks.execution_id, tasks.graph_id, tasks.key,
     tasks.operation, tasks.kwargs, tasks.retries, tasks.max_retries, tasks.attempts,
     tasks.timeout, tasks.resume, tasks.instance,

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 S = TaskState
 CHECK_EVERY = 1.0  # seconds between two looks at the store when no notification came
+# Seconds a notified look waits after the one before while other agent tasks are awaited:
+# results that come close together are read and applied in one group commit (an agent
+# with one slot reports one every few ms). A run awaiting one task looks at once.
+LOOK_GAP = 0.01
 
 
 def agent_timeout(config: EngineConfig) -> float:
@@ -103,6 +107,7 @@ class AgentTasks:
         self.took_over_at = time.time()  # a manager's downtime never makes an agent look lost
         self.started: set[int] = set()  # awaited tasks the store has `started`
         self._next_check = 0.0
+        self._looked = 0.0  # when the last look began (monotonic)
         self._notified = threading.Event()
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -150,9 +155,10 @@ class AgentTasks:
             self._cancel_seen, force = mode, True
         now_mono = time.monotonic()
         full = force or now_mono >= self._next_check
-        if not full and not self._notified.is_set():
+        if not full and (not self._notified.is_set() or self.due_in(now_mono) > 0):
             return
         self._notified.clear()
+        self._looked = now_mono
         if full:
             self._next_check = now_mono + CHECK_EVERY
             self.started.clear()
@@ -183,6 +189,14 @@ class AgentTasks:
             self.run.flush()
         if requeued:
             self.run.store.notify(TASKS_CHANNEL)
+
+    def due_in(self, now: float) -> float:
+        """Seconds until a notified look is due (0: now); the scheduler waits no longer."""
+        if not self._notified.is_set():
+            return CHECK_EVERY
+        if len(self.graph.awaited) <= 1:
+            return 0.0
+        return max(0.0, self._looked + LOOK_GAP - now)
 
     def _lost(self, seen: AwaitedTask, now: float) -> bool:
         # `claimed_at` is renewed by every heartbeat of the holder that lists the attempt:

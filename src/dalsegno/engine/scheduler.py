@@ -429,6 +429,8 @@ class GraphRun:
         groups = self.groups
         if groups is not None and groups.timers:
             timeout = min(timeout, max(0.0, groups.timers[0][0] - now))
+        if self.awaited:
+            timeout = min(timeout, self.agents.due_in(now))
         for completion in run.take_completions(timeout):
             self._complete(completion)
         self.agents.check()

@@ -70,6 +70,10 @@ class TokenChecker:
             return ADMIN_CALLER
         return None if self._lookup is None else self._lookup(token)
 
+    def is_admin(self, token: str) -> bool:
+        """Whether `token` is the admin token (constant time; no store read)."""
+        return same_token(token, self.admin_token)
+
     def scopes_of(self, token: str) -> frozenset[str] | None:
         """The scopes `token` grants, or None for an unknown token."""
         found = self.caller_of(token)
@@ -108,8 +112,12 @@ class BearerTokens(AuthenticationBackend):
         if scheme.lower() != "bearer" or not token:
             msg = "a bearer token is required: Authorization: Bearer TOKEN"
             raise AuthenticationError(msg)
-        # A lookup reads the store: keep it off the event loop.
-        found = await run_in_threadpool(self.tokens.caller_of, token)
+        # The admin token is compared here; a lookup reads the store: off the event loop.
+        found = (
+            ADMIN_CALLER
+            if self.tokens.is_admin(token)
+            else await run_in_threadpool(self.tokens.caller_of, token)
+        )
         if found is None:
             msg = "wrong token: not one this manager knows (or it was revoked)"
             raise AuthenticationError(msg)

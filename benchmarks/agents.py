@@ -3,7 +3,7 @@ the same graph run manager-side in the same run, on SQLite and on PostgreSQL.
 
     .venv/bin/python benchmarks/agents.py [--tasks 2000] [--repeat 3] [--idle 200]
         [--backends sqlite,postgres] [--setups 4x8,1x1 ("": manager-side only)]
-        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--queue-token]
 
 For each backend: a fresh store (a new SQLite file, or a new database on the PostgreSQL
 server) and one manager process. Each figure is one execution of `--tasks` independent
@@ -11,7 +11,8 @@ no-op tasks, from `POST /api/v1/executions` to `completed`: tasks / (`ended_at` 
 `created_at` of the execution, as the store has them). Rows:
 
 - manager-side: the same workflow with `agent=None` (concurrency 32, the default);
-- for each setup AxS: A real `dalsegno agent` processes with `--concurrency S`, alone,
+- for each setup AxS: A real `dalsegno agent` processes with `--concurrency S` (with the
+  admin token, or with `--queue-token` a token of their queue, as in production), alone,
   then with `--idle` more agents waiting on another queue (real `Agent`s of
   benchmarks/idle_agents.py, in one process: long-polls and heartbeats as N processes
   would send them). Runs alternate between the two, so drift of a shared machine falls on
@@ -54,9 +55,10 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def start_agents(
-    home: Path, api: str, count: int, concurrency: int, tag: str
+    home: Path, api: str, count: int, concurrency: int, tag: str, token: str | None = None
 ) -> list[subprocess.Popen[bytes]]:
-    token = (home / "token").read_text().strip()
+    """`count` agents of queue `bench`, with `token` (default: the admin token)."""
+    token = token or (home / "token").read_text().strip()
     return [
         subprocess.Popen(
             [sys.executable, "-m", "dalsegno", "--manager", api, "--token", token, "agent",
@@ -222,7 +224,12 @@ def measure_setup(
 ) -> list[dict[str, Any]]:
     count, slots = setup
     tag = f"a{count}x{slots}"
-    agents = start_agents(home, api, count, slots, tag)
+    token = None
+    if args.queue_token:  # as agents run in production: a token scoped to their queue
+        made = client.post(f"{api}/agents/tokens", json={"queue": "bench"})
+        made.raise_for_status()
+        token = made.json()["token"]
+    agents = start_agents(home, api, count, slots, tag, token)
     alone: list[dict[str, Any]] = []
     crowded: list[dict[str, Any]] = []
     try:
@@ -279,6 +286,11 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--setups", default="4x8,1x1")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--queue-token",
+        action="store_true",
+        help="the agents present a token of their queue (default: the admin token)",
+    )
     args = parser.parse_args()
     before = uptime()
     print(f"{args.tasks} independent no-op tasks per execution, {args.repeat} runs each; {before}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, delete, exc, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, insert, or_, select, update
 
 from dalsegno.model.access import Role, SessionRecord, TokenRecord
 from dalsegno.model.errors import ConflictError
@@ -28,6 +28,9 @@ _TOKEN_COLUMNS = (
     t.tokens.c.created_by,
     t.tokens.c.revoked_at,
     t.tokens.c.revoked_by,
+)
+_TOKEN_BY_HASH = select(*_TOKEN_COLUMNS).where(
+    t.tokens.c.token_hash == bindparam("b_hash"), t.tokens.c.revoked_at.is_(None)
 )
 
 
@@ -73,11 +76,9 @@ class AccessQueries:
 
     @retried("reading a token")
     def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        query = select(*_TOKEN_COLUMNS).where(
-            t.tokens.c.token_hash == token_hash, t.tokens.c.revoked_at.is_(None)
-        )
+        # every request with a token but the admin's asks: a statement built once
         with self._read() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_TOKEN_BY_HASH, {"b_hash": token_hash}).first()
         return None if row is None else _token(row)
 
     @retried("reading a token")

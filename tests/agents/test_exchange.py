@@ -326,3 +326,54 @@ def test_a_claim_reads_the_rows_it_takes_not_every_unheld_task(
     assert store.count_tasks_by_status(running.id).get("sent", 0) == count
     store.request_cancel(running.id, ExecutionState.FORCE_CANCELLING, [])
     running.end()
+
+
+def test_concurrent_exchanges_never_start_a_task_twice(
+    make_service: Callable[..., ExecutionService], store: Store, store_url: str, backend: str
+) -> None:
+    """Six agents exchange at once, each through a store of its own (separate connections,
+    as managers): every task is started by one claim only."""
+    from dalsegno.model.states import ExecutionState
+    from dalsegno.store import open_store
+
+    count = 60
+    service = ExecutionService(
+        store, EngineConfig(concurrency=count, lease_timeout=3.0, poll_interval=0.05)
+    )
+    running = Running(service, f"{FLOWS}:fan", {"count": count})
+    wait_for(lambda: store.count_tasks_by_status(running.id).get("sent", 0) == count)
+    stores = [open_store(store_url) for _ in range(6)]
+    for opened in stores:
+        opened.agent_token_queue("warm-up")  # connected before the race
+    together = threading.Barrier(6)
+    started: list[list[str]] = []
+
+    def agent(index: int) -> None:
+        agents = AgentService(ExecutionService(stores[index]))
+        mine: list[str] = []
+        together.wait()
+        for call in range(count):
+            _, tasks = exchange(
+                agents, limit=2, agent=f"agent-{index}", claim_id=f"race{index}x{call:04d}"
+            )
+            if not tasks:
+                break
+            mine += [task["task_key"] for task in tasks]
+        started.append(mine)
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for opened in stores:
+            opened.close()
+    keys = [key for mine in started for key in mine]
+    assert len(keys) == len(set(keys)) == count
+    assert store.count_tasks_by_status(running.id).get("started", 0) == count
+    if backend == "postgres":  # SKIP LOCKED: the exchanges really ran side by side
+        assert sum(1 for mine in started if mine) > 1
+    store.request_cancel(running.id, ExecutionState.FORCE_CANCELLING, [])
+    running.end()

@@ -27,6 +27,7 @@ from integration.test_agents_engine import (
     Running,
     attempts_of,
     messages,
+    race,
     task_of,
     wait_for,
 )
@@ -334,7 +335,6 @@ def test_concurrent_exchanges_never_start_a_task_twice(
     """Six agents exchange at once, each through a store of its own (separate connections,
     as managers): every task is started by one claim only."""
     from dalsegno.model.states import ExecutionState
-    from dalsegno.store import open_store
 
     count = 60
     service = ExecutionService(
@@ -342,16 +342,9 @@ def test_concurrent_exchanges_never_start_a_task_twice(
     )
     running = Running(service, f"{FLOWS}:fan", {"count": count})
     wait_for(lambda: store.count_tasks_by_status(running.id).get("sent", 0) == count)
-    stores = [open_store(store_url) for _ in range(6)]
-    for opened in stores:
-        opened.agent_token_queue("warm-up")  # connected before the race
-    together = threading.Barrier(6)
-    started: list[list[str]] = []
 
-    def agent(index: int) -> None:
-        agents = AgentService(ExecutionService(stores[index]))
+    def agent(agents: AgentService, index: int) -> list[str]:
         mine: list[str] = []
-        together.wait()
         for call in range(count):
             _, tasks = exchange(
                 agents, limit=2, agent=f"agent-{index}", claim_id=f"race{index}x{call:04d}"
@@ -359,17 +352,9 @@ def test_concurrent_exchanges_never_start_a_task_twice(
             if not tasks:
                 break
             mine += [task["task_key"] for task in tasks]
-        started.append(mine)
+        return mine
 
-    threads = [threading.Thread(target=agent, args=(i,)) for i in range(6)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-    finally:
-        for opened in stores:
-            opened.close()
+    started = race(store_url, agent)
     keys = [key for mine in started for key in mine]
     assert len(keys) == len(set(keys)) == count
     assert store.count_tasks_by_status(running.id).get("started", 0) == count

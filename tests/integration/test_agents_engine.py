@@ -254,29 +254,45 @@ def test_a_retry_request_uses_a_retry(
 def test_concurrent_claims_never_hand_a_task_out_twice(
     make_service: Callable[..., ExecutionService], store: Store, store_url: str, backend: str
 ) -> None:
-    from dalsegno.store import open_store
 
     count = 60
     running = Running(make_service(), f"{FLOWS}:fan", {"count": count})
     wait_for(lambda: store.count_tasks_by_status(running.id).get("sent", 0) == count)
-    claimed: list[list[str]] = []
-    stores = [open_store(store_url) for _ in range(6)]  # separate connections, as managers
-    for opened in stores:
-        opened.agent_token_queue("warm-up")  # connected before the race
-    together = threading.Barrier(6)
 
-    def claimer(index: int) -> None:
-        agents = AgentService(ExecutionService(stores[index]))
+    def claimer(agents: AgentService, index: int) -> list[str]:
         mine: list[str] = []
-        together.wait()
         while True:
             found = agents.claim("web", f"agent-{index}", 2, 0)
             if not found:
-                break
+                return mine
             mine += [assignment["task_key"] for assignment in found]
-        claimed.append(mine)
 
-    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(6)]
+    claimed = race(store_url, claimer)
+    keys = [key for mine in claimed for key in mine]
+    assert len(keys) == len(set(keys)) == count
+    if backend == "postgres":  # SKIP LOCKED: the claims really ran side by side
+        assert sum(1 for mine in claimed if mine) > 1
+    store.request_cancel(running.id, _state("force_cancelling"), [])
+    running.end()
+
+
+def race(store_url: str, agent: Callable[[AgentService, int], list[str]]) -> list[list[str]]:
+    """Six `agent(service, index)` at once, each through a store of its own (separate
+    connections, as managers), released together; what each returned."""
+    from dalsegno.store import open_store
+
+    stores = [open_store(store_url) for _ in range(6)]
+    for opened in stores:
+        opened.agent_token_queue("warm-up")  # connected before the race
+    together = threading.Barrier(6)
+    found: list[list[str]] = []
+
+    def run(index: int) -> None:
+        agents = AgentService(ExecutionService(stores[index]))
+        together.wait()
+        found.append(agent(agents, index))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
     try:
         for thread in threads:
             thread.start()
@@ -285,12 +301,7 @@ def test_concurrent_claims_never_hand_a_task_out_twice(
     finally:
         for opened in stores:
             opened.close()
-    keys = [key for mine in claimed for key in mine]
-    assert len(keys) == len(set(keys)) == count
-    if backend == "postgres":  # SKIP LOCKED: the claims really ran side by side
-        assert sum(1 for mine in claimed if mine) > 1
-    store.request_cancel(running.id, _state("force_cancelling"), [])
-    running.end()
+    return found
 
 
 def _state(name: str) -> Any:

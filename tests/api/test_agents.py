@@ -8,6 +8,7 @@ tokens are the store's own (made with POST /agents/tokens). The executions run i
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
@@ -15,14 +16,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
+from starlette.routing import Match
 
 from api.conftest import ADMIN_TOKEN, Mount, ServerThread, snapshot
 from conftest import WORKFLOWS
 from dalsegno.api.app import create_app
 from dalsegno.engine.runner import EngineConfig
+from dalsegno.model.limits import MIB
 from dalsegno.service.executions import ExecutionService, RunResult
 from dalsegno.store import Store
 
@@ -405,3 +409,140 @@ def test_waiting_claims_hold_no_thread_of_the_server(app_client: httpx.Client) -
     for poller in pollers:
         poller.join(30)
     assert answers == [200] * 60
+
+
+# the exchange's short way ----------------------------------------------------------------
+# `POST /agents/exchange` with `Content-Type: application/json` (what agents send) is served
+# by `LeanExchange`; any other JSON type goes the documented route's way. Both must answer
+# alike, whatever the body.
+
+SHORT = {"Content-Type": "application/json"}
+ROUTE_ONLY = {"Content-Type": "application/vnd.dalsegno+json"}  # JSON, but not the short way
+
+
+def both_ways(
+    client: httpx.Client, body: bytes, token: str | None = None
+) -> tuple[httpx.Response, httpx.Response]:
+    auth = as_token(token) if token else {}
+    short = client.post("/agents/exchange", content=body, headers={**auth, **SHORT})
+    route = client.post("/agents/exchange", content=body, headers={**auth, **ROUTE_ONLY})
+    return short, route
+
+
+EXCHANGE = {"queue": "web", "agent": "a1", "claim_id": "claim_0001"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"",
+        b"[]",
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+        json.dumps({"queue": "web", "agent": "a1"}).encode(),
+        json.dumps({**EXCHANGE, "claim_id": "short"}).encode(),
+        json.dumps({**EXCHANGE, "limit": 101}).encode(),
+        json.dumps({**EXCHANGE, "limit": 1, "wait": "1"}).encode(),
+        json.dumps({**EXCHANGE, "other": 1}).encode(),
+        json.dumps({**EXCHANGE, "agent": "a\n"}).encode(),
+        json.dumps({**EXCHANGE, "results": [{"attempt_id": "x", "outcome": "won"}]}).encode(),
+        json.dumps({**EXCHANGE, "results": [{"outcome": "succeeded"}]}).encode(),
+    ],
+)
+def test_a_refused_exchange_is_answered_alike_the_short_way_and_the_route_way(
+    app_client: httpx.Client, body: bytes
+) -> None:
+    short, route = both_ways(app_client, body)
+    assert short.status_code in (400, 422), short.text
+    assert (short.status_code, short.json()) == (route.status_code, route.json())
+    error_of(short)
+
+
+def test_an_exchange_is_answered_alike_the_short_way_and_the_route_way(
+    app_client: httpx.Client, running_service: ExecutionService
+) -> None:
+    token = new_token(app_client, "web")
+    other = new_token(app_client, "db")
+    nothing = json.dumps({**EXCHANGE, "limit": 0}).encode()
+    short, route = both_ways(app_client, nothing, token)
+    assert (short.status_code, short.json()) == (200, {"results": [], "tasks": []})
+    assert (route.status_code, route.json()) == (200, {"results": [], "tasks": []})
+    assert short.headers["content-security-policy"] == route.headers["content-security-policy"]
+    short, route = both_ways(app_client, nothing, other)  # a token of another queue
+    assert short.status_code == 403
+    assert (short.status_code, short.json()) == (route.status_code, route.json())
+    short, route = both_ways(app_client, nothing, "not-a-token")
+    assert short.status_code == 401
+    assert (short.status_code, short.json()) == (route.status_code, route.json())
+
+    # a task claimed one way and delivered the other, both ways round
+    for claim_way, deliver_way in ((SHORT, ROUTE_ONLY), (ROUTE_ONLY, SHORT)):
+        execution = Execution(running_service)
+        claimed = app_client.post(
+            "/agents/exchange",
+            json={**EXCHANGE, "limit": 1, "wait": 10, "claim_id": f"claim_{execution.id[:8]}"},
+            headers={**as_token(token), **claim_way},
+        )
+        assert claimed.status_code == 200, claimed.text
+        (assignment,) = claimed.json()["tasks"]
+        assert (assignment["execution_id"], assignment["task_key"]) == (execution.id, "t")
+        delivered = app_client.post(
+            "/agents/exchange",
+            json={
+                **EXCHANGE,
+                "claim_id": f"deliver_{execution.id[:8]}",
+                "results": [
+                    {
+                        "attempt_id": assignment["attempt_id"],
+                        "outcome": "succeeded",
+                        "result": claim_way,
+                    }
+                ],
+            },
+            headers={**as_token(token), **deliver_way},
+        )
+        assert delivered.json() == {
+            "results": [{"attempt_id": assignment["attempt_id"], "status": "accepted"}],
+            "tasks": [],
+        }
+        assert execution.end() == "completed"
+        task = app_client.get(f"/executions/{execution.id}").json()["tasks"][1]
+        assert (task["status"], task["result"]) == ("succeeded", claim_way)
+
+
+def test_an_exchange_body_over_its_limit_is_refused_the_short_way_too(
+    app_client: httpx.Client,
+) -> None:
+    """Sent in chunks (no Content-Length), the body is refused once it passes the limit."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"queue": "web", "agent": "a1", "claim_id": "claim_0001", "results": [], "x": "'
+        for _ in range(17):
+            yield b"y" * MIB
+        yield b'"}'
+
+    answer = app_client.post(
+        "/agents/exchange", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert error_of(answer) == "the request body is too large: the limit is 16,777,216 bytes"
+
+
+def test_agents_json_exchanges_take_the_short_way() -> None:
+    app = create_app(mock.create_autospec(ExecutionService, instance=True), "unused")
+    first = app.router.routes[0]
+
+    def match(content_type: bytes, method: str = "POST") -> Match:
+        scope = {
+            "type": "http",
+            "path": "/api/v1/agents/exchange",
+            "method": method,
+            "headers": [(b"content-type", content_type)],
+        }
+        return first.matches(scope)[0]
+
+    assert match(b"application/json") is Match.FULL
+    assert match(b"Application/JSON; charset=utf-8") is Match.FULL
+    assert match(ROUTE_ONLY["Content-Type"].encode()) is Match.NONE
+    assert match(b"application/json", "GET") is Match.NONE

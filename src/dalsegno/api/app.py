@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.authentication import AuthenticationMiddleware
 
-from dalsegno.api.agents import agents_router
+from dalsegno.api.agents import LeanExchange, agents_router
 from dalsegno.api.auth import BearerTokens, CallerLookup, TokenChecker
 from dalsegno.api.deployments import deployments_router
 from dalsegno.api.errors import authentication_failed, install_error_handlers
@@ -97,6 +97,8 @@ def create_app(
     api.include_router(workflows_router(service))
     api.include_router(deployments_router(service))
     app.include_router(api)
+    # agents' exchanges, most of a manager's requests, take a short way to the same handler
+    app.router.routes.insert(0, LeanExchange(f"{PREFIX}/agents/exchange", agents))
     app.include_router(
         health_router(ReadinessCheck(service, stopping), metrics or Metrics(service))
     )

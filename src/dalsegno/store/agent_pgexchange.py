@@ -25,9 +25,17 @@ The NOTIFY that wakes the owners (`dalsegno_agent_results`) is not in that trans
 a transaction that notifies holds PostgreSQL's one notification lock from its commit
 until its WAL is flushed, so the exchanges of all agents (and every other notifying
 transaction of the server) would commit one after the other. It is sent after the
-commit by a thread of the store, one at a time, and the requests that come while one is
-sent make a single one after it: an owner always hears of a result committed before its
-wake-up, and reads every claimed task at least every second anyway.
+commit by a thread of the store, one at a time (one statement in autocommit), and the
+requests that come while one is sent make a single one after it: an owner always hears
+of a result committed before its wake-up, and reads every claimed task at least every
+second anyway.
+
+A statement the store runs often is prepared by psycopg on each pooled connection after
+five runs, and PostgreSQL keeps its generic plan when it is as good as a fresh one. The
+delivered attempt is looked up by equality when the call delivers one result (`= ANY`
+of one element is planned afresh at every call: a 4-table join, 0.3 ms), and the store's
+reads end with COMMIT (`PostgresStore._read`), since a ROLLBACK makes psycopg forget
+what it prepared.
 
 A pass that took fewer tasks than asked (in READ COMMITTED a row another claim changed
 after this statement's snapshot drops out) is tried again while the queue shows
@@ -89,6 +97,8 @@ RETURNING tasks.id, tasks.attempt_id, tasks.execution_id, tasks.graph_id, tasks.
     (SELECT graphs.name FROM graphs WHERE graphs.id = tasks.graph_id) AS graph
 """
 
+_NOTIFY = f"NOTIFY {RESULTS_CHANNEL}"
+
 _ANY_UNHELD = """
 SELECT EXISTS (
     SELECT 1 FROM tasks JOIN executions ON executions.id = tasks.execution_id
@@ -130,12 +140,18 @@ class Coalesced:
 class PgExchange:
     """The statements of the exchange on PostgreSQL, compiled once for `engine`."""
 
-    def __init__(self, engine: Engine, notify: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.notifier = Coalesced(notify)
+        self.notifier = Coalesced(self._notify)
         ids = any_(bindparam("b_ids", type_=ARRAY(String)))
         self.held = str(
             HELD_ATTEMPTS.where(t.attempts.c.attempt_id == ids).compile(dialect=engine.dialect)
+        )
+        # One result (a slot's usual call): an equality on the unique key, whose plan
+        # PostgreSQL keeps; for `= ANY(...)` it plans the 4-table join at every call.
+        one = bindparam("b_id", type_=String)
+        self.held_one = str(
+            HELD_ATTEMPTS.where(t.attempts.c.attempt_id == one).compile(dialect=engine.dialect)
         )
         self.claimed = str(
             select(t.tasks.c.attempt_id)
@@ -166,6 +182,21 @@ class PgExchange:
             self.notifier.request()  # after the commit: the owners find what they are told of
         return result
 
+    def _notify(self) -> None:
+        """NOTIFY the owners, as one statement in autocommit on a pooled connection: one
+        round trip (a transaction through the engine costs three, and its Python more)."""
+        raw = self.engine.raw_connection()
+        try:
+            pg: Any = raw.dbapi_connection
+            pg.autocommit = True
+            try:
+                pg.execute(_NOTIFY)
+            finally:
+                with contextlib.suppress(Exception):
+                    pg.autocommit = False
+        finally:
+            raw.close()
+
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
         from dalsegno.store.agents import _now, assignment_of, started_rows
         from dalsegno.store.instances import instance_start_rows
@@ -174,7 +205,9 @@ class PgExchange:
         writes.execute(_BEGIN)
         held = _named(pg)
         ids = list({delivery.attempt_id for delivery in exchange.deliveries})
-        if ids:
+        if len(ids) == 1:
+            held.execute(self.held_one, {"b_id": ids[0]})
+        elif ids:
             held.execute(self.held, {"b_ids": ids})
         params = {
             "queue": exchange.queue,
@@ -258,7 +291,7 @@ def pg_exchange(store: AgentQueue, engine: Engine) -> PgExchange:
     """The store's `PgExchange`, made once."""
     found: PgExchange | None = store.__dict__.get("_pg_exchange")
     if found is None:
-        found = PgExchange(engine, lambda: store.notify(RESULTS_CHANNEL))
+        found = PgExchange(engine)
         store.__dict__["_pg_exchange"] = found
     return found
 

@@ -227,6 +227,11 @@ class PostgresStore(SQLStore):
     def _read(self) -> Iterator[Connection]:
         with self._faults(), super()._read() as conn:
             yield conn
+            # A read ends with COMMIT, not the pool's ROLLBACK on return: psycopg forgets
+            # every statement it prepared on the connection at a ROLLBACK (and sends
+            # DEALLOCATE ALL), so no statement of the exchange or the owner stayed prepared.
+            if conn.in_transaction():
+                conn.commit()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -341,3 +341,33 @@ def test_a_queued_execution_is_promoted_when_the_holder_is_cancelled_as_it_is_cr
         )
         assert stores[0].get_execution(created).status is E.PENDING  # type: ignore[union-attr]
         stores[0].request_cancel(created, E.CANCELLED, [])
+
+
+def test_statements_stay_prepared_across_reads_but_batches_are_planned_afresh(
+    url: str, opener: Callable[[str], Store]
+) -> None:
+    """psycopg prepares a statement after five runs on a connection, and PostgreSQL keeps
+    its generic plan. A read ended with the pool's ROLLBACK, at which psycopg forgets
+    everything it prepared; it ends with COMMIT. The batches' statements (arrays of rows,
+    `dalsegno.store.pgbulk`) are never prepared: a generic plan cannot know how many rows
+    the arrays hold, and the owner's UPDATE of tasks ran at a third of its speed on one."""
+    store = opener(url)
+    assert isinstance(store, PostgresStore)
+    (execution_id,) = pending(store, 1)
+    engine: Any = store._write_engine
+    raw = engine.raw_connection()  # the store's one connection while this test runs
+    pg: Any = raw.dbapi_connection
+    raw.close()
+    for _ in range(8):
+        assert store.read_status(execution_id) is not None
+        with engine.begin() as conn:
+            cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            row = dict.fromkeys(store._task_update.names)  # type: ignore[attr-defined]
+            row.update(b_id=-1, b_execution_id=execution_id, b_expected="sent")
+            assert store._task_update.run_many(cursor, [row, {**row, "b_id": -2}]) == 0  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection is pg  # the same connection all along
+        prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars()
+        statements = [" ".join(statement.split()) for statement in prepared]
+    assert [s for s in statements if s.startswith("SELECT executions.status")], statements
+    assert not [s for s in statements if s.startswith("UPDATE tasks SET")], statements

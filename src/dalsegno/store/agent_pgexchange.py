@@ -30,12 +30,12 @@ requests that come while one is sent make a single one after it: an owner always
 of a result committed before its wake-up, and reads every claimed task at least every
 second anyway.
 
-A statement the store runs often is prepared by psycopg on each pooled connection after
-five runs, and PostgreSQL keeps its generic plan when it is as good as a fresh one. The
-delivered attempt is looked up by equality when the call delivers one result (`= ANY`
-of one element is planned afresh at every call: a 4-table join, 0.3 ms), and the store's
-reads end with COMMIT (`PostgresStore._read`), since a ROLLBACK makes psycopg forget
-what it prepared.
+psycopg prepares a statement on a pooled connection after five runs, and PostgreSQL then
+keeps its generic plan when that plan is as good as a fresh one. The claim's generic plan
+reads the rows it takes (tested). The delivered attempt is looked up by equality on its
+unique key when the call delivers one result: `= ANY` of one element is planned afresh at
+every call (a 4-table join, 0.3 ms). The store's reads end with COMMIT
+(`PostgresStore._read`): at a ROLLBACK, psycopg forgets what it prepared.
 
 A pass that took fewer tasks than asked (in READ COMMITTED a row another claim changed
 after this statement's snapshot drops out) is tried again while the queue shows

@@ -227,9 +227,9 @@ class PostgresStore(SQLStore):
     def _read(self) -> Iterator[Connection]:
         with self._faults(), super()._read() as conn:
             yield conn
-            # A read ends with COMMIT, not the pool's ROLLBACK on return: psycopg forgets
-            # every statement it prepared on the connection at a ROLLBACK (and sends
-            # DEALLOCATE ALL), so no statement of the exchange or the owner stayed prepared.
+            # A read ends with COMMIT, not the pool's ROLLBACK on return: at a ROLLBACK,
+            # psycopg forgets every statement it prepared on the connection (and sends
+            # DEALLOCATE ALL), so none stayed prepared past the connection's next read.
             if conn.in_transaction():
                 conn.commit()
 

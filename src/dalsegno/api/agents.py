@@ -487,7 +487,7 @@ class LeanExchange(BaseRoute):
         try:
             parsed = ExchangeRequest.model_validate(json.loads(body))
         except (ValueError, RecursionError, ValidationError):  # the route's to refuse
-            scope[_LEAN] = False
+            scope[_LEAN] = True
             router = scope["router"]
             await router.app(scope, _replay(body, receive), send)
             return

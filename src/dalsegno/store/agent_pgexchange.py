@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, any_, bindparam, select
@@ -162,10 +162,7 @@ class PgExchange:
     def run(self, store: AgentQueue, exchange: Exchange) -> Exchanged:
         """Record `exchange`'s results, then claim and start up to its limit, in one
         transaction (the caller turns a lost connection into the store's fault)."""
-        raw = self.engine.raw_connection()
-        try:
-            pg: Any = raw.dbapi_connection
-            pg.autocommit = True  # the transaction is ours: BEGIN goes with the first statements
+        with _autocommit(self.engine) as pg:
             try:
                 with pg.pipeline():
                     result = self._exchange(store, pg, exchange)
@@ -173,11 +170,6 @@ class PgExchange:
                 with contextlib.suppress(Exception):
                     pg.rollback()
                 raise
-            finally:
-                with contextlib.suppress(Exception):
-                    pg.autocommit = False
-        finally:
-            raw.close()
         if ACCEPTED in result.answers:
             self.notifier.request()  # after the commit: the owners find what they are told of
         return result
@@ -185,17 +177,8 @@ class PgExchange:
     def _notify(self) -> None:
         """NOTIFY the owners, as one statement in autocommit on a pooled connection: one
         round trip (a transaction through the engine costs three, and its Python more)."""
-        raw = self.engine.raw_connection()
-        try:
-            pg: Any = raw.dbapi_connection
-            pg.autocommit = True
-            try:
-                pg.execute(_NOTIFY)
-            finally:
-                with contextlib.suppress(Exception):
-                    pg.autocommit = False
-        finally:
-            raw.close()
+        with _autocommit(self.engine) as pg:
+            pg.execute(_NOTIFY)
 
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
         from dalsegno.store.agents import _now, assignment_of, started_rows
@@ -277,6 +260,23 @@ class PgExchange:
             again.execute(_CLAIM, {**params, "limit": limit - len(taken)})
             taken += again.fetchall()
         return taken
+
+
+@contextlib.contextmanager
+def _autocommit(engine: Engine) -> Iterator[Any]:
+    """The driver connection of a pooled connection, in autocommit while it is lent: the
+    caller sends its own BEGIN (or none), so no statement waits for one of the engine's."""
+    raw = engine.raw_connection()
+    try:
+        pg: Any = raw.dbapi_connection
+        pg.autocommit = True
+        try:
+            yield pg
+        finally:
+            with contextlib.suppress(Exception):
+                pg.autocommit = False
+    finally:
+        raw.close()
 
 
 def _named(pg: Any) -> Any:

@@ -45,6 +45,7 @@ MATRIX = (
     "agents/test_agent_subgraphs.py",
     "faults/",
     "agents/test_exchange.py",
+    "agents/test_agent_signals.py",
     "agents/test_lifecycle_agents.py",
     "acceptance/test_agent_torture.py",
 )

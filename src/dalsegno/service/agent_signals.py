@@ -87,7 +87,6 @@ class TaskSignals:
                 elif time.monotonic() - last_waiter > LINGER:
                     self._thread = None
                     return
-                queues = {queue for queue, _ in self._callbacks.values()}
                 waiting = set(self._agents.values())
             if self._on_tick is not None and waiting:
                 try:
@@ -97,6 +96,12 @@ class TaskSignals:
             began = time.monotonic()
             try:
                 store.wait_for_notification([TASKS_CHANNEL], RECHECK)
+                # The queues are read after the wait, not before it: a claim that began
+                # waiting meanwhile looked before the tasks its wake-up is about were
+                # committed, and the notification is spent by this look. Left out of it,
+                # the claim would wait for the next look, a whole RECHECK later.
+                with self._lock:
+                    queues = {queue for queue, _ in self._callbacks.values()}
                 ready = store.claimable_queues(sorted(queues)) if queues else set()
             except Exception:
                 log.warning("looking for agent tasks failed; retrying", exc_info=True)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, QueuePool, create_engine, event, text
 from test_migrations import CHILD, schema_diff, versions
 
 from conftest import PostgresServer
+from dalsegno.model.access import Role, TokenRecord
 from dalsegno.model.errors import RefusedError
 from dalsegno.model.records import LeaseOwner
 from dalsegno.model.states import ExecutionState
@@ -177,6 +178,33 @@ def test_a_connection_killed_by_the_server_is_replaced(
         (postgres_database,),
     )
     assert store.get_execution(created.id) == created  # pre-ping found the pooled one dead
+
+
+def test_a_token_is_read_by_one_statement_alone_and_a_revocation_holds_at_once(
+    postgres: PostgresServer, url: str, postgres_database: str, opener: Callable[[str], Store]
+) -> None:
+    """Every request with a token but the admin's reads it: one statement, which the
+    server runs as a transaction of its own (no BEGIN and COMMIT around it)."""
+    store = opener(url)
+    made = time.time()
+    store.add_token("a" * 64, TokenRecord("agent-web", Role.AGENT, "web", made, "admin"))
+    store.add_token("b" * 64, TokenRecord("agent-db", Role.AGENT, "db", made, "admin"))
+    found = store.token_by_hash("a" * 64)
+    assert found == TokenRecord("agent-web", Role.AGENT, "web", made, "admin")
+    last = postgres.admin.execute(  # the last statement of each idle pooled connection
+        "SELECT query FROM pg_stat_activity WHERE datname = %s AND state = 'idle'",
+        (postgres_database,),
+    ).fetchall()
+    assert [q for (q,) in last if q.startswith("SELECT tokens.name")], last
+    assert store.token_by_hash("c" * 64) is None  # unknown
+    assert store.revoke_token("agent-web", "admin", time.time()) is not None
+    assert store.token_by_hash("a" * 64) is None  # refused at the next read
+    postgres.admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+        (postgres_database,),
+    )
+    found = store.token_by_hash("b" * 64)  # the killed connection was replaced
+    assert found is not None and found.queue == "db"
 
 
 # --- migrations ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, any_, bindparam, select
@@ -58,6 +58,7 @@ from dalsegno.model.states import ExecutionState, TaskState
 from dalsegno.store import tables as t
 from dalsegno.store.agent_records import RESULTS_CHANNEL, Exchange, Exchanged
 from dalsegno.store.agent_results import ACCEPTED, HELD_ATTEMPTS
+from dalsegno.store.pgdriver import autocommit, named
 
 if TYPE_CHECKING:
     from dalsegno.store.agents import AgentQueue
@@ -162,7 +163,7 @@ class PgExchange:
     def run(self, store: AgentQueue, exchange: Exchange) -> Exchanged:
         """Record `exchange`'s results, then claim and start up to its limit, in one
         transaction (the caller turns a lost connection into the store's fault)."""
-        with _autocommit(self.engine) as pg:
+        with autocommit(self.engine) as pg:
             try:
                 with pg.pipeline():
                     result = self._exchange(store, pg, exchange)
@@ -177,7 +178,7 @@ class PgExchange:
     def _notify(self) -> None:
         """NOTIFY the owners, as one statement in autocommit on a pooled connection: one
         round trip (a transaction through the engine costs three, and its Python more)."""
-        with _autocommit(self.engine) as pg:
+        with autocommit(self.engine) as pg:
             pg.execute(_NOTIFY)
 
     def _exchange(self, store: AgentQueue, pg: Any, exchange: Exchange) -> Exchanged:
@@ -186,7 +187,7 @@ class PgExchange:
 
         writes = pg.cursor()
         writes.execute(_BEGIN)
-        held = _named(pg)
+        held = named(pg)
         ids = list({delivery.attempt_id for delivery in exchange.deliveries})
         if len(ids) == 1:
             held.execute(self.held_one, {"b_id": ids[0]})
@@ -201,7 +202,7 @@ class PgExchange:
             "started": TaskState.STARTED.value,
             "running": ExecutionState.STARTED.value,
         }
-        claim = _named(pg)
+        claim = named(pg)
         if exchange.limit:
             claim.execute(_CLAIM, {**params, "limit": exchange.limit})
         # the first wait: BEGIN, the attempts' rows and the claim travel together
@@ -256,35 +257,10 @@ class PgExchange:
             look.execute(_ANY_UNHELD, params)
             if not look.fetchone()[0]:
                 break
-            again = _named(pg)
+            again = named(pg)
             again.execute(_CLAIM, {**params, "limit": limit - len(taken)})
             taken += again.fetchall()
         return taken
-
-
-@contextlib.contextmanager
-def _autocommit(engine: Engine) -> Iterator[Any]:
-    """The driver connection of a pooled connection, in autocommit while it is lent: the
-    caller sends its own BEGIN (or none), so no statement waits for one of the engine's."""
-    raw = engine.raw_connection()
-    try:
-        pg: Any = raw.dbapi_connection
-        pg.autocommit = True
-        try:
-            yield pg
-        finally:
-            with contextlib.suppress(Exception):
-                pg.autocommit = False
-    finally:
-        raw.close()
-
-
-def _named(pg: Any) -> Any:
-    """A cursor of `pg` whose rows have named fields. psycopg is imported here, not with
-    the module: every store loads this module, and a SQLite process never needs psycopg."""
-    from psycopg.rows import namedtuple_row
-
-    return pg.cursor(row_factory=namedtuple_row)
 
 
 def pg_exchange(store: AgentQueue, engine: Engine) -> PgExchange:

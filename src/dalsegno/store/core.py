@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select, update
 
@@ -99,6 +99,13 @@ class SQLBase:
     def _read(self) -> Iterator[Connection]:
         with self._read_engine.connect() as conn:
             yield conn
+
+    def _read_row(self, statement: Any, params: dict[str, Any]) -> Any:
+        """The first row of one read statement (attributes by column name), or None.
+
+        For reads every request makes: PostgreSQL sends it alone, in one round trip."""
+        with self._read() as conn:
+            return conn.execute(statement, params).first()
 
     def _retry(
         self,

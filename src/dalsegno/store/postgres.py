@@ -39,6 +39,7 @@ from dalsegno.store.listener import Listener
 from dalsegno.store.notify import PENDING, check_channel
 from dalsegno.store.outage import Outcome, passing_fault, retrying
 from dalsegno.store.pgbulk import Bulk
+from dalsegno.store.pgdriver import autocommit, named
 from dalsegno.store.retry import retried, within_budget
 from dalsegno.store.sql import SQLStore
 from dalsegno.store.statements import (
@@ -170,6 +171,8 @@ class PostgresStore(SQLStore):
         fenced = typing.cast(Any, _Fenced)
         self._fence_renew = fenced(FENCE_RENEW.returning(xid), dialect, self._outcome)
         self._fence_read = fenced(FENCE_READ.add_columns(xid), dialect, self._outcome)
+        self._dialect = dialect
+        self._alone: dict[Any, str] = {}  # `_read_row`'s statements, compiled
 
     def close(self) -> None:
         self._closed.set()  # a thread still retrying gives up: no connection outlives this
@@ -232,6 +235,15 @@ class PostgresStore(SQLStore):
             # DEALLOCATE ALL), so none stayed prepared past the connection's next read.
             if conn.in_transaction():
                 conn.commit()
+
+    def _read_row(self, statement: Any, params: dict[str, Any]) -> Any:
+        """One statement alone, in autocommit: one round trip, not three (BEGIN READ ONLY,
+        the statement, COMMIT). Its SQL is compiled once per statement."""
+        sql = self._alone.get(statement)
+        if sql is None:
+            sql = self._alone[statement] = str(statement.compile(dialect=self._dialect))
+        with self._faults(), autocommit(self._write_engine) as pg:
+            return named(pg).execute(sql, params).fetchone()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
